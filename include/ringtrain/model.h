@@ -1,0 +1,119 @@
+/* model.h - a feed-forward network over flat parameter and gradient blocks.
+ *
+ * Layout (documented for checkpoints, h5py and PyTorch users): the parameters of layer i
+ * are W_i (OUT_i, IN_i) row-major, exactly nn.Linear.weight, followed by b_i (OUT_i). Layers
+ * follow each other in order in one contiguous float block `params`; `grads` has the same
+ * layout. Averaging gradients across ranks is therefore one call on one buffer.
+ *
+ * Hidden layers apply `act`; the last layer is linear (its output, the logits, goes to the
+ * loss). All buffers, activations included, are allocated by rt_model_init for batches of
+ * up to max_batch rows; forward, loss and backward never allocate.
+ *
+ * Layer kinds sit behind a small table of operations (src/nn/layer.h), so that kinds other
+ * than dense can be added without changing this interface.
+ *
+ * Dimension letters: B rows in the batch, IN/OUT a layer's widths, K the model output width. */
+#ifndef RT_MODEL_H
+#define RT_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ringtrain/arena.h"
+
+#define RT_MAX_LAYERS 32
+
+enum rt_act { RT_ACT_IDENTITY, RT_ACT_RELU, RT_ACT_TANH, RT_ACT_SIGMOID, RT_ACT_GELU };
+enum rt_loss { RT_LOSS_CE, RT_LOSS_MSE };
+enum rt_init { RT_INIT_TORCH, RT_INIT_XAVIER, RT_INIT_HE };
+
+/* Parse a name ("relu", "ce"/"cross_entropy", "mse", "torch"/"xavier"/"he"); returns 0 or
+ * -1 when the name is unknown (the caller reports it with the file and key). */
+int rt_act_parse(const char *name, enum rt_act *out);
+int rt_loss_parse(const char *name, enum rt_loss *out);
+int rt_init_parse(const char *name, enum rt_init *out);
+const char *rt_act_name(enum rt_act a);
+const char *rt_loss_name(enum rt_loss l);
+const char *rt_init_name(enum rt_init i);
+
+struct rt_model_spec {
+    int n_sizes;                      /* layer widths given: n_layers + 1, >= 2 */
+    int sizes[RT_MAX_LAYERS + 1];     /* sizes[0] = input width, sizes[n_sizes-1] = K */
+    enum rt_act act;                  /* hidden activation */
+    enum rt_loss loss;
+    enum rt_init init;
+};
+
+struct rt_layer; /* src/nn/layer.h */
+
+struct rt_model {
+    struct rt_model_spec spec;
+    int n_layers;
+    int max_batch;            /* rows the activation arena was sized for */
+    size_t n_params;          /* floats in params (and in grads) */
+    float *params;            /* (n_params) owned, see layout above */
+    float *grads;             /* (n_params) owned, same layout; overwritten by backward */
+    struct rt_layer *layers;  /* (n_layers) owned */
+    float *dlogits;           /* (max_batch, K) owned: dLoss/dlogits, written by the loss */
+    struct rt_arena params_arena, grads_arena, act_arena;
+};
+
+/* Validates spec (every width >= 1, 2 <= n_sizes <= RT_MAX_LAYERS + 1, max_batch >= 1) and
+ * allocates parameters, gradients and the activation arena. Parameters start at zero: call
+ * rt_model_init_params. Fails with RT_ERR_INVAL or RT_ERR_NOMEM (message recorded). On
+ * failure the model is left freed. */
+int rt_model_init(struct rt_model *m, const struct rt_model_spec *spec, int max_batch);
+void rt_model_free(struct rt_model *m); /* no-op on a zeroed or freed model */
+
+/* Draws every parameter from spec.init, seeded by (seed, layer) through rt_rng_derive:
+ * same seed, same bytes, on any machine. RT_INIT_TORCH is nn.Linear's default
+ * (W ~ U(-1/sqrt(IN), 1/sqrt(IN)), i.e. kaiming_uniform a=sqrt(5); b ~ U(-1/sqrt(IN), ...)).
+ * RT_INIT_XAVIER: W ~ U(-sqrt(6/(IN+OUT)), +), b = 0. RT_INIT_HE: W ~ N(0, 2/IN), b = 0. */
+void rt_model_init_params(struct rt_model *m, uint64_t seed);
+
+/* Views of layer i's parameters inside params (and grads when non-NULL out-pointers). */
+void rt_model_layer_view(const struct rt_model *m, int i, float **w, float **b, float **dw,
+                         float **db);
+/* Offset (in floats) of layer i's block inside params/grads, and its length. */
+size_t rt_model_layer_offset(const struct rt_model *m, int i);
+size_t rt_model_layer_count(const struct rt_model *m, int i);
+
+/* Forward pass of B rows (0 <= B <= max_batch); x (B, IN0) is borrowed and must stay
+ * unchanged until backward. Returns the logits (B, K), owned by the model, valid until the
+ * next forward. Cannot fail. */
+const float *rt_model_forward(struct rt_model *m, const float *x, int B);
+
+/* Loss of the last forward's B rows against targets (int32 labels (B) for RT_LOSS_CE,
+ * float (B, K) for RT_LOSS_MSE). Returns the SUM over rows of the per-row loss (CE: -log p_y;
+ * MSE: sum over the K elements of (out - t)^2). Writes m->dlogits = d(sum)/dlogits / norm,
+ * where norm is the global divisor (rt_loss_norm of the global batch) so that gradients
+ * summed over ranks are the gradient of the global mean. Cannot fail. */
+double rt_model_loss(struct rt_model *m, const void *targets, int B, double norm);
+
+/* The divisor that turns a summed loss over `rows` rows into the PyTorch mean: rows for
+ * CE (mean over the batch), rows * K for MSE (mean over all elements, as nn.MSELoss). */
+double rt_loss_norm(enum rt_loss loss, int64_t rows, int K);
+
+/* Called by backward when layer i's gradient block (offset, count floats into grads) is
+ * final. Layers finish in reverse order: this is where gradient buckets start to move. */
+typedef void (*rt_grad_ready_fn)(void *ctx, int layer, size_t offset, size_t count);
+
+/* Backward of the last forward from m->dlogits. OVERWRITES grads (no zeroing needed; with
+ * B == 0 the gradients become zero). x is the same input forward saw. ready may be NULL.
+ * Cannot fail. */
+void rt_model_backward(struct rt_model *m, const float *x, int B, rt_grad_ready_fn ready,
+                       void *ctx);
+
+/* Number of rows among the last forward's B whose arg-max logit equals the label (CE only;
+ * ties go to the lowest index, like torch.argmax). */
+int64_t rt_model_count_correct(const struct rt_model *m, const int32_t *labels, int B);
+
+/* FLOPs of one training step per sample (forward + backward GEMMs, dX of layer 0 skipped),
+ * and of one forward per sample. Used for model FLOP utilisation. */
+double rt_model_train_flops_per_sample(const struct rt_model *m);
+double rt_model_forward_flops_per_sample(const struct rt_model *m);
+
+/* BLAS threads for this process (cblas lives in src/nn only). n <= 0 leaves the default. */
+void rt_nn_set_threads(int n);
+
+#endif

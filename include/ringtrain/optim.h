@@ -1,0 +1,72 @@
+/* optim.h - optimizers, learning-rate schedules and gradient clipping over flat arrays.
+ *
+ * Update rules are PyTorch's, term for term (torch.optim.SGD/Adam/AdamW, single-tensor
+ * path), so that a run can be compared with a PyTorch reference:
+ *   SGD:   g += wd*p; buf = mom*buf + g (buf = g on step 1); g = nesterov ? g + mom*buf : buf;
+ *          p -= lr*g                                           (dampening is 0)
+ *   Adam:  g += wd*p; m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2;
+ *          p -= (lr/(1-b1^t)) * m / (sqrt(v)/sqrt(1-b2^t) + eps)
+ *   AdamW: p *= 1 - lr*wd, then Adam with wd = 0.
+ * No MPI: gradients arrive already averaged. */
+#ifndef RT_OPTIM_H
+#define RT_OPTIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ringtrain/arena.h"
+
+enum rt_optim_kind { RT_OPTIM_SGD, RT_OPTIM_ADAM, RT_OPTIM_ADAMW };
+enum rt_sched_kind { RT_SCHED_CONSTANT, RT_SCHED_STEP, RT_SCHED_COSINE };
+
+int rt_optim_parse(const char *name, enum rt_optim_kind *out); /* 0, or -1 if unknown */
+int rt_sched_parse(const char *name, enum rt_sched_kind *out);
+const char *rt_optim_name(enum rt_optim_kind k);
+const char *rt_sched_name(enum rt_sched_kind k);
+
+struct rt_optim_cfg {
+    enum rt_optim_kind kind;
+    double lr;           /* base learning rate */
+    double momentum;     /* SGD */
+    int nesterov;        /* SGD, needs momentum > 0 */
+    double weight_decay;
+    double beta1, beta2; /* Adam/AdamW */
+    double eps;          /* Adam/AdamW, added after the square root */
+};
+
+struct rt_optim {
+    struct rt_optim_cfg cfg;
+    size_t n;            /* floats per state array */
+    int64_t step;        /* updates done so far (t of the bias correction is step + 1) */
+    float *m;            /* (n) owned: SGD momentum buffer / Adam first moment; NULL if unused */
+    float *v;            /* (n) owned: Adam second moment; NULL if unused */
+    struct rt_arena arena;
+};
+
+/* Allocates the state arrays (zero). Fails with RT_ERR_NOMEM. */
+int rt_optim_init(struct rt_optim *o, const struct rt_optim_cfg *cfg, size_t n);
+void rt_optim_free(struct rt_optim *o);
+
+/* One update of params (n) from grads (n) at learning rate lr (the schedule's value for
+ * this step). grads is only read. Never allocates, cannot fail. */
+void rt_optim_step(struct rt_optim *o, float *params, const float *grads, double lr);
+
+struct rt_sched_cfg {
+    enum rt_sched_kind kind;
+    int64_t warmup_steps; /* linear warm-up: lr * (step+1)/warmup_steps for step < warmup */
+    int64_t step_size;    /* RT_SCHED_STEP: multiply by gamma every step_size steps */
+    double gamma;
+    double min_lr;        /* RT_SCHED_COSINE: eta_min */
+};
+
+/* Learning rate for the update with index `step` (0-based) out of total_steps. Warm-up
+ * comes first; step and cosine schedules count from the end of warm-up. Pure function. */
+double rt_sched_lr(const struct rt_sched_cfg *s, double base_lr, int64_t step,
+                   int64_t total_steps);
+
+/* Global L2 norm of grads (accumulated in double). When max_norm > 0 and the norm exceeds
+ * it, scales grads by max_norm / (norm + 1e-6) as torch.nn.utils.clip_grad_norm_ does.
+ * Returns the norm before clipping. */
+double rt_clip_grad_norm(float *grads, size_t n, double max_norm);
+
+#endif
