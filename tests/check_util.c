@@ -18,8 +18,7 @@ void check_close(const float *a, const float *b, size_t n, double atol, double r
                 fprintf(stderr, "%s[%zu]: %.9g vs %.9g (diff %.3g)\n", label, i, a[i], b[i], d);
             bad++;
         }
-        if (d > worst || isnan(d))
-            worst = d;
+        if (d > worst || isnan(d)) worst = d;
     }
     ck_assert_msg(bad == 0, "%s: %zu of %zu values differ, max diff %.3g", label, bad, n, worst);
 }
@@ -37,8 +36,7 @@ const char *scratch_path(const char *name)
 {
     static char buf[4096];
     const char *dir = getenv("TMPDIR");
-    if (!dir || !*dir)
-        dir = "/tmp";
+    if (!dir || !*dir) dir = "/tmp";
     static unsigned counter;
     snprintf(buf, sizeof buf, "%s/rt-test-%d-%u-%s", dir, (int)getpid(), counter++, name);
     return buf;

@@ -37,9 +37,9 @@ const char *rt_loss_name(enum rt_loss l);
 const char *rt_init_name(enum rt_init i);
 
 struct rt_model_spec {
-    int n_sizes;                      /* layer widths given: n_layers + 1, >= 2 */
-    int sizes[RT_MAX_LAYERS + 1];     /* sizes[0] = input width, sizes[n_sizes-1] = K */
-    enum rt_act act;                  /* hidden activation */
+    int n_sizes;                  /* layer widths given: n_layers + 1, >= 2 */
+    int sizes[RT_MAX_LAYERS + 1]; /* sizes[0] = input width, sizes[n_sizes-1] = K */
+    enum rt_act act;              /* hidden activation */
     enum rt_loss loss;
     enum rt_init init;
 };
@@ -49,12 +49,12 @@ struct rt_layer; /* src/nn/layer.h */
 struct rt_model {
     struct rt_model_spec spec;
     int n_layers;
-    int max_batch;            /* rows the activation arena was sized for */
-    size_t n_params;          /* floats in params (and in grads) */
-    float *params;            /* (n_params) owned, see layout above */
-    float *grads;             /* (n_params) owned, same layout; overwritten by backward */
-    struct rt_layer *layers;  /* (n_layers) owned */
-    float *dlogits;           /* (max_batch, K) owned: dLoss/dlogits, written by the loss */
+    int max_batch;           /* rows the activation arena was sized for */
+    size_t n_params;         /* floats in params (and in grads) */
+    float *params;           /* (n_params) owned, see layout above */
+    float *grads;            /* (n_params) owned, same layout; overwritten by backward */
+    struct rt_layer *layers; /* (n_layers) owned */
+    float *dlogits;          /* (max_batch, K) owned: dLoss/dlogits, written by the loss */
     struct rt_arena params_arena, grads_arena, act_arena;
 };
 

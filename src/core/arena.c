@@ -16,11 +16,9 @@ int rt_arena_init(struct rt_arena *a, const char *name, size_t cap)
     a->used = 0;
     a->cap = rt_arena_footprint(cap);
     a->base = NULL;
-    if (a->cap == 0)
-        return RT_OK;
+    if (a->cap == 0) return RT_OK;
     a->base = aligned_alloc(RT_ARENA_ALIGN, a->cap);
-    if (!a->base)
-        return rt_errorf(RT_ERR_NOMEM, "%s: cannot allocate %zu bytes", name, a->cap);
+    if (!a->base) return rt_errorf(RT_ERR_NOMEM, "%s: cannot allocate %zu bytes", name, a->cap);
     memset(a->base, 0, a->cap);
     return RT_OK;
 }
@@ -29,8 +27,8 @@ void *rt_arena_alloc(struct rt_arena *a, size_t bytes)
 {
     size_t need = rt_arena_footprint(bytes);
     if (need > a->cap - a->used) {
-        rt_errorf(RT_ERR_NOMEM, "%s: arena overflow: need %zu bytes, %zu available", a->name,
-                  need, a->cap - a->used);
+        rt_errorf(RT_ERR_NOMEM, "%s: arena overflow: need %zu bytes, %zu available", a->name, need,
+                  a->cap - a->used);
         return NULL;
     }
     void *p = a->base + a->used;

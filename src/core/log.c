@@ -24,8 +24,7 @@ int rt_log_world(void)
 
 void rt_log0(const char *fmt, ...)
 {
-    if (log_rank != 0)
-        return;
+    if (log_rank != 0) return;
     va_list ap;
     va_start(ap, fmt);
     vfprintf(stdout, fmt, ap);

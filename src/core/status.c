@@ -16,16 +16,14 @@ int rt_errorf(int code, const char *fmt, ...)
         va_end(ap);
         /* One line on stderr is the contract: fold any newline a caller let through. */
         for (char *p = first_message; *p; p++)
-            if (*p == '\n' || *p == '\r')
-                *p = ' ';
+            if (*p == '\n' || *p == '\r') *p = ' ';
     }
     return code;
 }
 
 const char *rt_error_message(int code)
 {
-    if (first_message[0] != '\0')
-        return first_message;
+    if (first_message[0] != '\0') return first_message;
     return rt_status_name(code);
 }
 
@@ -42,16 +40,27 @@ void rt_error_clear(void)
 const char *rt_status_name(int code)
 {
     switch (code) {
-    case RT_OK: return "ok";
-    case RT_ERR_NOMEM: return "out of memory";
-    case RT_ERR_IO: return "i/o error";
-    case RT_ERR_HDF5: return "hdf5 error";
-    case RT_ERR_MPI: return "mpi error";
-    case RT_ERR_INVAL: return "invalid argument";
-    case RT_ERR_SHAPE: return "shape mismatch";
-    case RT_ERR_NONFINITE: return "non-finite value";
-    case RT_ERR_FORMAT: return "bad file format";
-    case RT_ERR_INTERNAL: return "internal error";
-    default: return "unknown error";
+    case RT_OK:
+        return "ok";
+    case RT_ERR_NOMEM:
+        return "out of memory";
+    case RT_ERR_IO:
+        return "i/o error";
+    case RT_ERR_HDF5:
+        return "hdf5 error";
+    case RT_ERR_MPI:
+        return "mpi error";
+    case RT_ERR_INVAL:
+        return "invalid argument";
+    case RT_ERR_SHAPE:
+        return "shape mismatch";
+    case RT_ERR_NONFINITE:
+        return "non-finite value";
+    case RT_ERR_FORMAT:
+        return "bad file format";
+    case RT_ERR_INTERNAL:
+        return "internal error";
+    default:
+        return "unknown error";
     }
 }

@@ -1,17 +1,251 @@
-/* dense.c - dense layer kernels over cblas_sgemm.
+/* dense.c - the dense (fully connected) layer: kernels over cblas_sgemm, activations, init,
+ * and the dense entry of the layer table.
+ *
+ * Forward is one GEMM with beta = 0 (so the output needs no clearing) followed by ONE pass
+ * that adds the bias and applies the activation. Backward first turns dY into dZ in place
+ * while summing the bias gradient in the same pass (rows are read in memory order), then
+ * runs the two GEMMs dW = dZ^T X and dX = dZ W, both with beta = 0 so that gradients are
+ * overwritten and no zero_grad pass is ever needed. The GEMMs are where the time goes; the
+ * element-wise passes exist only once each so that they stay a small fraction of it.
+ *
+ * Activation derivatives are taken from the output y where that is enough (relu, tanh,
+ * sigmoid), which saves keeping the pre-activation; gelu needs z and keeps it.
+ *
+ * Not here: losses (loss.c), the layer list and flat parameter blocks (model.c).
+ *
  * Dimension letters: B rows, IN input width, OUT output width. */
 #include "ringtrain/dense.h"
+#include "ringtrain/status.h"
+#include "nn/layer.h"
 
 #include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#define RT_SQRT1_2      0.70710678118654752440f /* 1/sqrt(2) */
+#define RT_INV_SQRT_2PI 0.39894228040143267794f /* 1/sqrt(2 pi): the normal density at 0 */
+
+/* Exact gelu, z Phi(z), as torch's default (approximate='none'). */
+static inline float gelu(float t)
+{
+    return 0.5f * t * (1.0f + erff(t * RT_SQRT1_2));
+}
+
+/* d/dz [z Phi(z)] = Phi(z) + z phi(z). */
+static inline float gelu_grad(float t)
+{
+    float cdf = 0.5f * (1.0f + erff(t * RT_SQRT1_2));
+    return cdf + t * RT_INV_SQRT_2PI * expf(-0.5f * t * t);
+}
+
+int rt_act_needs_preact(enum rt_act act)
+{
+    return act == RT_ACT_GELU;
+}
 
 void rt_dense_linear(float *y, const float *x, const float *w, const float *b, int B, int IN,
                      int OUT)
 {
-    if (B == 0)
-        return;
+    if (B == 0) return;
     for (int r = 0; r < B; r++)
         for (int o = 0; o < OUT; o++)
             y[(size_t)r * OUT + o] = b ? b[o] : 0.0f;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, OUT, IN, 1.0f, x, IN, w, IN, 1.0f, y,
                 OUT);
 }
+
+/* One row of the fused forward pass: yr = act(zr + b), keeping zr + b in zr for gelu. On
+ * entry the GEMM result is in zr for gelu and in yr otherwise. The switch sits outside the
+ * element loop so that each loop is a plain, vectorisable stream. */
+static void bias_act_row(float *yr, float *zr, const float *b, enum rt_act act, int OUT)
+{
+    switch (act) {
+    case RT_ACT_IDENTITY:
+        for (int o = 0; o < OUT; o++)
+            yr[o] += b[o];
+        break;
+    case RT_ACT_RELU:
+        for (int o = 0; o < OUT; o++) {
+            float t = yr[o] + b[o];
+            yr[o] = t < 0.0f ? 0.0f : t; /* NaN passes through, to be caught downstream */
+        }
+        break;
+    case RT_ACT_TANH:
+        for (int o = 0; o < OUT; o++)
+            yr[o] = tanhf(yr[o] + b[o]);
+        break;
+    case RT_ACT_SIGMOID:
+        for (int o = 0; o < OUT; o++)
+            yr[o] = 1.0f / (1.0f + expf(-(yr[o] + b[o]))); /* expf -> inf gives 0: fine */
+        break;
+    case RT_ACT_GELU:
+        for (int o = 0; o < OUT; o++) {
+            float t = zr[o] + b[o];
+            zr[o] = t;
+            yr[o] = gelu(t);
+        }
+        break;
+    }
+}
+
+void rt_dense_forward(float *y, float *z, const float *x, const float *w, const float *b,
+                      enum rt_act act, int B, int IN, int OUT)
+{
+    if (B == 0) return;
+    /* (B, OUT) = (B, IN) (OUT, IN)^T; gelu keeps the pre-activation, so GEMM into z. */
+    float *gemm_out = rt_act_needs_preact(act) ? z : y;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, OUT, IN, 1.0f, x, IN, w, IN, 0.0f,
+                gemm_out, OUT);
+    for (int r = 0; r < B; r++) {
+        size_t row = (size_t)r * OUT;
+        bias_act_row(y + row, z ? z + row : NULL, b, act, OUT);
+    }
+}
+
+/* One row of the fused backward pass: dr = dr * act'(.) and db += dr. */
+static void act_grad_row(float *db, float *dr, const float *yr, const float *zr, enum rt_act act,
+                         int OUT)
+{
+    switch (act) {
+    case RT_ACT_IDENTITY:
+        break;
+    case RT_ACT_RELU: /* y > 0 exactly where z > 0; the kink gets 0, as in torch */
+        for (int o = 0; o < OUT; o++)
+            dr[o] = yr[o] > 0.0f ? dr[o] : 0.0f;
+        break;
+    case RT_ACT_TANH:
+        for (int o = 0; o < OUT; o++)
+            dr[o] *= 1.0f - yr[o] * yr[o];
+        break;
+    case RT_ACT_SIGMOID:
+        for (int o = 0; o < OUT; o++)
+            dr[o] *= yr[o] * (1.0f - yr[o]);
+        break;
+    case RT_ACT_GELU:
+        for (int o = 0; o < OUT; o++)
+            dr[o] *= gelu_grad(zr[o]);
+        break;
+    }
+    for (int o = 0; o < OUT; o++)
+        db[o] += dr[o];
+}
+
+/* dZ in place of dY, db and dW: everything but dX (see rt_dense_backward). */
+static void dense_backward_params(float *dw, float *db, float *dy, const float *x, const float *y,
+                                  const float *z, enum rt_act act, int B, int IN, int OUT)
+{
+    memset(db, 0, (size_t)OUT * sizeof *db); /* OUT floats only: the sum needs a start */
+    if (B == 0) {
+        /* A GEMM with K = 0 would be asked to write beta * C; not every BLAS honours that. */
+        memset(dw, 0, (size_t)OUT * IN * sizeof *dw);
+        return;
+    }
+    for (int r = 0; r < B; r++) {
+        size_t row = (size_t)r * OUT;
+        act_grad_row(db, dy + row, y + row, z ? z + row : NULL, act, OUT);
+    }
+    /* dW (OUT, IN) = dZ^T (OUT, B) X (B, IN) */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OUT, IN, B, 1.0f, dy, OUT, x, IN, 0.0f, dw,
+                IN);
+}
+
+/* dX (B, IN) = dZ (B, OUT) W (OUT, IN), from the dZ dense_backward_params left in dz. */
+static void dense_backward_input(float *dx, const float *dz, const float *w, int B, int IN, int OUT)
+{
+    if (B == 0) return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, IN, OUT, 1.0f, dz, OUT, w, IN, 0.0f,
+                dx, IN);
+}
+
+void rt_dense_backward(float *dx, float *dw, float *db, float *dy, const float *x, const float *w,
+                       const float *y, const float *z, enum rt_act act, int B, int IN, int OUT)
+{
+    dense_backward_params(dw, db, dy, x, y, z, act, B, IN, OUT);
+    if (dx) dense_backward_input(dx, dy, w, B, IN, OUT);
+}
+
+/* ---- the dense entry of the layer table ---- */
+
+static size_t dense_param_count(const struct rt_layer *l)
+{
+    return (size_t)l->out * l->in + (size_t)l->out;
+}
+
+static size_t dense_buffer_bytes(const struct rt_layer *l, int max_batch)
+{
+    size_t bytes = rt_arena_footprint((size_t)max_batch * l->out * sizeof(float));
+    if (rt_act_needs_preact(l->act)) bytes *= 2;
+    return bytes;
+}
+
+static int dense_bind_buffers(struct rt_layer *l, struct rt_arena *a, int max_batch)
+{
+    size_t n = (size_t)max_batch * l->out * sizeof(float);
+    l->y = rt_arena_alloc(a, n);
+    if (!l->y) return RT_ERR_NOMEM;
+    l->z = NULL;
+    if (rt_act_needs_preact(l->act)) {
+        l->z = rt_arena_alloc(a, n);
+        if (!l->z) return RT_ERR_NOMEM;
+    }
+    return RT_OK;
+}
+
+/* v[i] ~ U(-bound, bound), in order: the stream position defines the bytes. */
+static void fill_uniform(float *v, size_t n, double bound, struct rt_rng *rng)
+{
+    for (size_t i = 0; i < n; i++)
+        v[i] = (float)((2.0 * rt_rng_uniform(rng) - 1.0) * bound);
+}
+
+static void fill_normal(float *v, size_t n, double std, struct rt_rng *rng)
+{
+    for (size_t i = 0; i < n; i++)
+        v[i] = (float)(rt_rng_normal(rng) * std);
+}
+
+/* W first, then b, from one stream: see model.h for the three schemes. */
+static void dense_init(struct rt_layer *l, enum rt_init init, struct rt_rng *rng)
+{
+    size_t nw = (size_t)l->out * l->in;
+    double in = l->in, out = l->out;
+    switch (init) {
+    case RT_INIT_TORCH: /* kaiming_uniform(a=sqrt 5): gain sqrt(1/3) * sqrt(3/IN) = 1/sqrt(IN) */
+        fill_uniform(l->w, nw, 1.0 / sqrt(in), rng);
+        fill_uniform(l->b, (size_t)l->out, 1.0 / sqrt(in), rng);
+        return;
+    case RT_INIT_XAVIER:
+        fill_uniform(l->w, nw, sqrt(6.0 / (in + out)), rng);
+        break;
+    case RT_INIT_HE:
+        fill_normal(l->w, nw, sqrt(2.0 / in), rng);
+        break;
+    }
+    memset(l->b, 0, (size_t)l->out * sizeof *l->b);
+}
+
+static void dense_forward(struct rt_layer *l, const float *x, int B)
+{
+    rt_dense_forward(l->y, l->z, x, l->w, l->b, l->act, B, l->in, l->out);
+}
+
+static void dense_backward(struct rt_layer *l, const float *x, int B)
+{
+    dense_backward_params(l->dw, l->db, l->dy, x, l->y, l->z, l->act, B, l->in, l->out);
+}
+
+static void dense_backward_dx(struct rt_layer *l, float *dx, int B)
+{
+    dense_backward_input(dx, l->dy, l->w, B, l->in, l->out); /* l->dy holds dZ now */
+}
+
+const struct rt_layer_ops rt_layer_dense_ops = {
+    .name = "dense",
+    .param_count = dense_param_count,
+    .buffer_bytes = dense_buffer_bytes,
+    .bind_buffers = dense_bind_buffers,
+    .init = dense_init,
+    .forward = dense_forward,
+    .backward = dense_backward,
+    .backward_dx = dense_backward_dx,
+};

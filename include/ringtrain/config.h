@@ -1,0 +1,64 @@
+/* config.h - a job: every setting of a run, from built-in defaults, an INI file (parsed by
+ * inih) and command-line `section.key=value` overrides, in that order.
+ *
+ * The key table in config.c is the single source of truth: it gives each key's type,
+ * default, allowed range and one-line documentation, and `ringtrain train --help-keys`
+ * prints it. The built-in defaults are the embedded job: Fashion-MNIST 784-512-256-10.
+ * Errors name the origin (file:line or "command line"), the key and the value, and say
+ * what was expected. No MPI here: the caller decides who parses (every rank does). */
+#ifndef RT_CONFIG_H
+#define RT_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "ringtrain/dataset.h"
+#include "ringtrain/model.h"
+#include "ringtrain/optim.h"
+
+#define RT_PATH_MAX 1024
+
+struct rt_config {
+    /* [model] */
+    struct rt_model_spec model;
+    /* [data] */
+    char train[RT_PATH_MAX]; /* dataset file or synth:NAME */
+    char test[RT_PATH_MAX];  /* "" = no test set */
+    enum rt_shuffle shuffle;
+    double memory_mb; /* per rank: hold rows in memory up to this size */
+    int64_t synth_rows, synth_test_rows;
+    /* [optim] */
+    struct rt_optim_cfg optim;
+    struct rt_sched_cfg sched;
+    double clip_norm; /* 0 = off */
+    /* [train] */
+    int64_t epochs, max_steps, batch, eval_batch, log_every, threads;
+    uint64_t seed;
+    char out[RT_PATH_MAX]; /* final model file; "" = do not save */
+    /* provenance */
+    char source[RT_PATH_MAX]; /* the job file, or "(built-in default)" */
+};
+
+/* Fills c with the built-in defaults. Cannot fail. */
+void rt_config_defaults(struct rt_config *c);
+
+/* Applies an INI file on top of c. Unknown sections/keys, duplicate keys, syntax errors and
+ * bad values fail with RT_ERR_INVAL ("job.ini:7: [optim] lr = abc: expected a number");
+ * an unreadable file with RT_ERR_IO. */
+int rt_config_load(struct rt_config *c, const char *path);
+
+/* Applies one "section.key=value" override (origin "command line"). RT_ERR_INVAL. */
+int rt_config_override(struct rt_config *c, const char *assignment);
+
+/* Cross-key checks after everything is applied (e.g. nesterov needs momentum, a train set
+ * is named). RT_ERR_INVAL with the keys named. */
+int rt_config_validate(const struct rt_config *c);
+
+/* Writes the effective job as INI text (every key, in table order) to buf; returns the
+ * length that was needed (like snprintf). Used for checkpoints and --print-config. */
+size_t rt_config_format(const struct rt_config *c, char *buf, size_t size);
+
+/* Prints the key table: section, key, default, documentation. */
+void rt_config_print_keys(FILE *f);
+
+#endif

@@ -1,0 +1,485 @@
+/* config.c - the job's keys, their defaults and parsers, INI loading through inih.
+ *
+ * One table describes every key; defaults are applied by parsing the table's default
+ * strings through the same setters that parse the file, so a default can never be a value
+ * the file would reject. Deliberately not here: checks that need the rank count (batch
+ * divisibility) or the data (input width); the trainer does those. */
+#include "ringtrain/config.h"
+#include "ringtrain/status.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+enum key_type { K_INT, K_SEED, K_REAL, K_PATH, K_ENUM, K_SIZES, K_BETAS, K_BOOL };
+
+/* Enum keys parse into an int through a per-enum adapter; `name` formats it back. */
+struct enum_io {
+    int (*parse)(const char *s, int *out);
+    const char *(*name)(int v);
+    const char *choices;
+};
+
+struct key {
+    const char *section, *name;
+    enum key_type type;
+    size_t offset;
+    const char *def;
+    double min, max; /* inclusive range for K_INT / K_REAL */
+    const struct enum_io *en;
+    const char *doc;
+};
+
+#define ENUM_IO(tag, T, parsefn, namefn, list)                                                     \
+    static int parse_##tag(const char *s, int *out)                                                \
+    {                                                                                              \
+        T v;                                                                                       \
+        if (parsefn(s, &v) != 0) return -1;                                                        \
+        *out = (int)v;                                                                             \
+        return 0;                                                                                  \
+    }                                                                                              \
+    static const char *name_##tag(int v)                                                           \
+    {                                                                                              \
+        return namefn((T)v);                                                                       \
+    }                                                                                              \
+    static const struct enum_io io_##tag = {parse_##tag, name_##tag, list};
+
+ENUM_IO(act, enum rt_act, rt_act_parse, rt_act_name, "relu, tanh, sigmoid, gelu, identity")
+ENUM_IO(loss, enum rt_loss, rt_loss_parse, rt_loss_name, "ce, mse")
+ENUM_IO(init, enum rt_init, rt_init_parse, rt_init_name, "torch, xavier, he")
+ENUM_IO(shuffle, enum rt_shuffle, rt_shuffle_parse, rt_shuffle_name, "global, shard, off")
+ENUM_IO(optim, enum rt_optim_kind, rt_optim_parse, rt_optim_name, "sgd, adam, adamw")
+ENUM_IO(sched, enum rt_sched_kind, rt_sched_parse, rt_sched_name, "constant, step, cosine")
+
+#define OFF(field) offsetof(struct rt_config, field)
+#define BIG        9.0e18
+
+static const struct key keys[] = {
+    {"model", "layers", K_SIZES, OFF(model), "784, 512, 256, 10", 1, 1 << 24, NULL,
+     "layer widths, input first, output last"},
+    {"model", "activation", K_ENUM, OFF(model.act), "relu", 0, 0, &io_act,
+     "hidden-layer activation (the last layer is linear)"},
+    {"model", "loss", K_ENUM, OFF(model.loss), "ce", 0, 0, &io_loss,
+     "ce: softmax cross-entropy on int labels; mse: mean squared error on float targets"},
+    {"model", "init", K_ENUM, OFF(model.init), "torch", 0, 0, &io_init,
+     "parameter initialisation (torch = nn.Linear's default)"},
+    {"data", "train", K_PATH, OFF(train), "data/fashion-mnist-train.h5", 0, 0, NULL,
+     "training set: an HDF5 dataset file or synth:bigmodel"},
+    {"data", "test", K_PATH, OFF(test), "data/fashion-mnist-test.h5", 0, 0, NULL,
+     "test set evaluated at each epoch end; empty for none"},
+    {"data", "shuffle", K_ENUM, OFF(shuffle), "global", 0, 0, &io_shuffle,
+     "global: one permutation per epoch; shard: each rank shuffles its own rows; off: file order"},
+    {"data", "memory_mb", K_REAL, OFF(memory_mb), "2048", 0, 1e9, NULL,
+     "per rank: hold the rows a rank uses in memory when they fit, else stream them"},
+    {"data", "synth_rows", K_INT, OFF(synth_rows), "65536", 1, BIG, NULL,
+     "rows of a synth: training set"},
+    {"data", "synth_test_rows", K_INT, OFF(synth_test_rows), "8192", 1, BIG, NULL,
+     "rows of a synth: test set"},
+    {"optim", "name", K_ENUM, OFF(optim.kind), "adam", 0, 0, &io_optim, "optimizer"},
+    {"optim", "lr", K_REAL, OFF(optim.lr), "0.001", 0, 1e6, NULL, "base learning rate"},
+    {"optim", "momentum", K_REAL, OFF(optim.momentum), "0", 0, 1, NULL, "SGD momentum"},
+    {"optim", "nesterov", K_BOOL, OFF(optim.nesterov), "off", 0, 0, NULL,
+     "SGD Nesterov momentum (needs momentum > 0)"},
+    {"optim", "weight_decay", K_REAL, OFF(optim.weight_decay), "0", 0, 1e6, NULL,
+     "L2 penalty (SGD, Adam) or decoupled decay (AdamW)"},
+    {"optim", "betas", K_BETAS, OFF(optim.beta1), "0.9, 0.999", 0, 0, NULL,
+     "Adam/AdamW beta1, beta2, each in [0, 1)"},
+    {"optim", "eps", K_REAL, OFF(optim.eps), "1e-8", 1e-30, 1, NULL,
+     "Adam/AdamW epsilon, added after the square root"},
+    {"optim", "schedule", K_ENUM, OFF(sched.kind), "constant", 0, 0, &io_sched,
+     "learning-rate schedule after warm-up"},
+    {"optim", "warmup_steps", K_INT, OFF(sched.warmup_steps), "0", 0, BIG, NULL,
+     "linear warm-up steps"},
+    {"optim", "step_size", K_INT, OFF(sched.step_size), "1000", 1, BIG, NULL,
+     "step schedule: steps between decays"},
+    {"optim", "gamma", K_REAL, OFF(sched.gamma), "0.1", 0, 1, NULL, "step schedule: decay factor"},
+    {"optim", "min_lr", K_REAL, OFF(sched.min_lr), "0", 0, 1e6, NULL,
+     "cosine schedule: final learning rate"},
+    {"optim", "clip_norm", K_REAL, OFF(clip_norm), "0", 0, 1e30, NULL,
+     "clip gradients to this global L2 norm; 0 = off"},
+    {"train", "epochs", K_INT, OFF(epochs), "15", 1, 1e9, NULL, "passes over the training set"},
+    {"train", "max_steps", K_INT, OFF(max_steps), "0", 0, BIG, NULL,
+     "stop after this many steps; 0 = no limit"},
+    {"train", "batch", K_INT, OFF(batch), "256", 1, 1 << 30, NULL,
+     "global batch (rows per step over all ranks); must divide by the rank count"},
+    {"train", "eval_batch", K_INT, OFF(eval_batch), "1024", 1, 1 << 30, NULL,
+     "global batch for evaluation"},
+    {"train", "seed", K_SEED, OFF(seed), "1234", 0, 0, NULL,
+     "seed of initialisation, shuffling and synthetic data"},
+    {"train", "log_every", K_INT, OFF(log_every), "50", 0, BIG, NULL,
+     "steps between progress lines; 0 = epoch ends only"},
+    {"train", "threads", K_INT, OFF(threads), "0", 0, 1024, NULL,
+     "BLAS threads per rank; 0 = cores / ranks on the node (OPENBLAS_NUM_THREADS wins)"},
+    {"train", "out", K_PATH, OFF(out), "runs/model.h5", 0, 0, NULL,
+     "where the trained model is written; empty = not saved"},
+};
+#define N_KEYS (sizeof keys / sizeof keys[0])
+
+static const struct key *find_key(const char *section, const char *name)
+{
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (strcmp(keys[i].section, section) == 0 && strcmp(keys[i].name, name) == 0)
+            return &keys[i];
+    return NULL;
+}
+
+static int section_known(const char *section)
+{
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (strcmp(keys[i].section, section) == 0) return 1;
+    return 0;
+}
+
+static const char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    size_t n = strlen(s);
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+        s[--n] = '\0';
+    return s;
+}
+
+/* Strict number parsing: the whole value must be consumed. */
+static int parse_real(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *trim(end) != '\0' || errno == ERANGE || !isfinite(v)) return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_int(const char *s, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (end == s || *trim(end) != '\0' || errno == ERANGE) return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_bool(const char *s, int *out)
+{
+    static const char *yes[] = {"on", "true", "yes", "1"}, *no[] = {"off", "false", "no", "0"};
+    for (int i = 0; i < 4; i++) {
+        if (strcasecmp(s, yes[i]) == 0) return *out = 1, 0;
+        if (strcasecmp(s, no[i]) == 0) return *out = 0, 0;
+    }
+    return -1;
+}
+
+/* Splits a comma-separated list into at most max doubles; returns the count or -1. */
+static int parse_list(const char *s, double *vals, int max)
+{
+    char buf[RT_PATH_MAX];
+    snprintf(buf, sizeof buf, "%s", s);
+    int n = 0;
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        if (n == max || parse_real(trim(tok), &vals[n]) != 0) return -1;
+        n++;
+    }
+    return n;
+}
+
+static int bad_value(const char *origin, const struct key *k, const char *value,
+                     const char *expected)
+{
+    return rt_errorf(RT_ERR_INVAL, "%s: [%s] %s = '%s': expected %s", origin, k->section, k->name,
+                     value, expected);
+}
+
+static int set_sizes(struct rt_config *c, const struct key *k, const char *v, const char *origin)
+{
+    double vals[RT_MAX_LAYERS + 2];
+    int n = parse_list(v, vals, RT_MAX_LAYERS + 1);
+    if (n < 2)
+        return bad_value(origin, k, v, "2 to 33 comma-separated layer widths, e.g. 784, 256, 10");
+    for (int i = 0; i < n; i++) {
+        if (vals[i] != floor(vals[i]) || vals[i] < k->min || vals[i] > k->max)
+            return bad_value(origin, k, v, "whole-number widths from 1 to 16777216");
+        c->model.sizes[i] = (int)vals[i];
+    }
+    c->model.n_sizes = n;
+    return RT_OK;
+}
+
+static int set_range_error(const char *origin, const struct key *k, const char *v, int integer)
+{
+    char what[160];
+    if (k->max >= BIG)
+        snprintf(what, sizeof what, "%s >= %g", integer ? "a whole number" : "a number", k->min);
+    else
+        snprintf(what, sizeof what, "%s from %g to %g", integer ? "a whole number" : "a number",
+                 k->min, k->max);
+    return bad_value(origin, k, v, what);
+}
+
+static int set_key(struct rt_config *c, const struct key *k, const char *v, const char *origin)
+{
+    char *field = (char *)c + k->offset;
+    double r;
+    int64_t i;
+    switch (k->type) {
+    case K_INT:
+        if (parse_int(v, &i) != 0 || (double)i < k->min || (double)i > k->max)
+            return set_range_error(origin, k, v, 1);
+        *(int64_t *)field = i;
+        return RT_OK;
+    case K_SEED:
+        if (parse_int(v, &i) != 0 || i < 0) return bad_value(origin, k, v, "a whole number >= 0");
+        *(uint64_t *)field = (uint64_t)i;
+        return RT_OK;
+    case K_REAL:
+        if (parse_real(v, &r) != 0 || r < k->min || r > k->max)
+            return set_range_error(origin, k, v, 0);
+        *(double *)field = r;
+        return RT_OK;
+    case K_PATH:
+        if (strlen(v) >= RT_PATH_MAX)
+            return bad_value(origin, k, v, "a path shorter than 1024 bytes");
+        snprintf(field, RT_PATH_MAX, "%s", v);
+        return RT_OK;
+    case K_BOOL:
+        if (parse_bool(v, (int *)field) != 0) return bad_value(origin, k, v, "on or off");
+        return RT_OK;
+    case K_ENUM: {
+        char expected[200];
+        snprintf(expected, sizeof expected, "one of %s", k->en->choices);
+        int e;
+        if (k->en->parse(v, &e) != 0) return bad_value(origin, k, v, expected);
+        /* Enum fields of the config structs are plain C enums: int-sized on every ABI we
+         * build for, checked below at compile time. */
+        *(int *)field = e;
+        return RT_OK;
+    }
+    case K_BETAS: {
+        double b[3];
+        if (parse_list(v, b, 2) != 2 || b[0] < 0 || b[0] >= 1 || b[1] < 0 || b[1] >= 1)
+            return bad_value(origin, k, v, "two numbers in [0, 1), e.g. 0.9, 0.999");
+        c->optim.beta1 = b[0];
+        c->optim.beta2 = b[1];
+        return RT_OK;
+    }
+    case K_SIZES:
+        return set_sizes(c, k, v, origin);
+    }
+    return rt_errorf(RT_ERR_INTERNAL, "config key type %d", (int)k->type);
+}
+
+_Static_assert(sizeof(enum rt_act) == sizeof(int), "enum fields are set through int");
+
+void rt_config_defaults(struct rt_config *c)
+{
+    memset(c, 0, sizeof *c);
+    for (size_t i = 0; i < N_KEYS; i++) {
+        int st = set_key(c, &keys[i], keys[i].def, "built-in default");
+        (void)st; /* the table's defaults are covered by test_config */
+    }
+    snprintf(c->source, sizeof c->source, "(built-in default)");
+}
+
+/* inih reads the file line by line through this reader, which counts lines so that the
+ * handler can say where a problem is (Debian's inih is built without INI_HANDLER_LINENO). */
+struct ini_ctx {
+    struct rt_config *c;
+    FILE *f;
+    const char *path;
+    int line;
+    int failed;
+    unsigned char seen[N_KEYS];
+};
+
+static char *job_line_reader(char *str, int num, void *stream)
+{
+    struct ini_ctx *x = stream;
+    char *r = fgets(str, num, x->f);
+    if (!r) return r;
+    x->line++;
+    /* inih does not report a section header by itself, so an unknown (or empty) section
+     * is caught here, at its own line. */
+    const char *p = str + strspn(str, " \t");
+    const char *end = strchr(p, ']');
+    if (*p == '[' && end && end - p - 1 < 64) {
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", (int)(end - p - 1), p + 1);
+        if (!section_known(trim(name))) {
+            x->failed = 1;
+            rt_errorf(RT_ERR_INVAL, "%s:%d: unknown section [%s]", x->path, x->line, name);
+        }
+    }
+    return r;
+}
+
+static int job_key_handler(void *user, const char *section, const char *name, const char *value)
+{
+    struct ini_ctx *x = user;
+    char origin[RT_PATH_MAX + 32];
+    snprintf(origin, sizeof origin, "%s:%d", x->path, x->line);
+    const struct key *k = find_key(section, name);
+    if (!k) {
+        x->failed = 1;
+        if (!section_known(section))
+            rt_errorf(RT_ERR_INVAL, "%s: unknown section [%s]", origin, section);
+        else
+            rt_errorf(RT_ERR_INVAL, "%s: unknown key '%s' in [%s]", origin, name, section);
+        return 0;
+    }
+    if (x->seen[k - keys]++) {
+        x->failed = 1;
+        rt_errorf(RT_ERR_INVAL, "%s: [%s] %s is set twice", origin, section, name);
+        return 0;
+    }
+    if (set_key(x->c, k, value, origin) != RT_OK) {
+        x->failed = 1;
+        return 0;
+    }
+    return 1;
+}
+
+int rt_config_load(struct rt_config *c, const char *path)
+{
+    struct ini_ctx x = {.c = c, .path = path};
+    x.f = fopen(path, "r");
+    if (!x.f) return rt_errorf(RT_ERR_IO, "%s: cannot open job file: %s", path, strerror(errno));
+    int r = ini_parse_stream(job_line_reader, &x, job_key_handler, &x);
+    fclose(x.f);
+    if (r == 0 && !x.failed) {
+        snprintf(c->source, sizeof c->source, "%s", path);
+        return RT_OK;
+    }
+    if (x.failed) return RT_ERR_INVAL;
+    if (r < 0) return rt_errorf(RT_ERR_NOMEM, "%s: cannot parse job file", path);
+    return rt_errorf(RT_ERR_INVAL, "%s:%d: syntax error: expected [section] or key = value", path,
+                     r);
+}
+
+int rt_config_override(struct rt_config *c, const char *assignment)
+{
+    char buf[RT_PATH_MAX + 64];
+    snprintf(buf, sizeof buf, "%s", assignment);
+    char *eq = strchr(buf, '=');
+    char *dot = strchr(buf, '.');
+    if (!eq || !dot || dot > eq)
+        return rt_errorf(RT_ERR_INVAL,
+                         "command line: '%s': expected section.key=value, e.g. optim.lr=0.01",
+                         assignment);
+    *eq = '\0';
+    *dot = '\0';
+    char *section = (char *)trim(buf), *name = (char *)trim(dot + 1);
+    char *value = (char *)trim(eq + 1);
+    const struct key *k = find_key(section, name);
+    if (!k) {
+        if (!section_known(section))
+            return rt_errorf(RT_ERR_INVAL, "command line: '%s': unknown section [%s]", assignment,
+                             section);
+        return rt_errorf(RT_ERR_INVAL, "command line: '%s': unknown key '%s' in [%s]", assignment,
+                         name, section);
+    }
+    return set_key(c, k, value, "command line");
+}
+
+int rt_config_validate(const struct rt_config *c)
+{
+    const char *src = c->source;
+    if (c->train[0] == '\0')
+        return rt_errorf(RT_ERR_INVAL,
+                         "%s: [data] train is empty: expected a dataset file or "
+                         "synth:bigmodel",
+                         src);
+    if (c->optim.nesterov && (c->optim.kind != RT_OPTIM_SGD || c->optim.momentum <= 0))
+        return rt_errorf(RT_ERR_INVAL,
+                         "%s: [optim] nesterov = on needs name = sgd and "
+                         "momentum > 0",
+                         src);
+    if (c->sched.kind == RT_SCHED_COSINE && c->sched.min_lr > c->optim.lr)
+        return rt_errorf(RT_ERR_INVAL, "%s: [optim] min_lr = %g exceeds lr = %g", src,
+                         c->sched.min_lr, c->optim.lr);
+    return RT_OK;
+}
+
+/* snprintf into a buffer that may be NULL or too small, counting what was needed. */
+struct sink {
+    char *buf;
+    size_t size, n;
+};
+
+static void put(struct sink *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(struct sink *o, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int len = vsnprintf(o->n < o->size ? o->buf + o->n : NULL, o->n < o->size ? o->size - o->n : 0,
+                        fmt, ap);
+    va_end(ap);
+    o->n += len > 0 ? (size_t)len : 0;
+}
+
+static void format_value(const struct rt_config *c, const struct key *k, struct sink *o)
+{
+    const char *field = (const char *)c + k->offset;
+    switch (k->type) {
+    case K_INT:
+        put(o, "%lld", (long long)*(const int64_t *)field);
+        break;
+    case K_SEED:
+        put(o, "%llu", (unsigned long long)*(const uint64_t *)field);
+        break;
+    case K_REAL:
+        put(o, "%.17g", *(const double *)field);
+        break;
+    case K_PATH:
+        put(o, "%s", field);
+        break;
+    case K_BOOL:
+        put(o, "%s", *(const int *)field ? "on" : "off");
+        break;
+    case K_ENUM:
+        put(o, "%s", k->en->name(*(const int *)field));
+        break;
+    case K_BETAS:
+        put(o, "%.17g, %.17g", c->optim.beta1, c->optim.beta2);
+        break;
+    case K_SIZES:
+        for (int i = 0; i < c->model.n_sizes; i++)
+            put(o, "%s%d", i ? ", " : "", c->model.sizes[i]);
+        break;
+    }
+}
+
+size_t rt_config_format(const struct rt_config *c, char *buf, size_t size)
+{
+    struct sink o = {buf, buf ? size : 0, 0};
+    if (o.size) buf[0] = '\0';
+    const char *section = "";
+    for (size_t i = 0; i < N_KEYS; i++) {
+        if (strcmp(section, keys[i].section) != 0) {
+            section = keys[i].section;
+            put(&o, "%s[%s]\n", i ? "\n" : "", section);
+        }
+        put(&o, "%s = ", keys[i].name);
+        format_value(c, &keys[i], &o);
+        put(&o, "\n");
+    }
+    return o.n;
+}
+
+void rt_config_print_keys(FILE *f)
+{
+    fprintf(f, "%-24s %-28s %s\n", "key", "default", "meaning");
+    for (size_t i = 0; i < N_KEYS; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "%s.%s", keys[i].section, keys[i].name);
+        fprintf(f, "%-24s %-28s %s", name, keys[i].def[0] ? keys[i].def : "(empty)", keys[i].doc);
+        if (keys[i].en) fprintf(f, " [%s]", keys[i].en->choices);
+        fputc('\n', f);
+    }
+}

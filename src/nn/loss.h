@@ -1,0 +1,23 @@
+/* loss.h - loss kernels on borrowed buffers (private to src/nn; tests use them directly).
+ *
+ * Shapes: logits/out (B, K) row-major, labels (B) int32 in [0, K), targets (B, K).
+ * Each returns the SUM over rows of the per-row loss, accumulated in double, and OVERWRITES
+ * dlogits (B, K) with d(sum)/dlogits divided by norm (see rt_model_loss in model.h).
+ * B may be 0 (returns 0, writes nothing). No allocation, cannot fail. */
+#ifndef RT_NN_LOSS_H
+#define RT_NN_LOSS_H
+
+#include <stdint.h>
+
+/* Softmax cross-entropy: per row -log softmax(z)_y, through a stable log-sum-exp. */
+double rt_loss_ce(float *dlogits, const float *logits, const int32_t *labels, int B, int K,
+                  double norm);
+
+/* Squared error: per row sum_k (out - t)^2. */
+double rt_loss_mse(float *dlogits, const float *out, const float *targets, int B, int K,
+                   double norm);
+
+/* Rows whose arg-max (lowest index on ties) equals the label. */
+int64_t rt_loss_count_correct(const float *logits, const int32_t *labels, int B, int K);
+
+#endif

@@ -1,0 +1,255 @@
+/* model.c - the layer list over flat parameter and gradient blocks, and the forward, loss
+ * and backward drivers.
+ *
+ * rt_model_init is the only place that allocates: three arenas, sized exactly beforehand.
+ *   params_arena  params (n_params floats), layers back to back as model.h documents
+ *   grads_arena   grads, same layout, so averaging across ranks is one buffer
+ *   act_arena     the layer structs, each layer's outputs (and private buffers), the dy
+ *                 chain of hidden layers and dlogits
+ * The dy chain: backward of layer i writes its dx straight into layer i-1's dy, and the
+ * loss writes dlogits, which is the last layer's dy. Layer 0's dx is never computed, since
+ * nothing consumes a gradient with respect to the data. Each layer's gradient block is
+ * announced (rt_grad_ready_fn) as soon as it is final, before that layer's dX GEMM, so that
+ * communication of the block can overlap the rest of backward.
+ *
+ * Not here: the layer kernels (dense.c), losses (loss.c), anything about ranks.
+ *
+ * Dimension letters: B rows, IN/OUT a layer's widths, K the output width. */
+#include "ringtrain/model.h"
+#include "ringtrain/status.h"
+#include "nn/layer.h"
+#include "nn/loss.h"
+
+#include <assert.h>
+#include <cblas.h>
+#include <stdint.h>
+#include <string.h>
+
+int rt_layer_setup(struct rt_layer *l, enum rt_layer_kind kind, int in, int out, enum rt_act act)
+{
+    memset(l, 0, sizeof *l);
+    switch (kind) {
+    case RT_LAYER_DENSE:
+        l->ops = &rt_layer_dense_ops;
+        break;
+    default:
+        return rt_errorf(RT_ERR_INVAL, "model: unknown layer kind %d", (int)kind);
+    }
+    l->kind = kind;
+    l->in = in;
+    l->out = out;
+    l->act = act;
+    return RT_OK;
+}
+
+static int validate_spec(const struct rt_model_spec *spec, int max_batch)
+{
+    if (!spec) return rt_errorf(RT_ERR_INVAL, "model: no spec");
+    if (spec->n_sizes < 2 || spec->n_sizes > RT_MAX_LAYERS + 1)
+        return rt_errorf(RT_ERR_INVAL, "model: %d layer widths given, need 2 to %d", spec->n_sizes,
+                         RT_MAX_LAYERS + 1);
+    for (int i = 0; i < spec->n_sizes; i++)
+        if (spec->sizes[i] < 1)
+            return rt_errorf(RT_ERR_INVAL, "model: layer width %d is %d, must be >= 1", i,
+                             spec->sizes[i]);
+    if ((unsigned)spec->act > RT_ACT_GELU)
+        return rt_errorf(RT_ERR_INVAL, "model: unknown activation %d", (int)spec->act);
+    if ((unsigned)spec->loss > RT_LOSS_MSE)
+        return rt_errorf(RT_ERR_INVAL, "model: unknown loss %d", (int)spec->loss);
+    if ((unsigned)spec->init > RT_INIT_HE)
+        return rt_errorf(RT_ERR_INVAL, "model: unknown init %d", (int)spec->init);
+    if (max_batch < 1)
+        return rt_errorf(RT_ERR_INVAL, "model: max batch %d, must be >= 1", max_batch);
+    return RT_OK;
+}
+
+/* Fills layers (widths, kinds, offsets) from the spec and returns n_params in *n_params.
+ * Hidden layers apply spec->act; the last one is linear, its output being the logits. */
+static int plan_layers(struct rt_layer *layers, size_t *n_params, const struct rt_model_spec *spec)
+{
+    int L = spec->n_sizes - 1;
+    size_t total = 0;
+    for (int i = 0; i < L; i++) {
+        struct rt_layer *l = &layers[i];
+        enum rt_act act = i == L - 1 ? RT_ACT_IDENTITY : spec->act;
+        RT_TRY(rt_layer_setup(l, RT_LAYER_DENSE, spec->sizes[i], spec->sizes[i + 1], act));
+        l->offset = total;
+        l->count = l->ops->param_count(l);
+        /* Widths are ints, so one block is < 2^62 floats; 32 of them could still wrap. */
+        if (l->count > SIZE_MAX / sizeof(float) / (RT_MAX_LAYERS + 1))
+            return rt_errorf(RT_ERR_INVAL, "model: layer %d (%d x %d) is too large", i, l->in,
+                             l->out);
+        total += l->count;
+    }
+    *n_params = total;
+    return RT_OK;
+}
+
+/* Bytes of the activation arena: layer structs, layer buffers, dy of hidden layers, and
+ * dlogits (which is the last layer's dy). */
+static size_t act_arena_bytes(const struct rt_layer *layers, int L, int max_batch)
+{
+    size_t bytes = rt_arena_footprint((size_t)L * sizeof *layers);
+    for (int i = 0; i < L; i++) {
+        bytes += layers[i].ops->buffer_bytes(&layers[i], max_batch);
+        bytes += rt_arena_footprint((size_t)max_batch * layers[i].out * sizeof(float));
+    }
+    return bytes;
+}
+
+/* Points every layer at its parameter and gradient blocks and its buffers. */
+static int bind_layers(struct rt_model *m)
+{
+    int L = m->n_layers;
+    size_t row_bytes = (size_t)m->max_batch * sizeof(float);
+    for (int i = 0; i < L; i++) {
+        struct rt_layer *l = &m->layers[i];
+        size_t nw = (size_t)l->out * l->in;
+        l->w = m->params + l->offset;
+        l->b = l->w + nw;
+        l->dw = m->grads + l->offset;
+        l->db = l->dw + nw;
+        RT_TRY(l->ops->bind_buffers(l, &m->act_arena, m->max_batch));
+        l->dy = i == L - 1 ? m->dlogits : rt_arena_alloc(&m->act_arena, row_bytes * l->out);
+        if (!l->dy) return RT_ERR_NOMEM;
+    }
+    return RT_OK;
+}
+
+static int model_build(struct rt_model *m, const struct rt_model_spec *spec, int max_batch)
+{
+    struct rt_layer plan[RT_MAX_LAYERS];
+    RT_TRY(validate_spec(spec, max_batch));
+    m->spec = *spec;
+    m->n_layers = spec->n_sizes - 1;
+    m->max_batch = max_batch;
+    RT_TRY(plan_layers(plan, &m->n_params, spec));
+
+    int L = m->n_layers, K = spec->sizes[spec->n_sizes - 1];
+    size_t param_bytes = m->n_params * sizeof(float);
+    RT_TRY(rt_arena_init(&m->params_arena, "model params", param_bytes));
+    RT_TRY(rt_arena_init(&m->grads_arena, "model grads", param_bytes));
+    RT_TRY(rt_arena_init(&m->act_arena, "model activations", act_arena_bytes(plan, L, max_batch)));
+    m->params = rt_arena_alloc(&m->params_arena, param_bytes);
+    m->grads = rt_arena_alloc(&m->grads_arena, param_bytes);
+    m->layers = rt_arena_alloc(&m->act_arena, (size_t)L * sizeof *m->layers);
+    m->dlogits = rt_arena_alloc(&m->act_arena, (size_t)max_batch * K * sizeof(float));
+    if (!m->params || !m->grads || !m->layers || !m->dlogits)
+        return RT_ERR_NOMEM; /* sized above, so this is a bug; the arena recorded why */
+    memcpy(m->layers, plan, (size_t)L * sizeof *m->layers);
+    return bind_layers(m);
+}
+
+int rt_model_init(struct rt_model *m, const struct rt_model_spec *spec, int max_batch)
+{
+    memset(m, 0, sizeof *m);
+    int st = model_build(m, spec, max_batch);
+    if (st < 0) rt_model_free(m);
+    return st;
+}
+
+void rt_model_free(struct rt_model *m)
+{
+    rt_arena_free(&m->params_arena);
+    rt_arena_free(&m->grads_arena);
+    rt_arena_free(&m->act_arena);
+    memset(m, 0, sizeof *m);
+}
+
+void rt_model_init_params(struct rt_model *m, uint64_t seed)
+{
+    for (int i = 0; i < m->n_layers; i++) {
+        struct rt_rng rng;
+        rt_rng_seed(&rng, rt_rng_derive(seed, RT_STREAM_INIT, (uint64_t)i));
+        m->layers[i].ops->init(&m->layers[i], m->spec.init, &rng);
+    }
+}
+
+void rt_model_layer_view(const struct rt_model *m, int i, float **w, float **b, float **dw,
+                         float **db)
+{
+    const struct rt_layer *l = &m->layers[i];
+    if (w) *w = l->w;
+    if (b) *b = l->b;
+    if (dw) *dw = l->dw;
+    if (db) *db = l->db;
+}
+
+size_t rt_model_layer_offset(const struct rt_model *m, int i)
+{
+    return m->layers[i].offset;
+}
+
+size_t rt_model_layer_count(const struct rt_model *m, int i)
+{
+    return m->layers[i].count;
+}
+
+const float *rt_model_forward(struct rt_model *m, const float *x, int B)
+{
+    assert(B >= 0 && B <= m->max_batch);
+    const float *in = x; /* (B, IN) of the current layer */
+    for (int i = 0; i < m->n_layers; i++) {
+        struct rt_layer *l = &m->layers[i];
+        l->ops->forward(l, in, B);
+        in = l->y;
+    }
+    return in;
+}
+
+double rt_model_loss(struct rt_model *m, const void *targets, int B, double norm)
+{
+    assert(B >= 0 && B <= m->max_batch);
+    const float *logits = m->layers[m->n_layers - 1].y;
+    int K = m->spec.sizes[m->spec.n_sizes - 1];
+    if (m->spec.loss == RT_LOSS_MSE) return rt_loss_mse(m->dlogits, logits, targets, B, K, norm);
+    return rt_loss_ce(m->dlogits, logits, targets, B, K, norm);
+}
+
+void rt_model_backward(struct rt_model *m, const float *x, int B, rt_grad_ready_fn ready, void *ctx)
+{
+    assert(B >= 0 && B <= m->max_batch);
+    for (int i = m->n_layers - 1; i >= 0; i--) {
+        struct rt_layer *l = &m->layers[i];
+        const float *in = i > 0 ? m->layers[i - 1].y : x;
+        float *dx = i > 0 ? m->layers[i - 1].dy : NULL;
+        l->ops->backward(l, in, B);
+        if (ready) /* before dX: the bucket can move while the dX GEMM runs */
+            ready(ctx, i, l->offset, l->count);
+        if (dx) l->ops->backward_dx(l, dx, B);
+    }
+}
+
+int64_t rt_model_count_correct(const struct rt_model *m, const int32_t *labels, int B)
+{
+    const float *logits = m->layers[m->n_layers - 1].y;
+    return rt_loss_count_correct(logits, labels, B, m->spec.sizes[m->spec.n_sizes - 1]);
+}
+
+/* Multiply-adds count two FLOPs; bias, activation and loss passes are left out, as is
+ * usual for MFU, since they are O(B OUT) against the GEMMs' O(B IN OUT). */
+static double layer_gemm_flops(const struct rt_layer *l)
+{
+    return 2.0 * (double)l->in * (double)l->out;
+}
+
+double rt_model_forward_flops_per_sample(const struct rt_model *m)
+{
+    double f = 0.0;
+    for (int i = 0; i < m->n_layers; i++)
+        f += layer_gemm_flops(&m->layers[i]);
+    return f;
+}
+
+double rt_model_train_flops_per_sample(const struct rt_model *m)
+{
+    double f = 0.0;
+    for (int i = 0; i < m->n_layers; i++) /* forward + dW, and dX except for layer 0 */
+        f += layer_gemm_flops(&m->layers[i]) * (i == 0 ? 2.0 : 3.0);
+    return f;
+}
+
+void rt_nn_set_threads(int n)
+{
+    if (n > 0) openblas_set_num_threads(n);
+}

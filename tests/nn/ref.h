@@ -1,0 +1,134 @@
+/* ref.h - naive double-precision references for the nn tests, written independently of
+ * src/nn (plain loops, libm in double), plus the gradient-check helpers.
+ *
+ * Shapes as in dense.h: X (B, IN), W (OUT, IN), b (OUT), Y (B, OUT); logits (B, K). */
+#ifndef RT_TEST_NN_REF_H
+#define RT_TEST_NN_REF_H
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "ringtrain/model.h"
+#include "ringtrain/rng.h"
+
+static inline double ref_act(enum rt_act a, double z)
+{
+    switch (a) {
+    case RT_ACT_IDENTITY:
+        return z;
+    case RT_ACT_RELU:
+        return z > 0.0 ? z : 0.0;
+    case RT_ACT_TANH:
+        return tanh(z);
+    case RT_ACT_SIGMOID:
+        return 1.0 / (1.0 + exp(-z));
+    case RT_ACT_GELU:
+        return 0.5 * z * (1.0 + erf(z / sqrt(2.0)));
+    }
+    abort();
+}
+
+/* y = act(x w^T + b), all double; zmin (optional) receives min |pre-activation|. */
+static inline void ref_dense(double *y, const double *x, const double *w, const double *b,
+                             enum rt_act a, int B, int IN, int OUT, double *zmin)
+{
+    for (int r = 0; r < B; r++)
+        for (int o = 0; o < OUT; o++) {
+            double z = b[o];
+            for (int i = 0; i < IN; i++)
+                z += x[r * IN + i] * w[o * IN + i];
+            if (zmin && fabs(z) < *zmin) *zmin = fabs(z);
+            y[r * OUT + o] = ref_act(a, z);
+        }
+}
+
+/* Sum over rows of -log softmax(z)_y, by the textbook formula with the max shifted out. */
+static inline double ref_ce(const double *z, const int32_t *labels, int B, int K)
+{
+    double total = 0.0;
+    for (int r = 0; r < B; r++) {
+        const double *zr = z + r * K;
+        double mx = zr[0], s = 0.0;
+        for (int k = 1; k < K; k++)
+            mx = fmax(mx, zr[k]);
+        for (int k = 0; k < K; k++)
+            s += exp(zr[k] - mx);
+        total += mx + log(s) - zr[labels[r]];
+    }
+    return total;
+}
+
+static inline double ref_mse(const double *out, const float *t, int B, int K)
+{
+    double total = 0.0;
+    for (int i = 0; i < B * K; i++)
+        total += (out[i] - t[i]) * (out[i] - t[i]);
+    return total;
+}
+
+/* Logits (B, K) of a whole MLP in double, parameters in the model.h flat layout: hidden
+ * layers apply s->act, the last is linear. zmin (optional) receives min |pre-activation|
+ * over the hidden layers, i.e. the distance to relu's kink. */
+static inline void ref_model_forward(double *logits, const double *params,
+                                     const struct rt_model_spec *s, const float *x, int B,
+                                     double *zmin)
+{
+    int L = s->n_sizes - 1, maxw = 0;
+    for (int i = 0; i < s->n_sizes; i++)
+        maxw = s->sizes[i] > maxw ? s->sizes[i] : maxw;
+    double *a = calloc((size_t)B * maxw, sizeof *a), *c = calloc((size_t)B * maxw, sizeof *c);
+    for (int i = 0; i < B * s->sizes[0]; i++)
+        a[i] = x[i];
+    const double *p = params;
+    for (int l = 0; l < L; l++) {
+        int IN = s->sizes[l], OUT = s->sizes[l + 1];
+        enum rt_act act = l == L - 1 ? RT_ACT_IDENTITY : s->act;
+        ref_dense(c, a, p, p + (size_t)OUT * IN, act, B, IN, OUT, l < L - 1 ? zmin : NULL);
+        p += (size_t)OUT * IN + OUT;
+        double *t = a;
+        a = c;
+        c = t;
+    }
+    for (int i = 0; i < B * s->sizes[L]; i++)
+        logits[i] = a[i];
+    free(a);
+    free(c);
+}
+
+/* Loss SUM of a whole MLP in double (targets as for rt_model_loss). */
+static inline double ref_model_loss(const double *params, const struct rt_model_spec *s,
+                                    const float *x, const void *targets, int B, double *zmin)
+{
+    int K = s->sizes[s->n_sizes - 1];
+    double *z = calloc((size_t)B * K + 1, sizeof *z);
+    ref_model_forward(z, params, s, x, B, zmin);
+    double loss = s->loss == RT_LOSS_CE ? ref_ce(z, targets, B, K) : ref_mse(z, targets, B, K);
+    free(z);
+    return loss;
+}
+
+/* |a - n| relative to the larger magnitude, with a floor so that gradients that are zero
+ * up to rounding are judged on an absolute scale. */
+static inline double rel_err(double analytic, double numeric, double floor)
+{
+    double scale = fmax(fmax(fabs(analytic), fabs(numeric)), floor);
+    return fabs(analytic - numeric) / scale;
+}
+
+static inline void fill_uniform_f(float *v, int n, double lo, double hi, struct rt_rng *rng)
+{
+    for (int i = 0; i < n; i++)
+        v[i] = (float)(lo + (hi - lo) * rt_rng_uniform(rng));
+}
+
+static inline void to_double(double *d, const float *f, int n)
+{
+    for (int i = 0; i < n; i++)
+        d[i] = f[i];
+}
+
+#define GRADCHECK_EPS 1e-6
+
+#endif
