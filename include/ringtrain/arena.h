@@ -10,9 +10,9 @@
 #define RT_ARENA_ALIGN 64 /* bytes: a cache line, and enough for AVX-512 loads */
 
 struct rt_arena {
-    char *base;  /* owned; NULL until rt_arena_init */
-    size_t cap;  /* bytes in base */
-    size_t used; /* bytes handed out, a multiple of RT_ARENA_ALIGN */
+    char *base;       /* owned; NULL until rt_arena_init */
+    size_t cap;       /* bytes in base */
+    size_t used;      /* bytes handed out, a multiple of RT_ARENA_ALIGN */
     const char *name; /* borrowed; for error messages */
 };
 

@@ -32,31 +32,31 @@ int rt_shuffle_parse(const char *name, enum rt_shuffle *out); /* 0, or -1 if unk
 const char *rt_shuffle_name(enum rt_shuffle s);
 
 struct rt_data_opts {
-    int rank, world;        /* 0 <= rank < world */
+    int rank, world; /* 0 <= rank < world */
     enum rt_shuffle shuffle;
     uint64_t seed;
-    int64_t global_batch;   /* rows per step over all ranks; a multiple of world */
-    double memory_mb;       /* hold the rank's rows in memory when they fit in this */
-    int64_t synth_rows;     /* rows of a synth: source */
-    int synth_split;        /* 0 train, 1 test: disjoint row ids of the same task */
+    int64_t global_batch; /* rows per step over all ranks; a multiple of world */
+    double memory_mb;     /* hold the rank's rows in memory when they fit in this */
+    int64_t synth_rows;   /* rows of a synth: source */
+    int synth_split;      /* 0 train, 1 test: disjoint row ids of the same task */
 };
 
 enum rt_label_kind { RT_LABELS_CLASS, RT_LABELS_TARGET };
 
 struct rt_dataset_info {
-    int64_t rows;                /* N */
-    int dim;                     /* D */
-    enum rt_label_kind labels;   /* int32 (N) or float32 (N, K) */
-    int targets;                 /* K for RT_LABELS_TARGET, 1 for classes */
-    int in_memory;               /* 1 when rows are held in memory */
+    int64_t rows;              /* N */
+    int dim;                   /* D */
+    enum rt_label_kind labels; /* int32 (N) or float32 (N, K) */
+    int targets;               /* K for RT_LABELS_TARGET, 1 for classes */
+    int in_memory;             /* 1 when rows are held in memory */
 };
 
 struct rt_batch {
-    const float *x;       /* (local_rows, D) borrowed, valid until the next rt_dataset_next */
-    const void *y;        /* int32 (local_rows) or float (local_rows, K), same lifetime */
-    int local_rows;       /* this rank's rows; 0 is possible in an epoch's short tail */
-    int64_t global_rows;  /* rows of this step summed over all ranks */
-    int64_t step;         /* index of this step within the epoch */
+    const float *x;      /* (local_rows, D) borrowed, valid until the next rt_dataset_next */
+    const void *y;       /* int32 (local_rows) or float (local_rows, K), same lifetime */
+    int local_rows;      /* this rank's rows; 0 is possible in an epoch's short tail */
+    int64_t global_rows; /* rows of this step summed over all ranks */
+    int64_t step;        /* index of this step within the epoch */
 };
 
 struct rt_dataset;
@@ -92,7 +92,6 @@ int rt_dataset_next(struct rt_dataset *d, struct rt_batch *b);
 /* MNIST/Fashion-MNIST IDX (gzip or plain) to a dataset file, pixels scaled to [0, 1]. */
 int rt_idx_import(const char *images_path, const char *labels_path, const char *out_path);
 /* The synth:NAME task's rows as a dataset file ("bigmodel" only, for now). */
-int rt_synth_write(const char *out_path, const char *name, int64_t rows, uint64_t seed,
-                   int split);
+int rt_synth_write(const char *out_path, const char *name, int64_t rows, uint64_t seed, int split);
 
 #endif

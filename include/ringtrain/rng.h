@@ -18,11 +18,11 @@ uint64_t rt_rng_derive(uint64_t seed, uint64_t stream, uint64_t index);
 
 /* Stream ids, so that two uses of one seed never share numbers. */
 enum rt_rng_stream {
-    RT_STREAM_INIT = 1,     /* parameter initialisation, index = layer */
-    RT_STREAM_SHUFFLE = 2,  /* epoch permutation, index = epoch */
-    RT_STREAM_SYNTH_X = 3,  /* synthetic inputs, index = row */
+    RT_STREAM_INIT = 1,    /* parameter initialisation, index = layer */
+    RT_STREAM_SHUFFLE = 2, /* epoch permutation, index = epoch */
+    RT_STREAM_SYNTH_X = 3, /* synthetic inputs, index = row */
     RT_STREAM_SYNTH_TEACHER = 4,
-    RT_STREAM_SHARD = 5,    /* per-rank shuffles in shard mode, index = epoch*2^20+rank */
+    RT_STREAM_SHARD = 5, /* per-rank shuffles in shard mode, index = epoch*2^20+rank */
 };
 
 void rt_rng_seed(struct rt_rng *r, uint64_t seed);

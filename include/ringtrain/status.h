@@ -48,8 +48,7 @@ const char *rt_status_name(int code);
 #define RT_TRY(expr)                                                                               \
     do {                                                                                           \
         int rt_try_st_ = (expr);                                                                   \
-        if (rt_try_st_ < 0)                                                                        \
-            return rt_try_st_;                                                                     \
+        if (rt_try_st_ < 0) return rt_try_st_;                                                     \
     } while (0)
 
 #endif

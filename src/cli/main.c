@@ -1,4 +1,251 @@
-int main(void)
+/* main.c - argv to work: subcommands, MPI start-up and the single place that reports an
+ * error and chooses the exit code.
+ *
+ * Every rank parses the same argv and so reaches the same verdict on usage errors without
+ * talking; everything after MPI start-up returns agreed statuses, so all ranks leave
+ * through MPI_Finalize together. --help and --version never start MPI. */
+#include "ringtrain/comm.h"
+#include "ringtrain/config.h"
+#include "ringtrain/dataset.h"
+#include "ringtrain/log.h"
+#include "ringtrain/status.h"
+#include "ringtrain/train.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef RT_VERSION
+#define RT_VERSION "unknown"
+#endif
+
+enum exit_code { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
+
+static const char usage_main[] =
+    "usage: ringtrain <command> [args]\n"
+    "\n"
+    "commands:\n"
+    "  train [JOB.ini] [section.key=value ...]   train a model (run under mpirun -np N)\n"
+    "  eval MODEL.h5 DATA.h5 [--batch N]         loss and accuracy of a saved model\n"
+    "  data import-idx IMAGES LABELS OUT.h5      convert MNIST/Fashion-MNIST IDX files\n"
+    "  data synth OUT.h5 [--rows N] [--seed S] [--split train|test]\n"
+    "                                            write the synthetic BigModel task\n"
+    "\n"
+    "  ringtrain <command> --help   help on one command\n"
+    "  ringtrain --version\n";
+
+static const char usage_train[] =
+    "usage: mpirun -np N ringtrain train [JOB.ini] [section.key=value ...] [options]\n"
+    "\n"
+    "Trains the job's model data-parallel over N ranks. Without JOB.ini the built-in\n"
+    "default job runs (Fashion-MNIST 784-512-256-10, see --print-config). Overrides are\n"
+    "applied after the file, e.g. optim.lr=0.01 train.epochs=3.\n"
+    "\n"
+    "options:\n"
+    "  --print-config   print the effective job as INI and exit\n"
+    "  --help-keys      list every job key with its default and meaning\n"
+    "\n"
+    "Ends with one line on stdout:\n"
+    "  final: epochs=E steps=S loss=L test_loss=L2 test_acc=A samples_per_s=R seconds=T\n";
+
+static const char usage_eval[] =
+    "usage: mpirun -np N ringtrain eval MODEL.h5 DATA.h5 [--batch N] [--threads N]\n"
+    "\n"
+    "Evaluates a model written by `train` on a dataset file, sharded across ranks with\n"
+    "every sample counted once. Prints: eval: loss=L acc=A samples=N\n";
+
+static const char usage_data[] =
+    "usage: ringtrain data import-idx IMAGES LABELS OUT.h5\n"
+    "       ringtrain data synth OUT.h5 [--rows N] [--seed S] [--split train|test]\n"
+    "\n"
+    "import-idx converts MNIST/Fashion-MNIST IDX files (gzip or plain) to a dataset file,\n"
+    "pixels scaled to [0, 1]. synth writes the rows of synth:bigmodel (defaults: 65536 rows,\n"
+    "seed 1234, split train) so the in-memory task can be inspected or reused.\n";
+
+static int has_flag(int argc, char **argv, const char *flag)
 {
+    for (int i = 0; i < argc; i++)
+        if (strcmp(argv[i], flag) == 0) return 1;
     return 0;
+}
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    if (rt_log_rank() == 0) {
+        fprintf(stderr, "ringtrain: error: ");
+        fprintf(stderr, fmt, arg);
+        fprintf(stderr, " (see ringtrain --help)\n");
+    }
+    return EXIT_USAGE;
+}
+
+/* The one place an agreed failure is reported: rank 0 prints the first failing rank's
+ * message; every rank returns the same code. */
+static int report(int st)
+{
+    if (st == RT_OK) return EXIT_OK;
+    if (rt_log_rank() == 0) {
+        fflush(stdout);
+        fprintf(stderr, "ringtrain: error: %s\n", rt_error_message(st));
+        fflush(stderr);
+    }
+    return st == RT_ERR_INVAL ? EXIT_USAGE : EXIT_FAILED;
+}
+
+/* Builds the job from defaults, the optional file and the overrides. Not collective: every
+ * rank reads the same file and reaches the same verdict, agreed by the caller anyway. */
+static int load_job(struct rt_config *c, int argc, char **argv)
+{
+    rt_config_defaults(c);
+    int first = 0;
+    if (argc > 0 && argv[0][0] != '-' && !strchr(argv[0], '=')) {
+        RT_TRY(rt_config_load(c, argv[0]));
+        first = 1;
+    }
+    for (int i = first; i < argc; i++) {
+        if (strcmp(argv[i], "--print-config") == 0) continue;
+        if (argv[i][0] == '-')
+            return rt_errorf(RT_ERR_INVAL, "train: unknown option '%s'", argv[i]);
+        RT_TRY(rt_config_override(c, argv[i]));
+    }
+    return rt_config_validate(c);
+}
+
+static void print_final(const struct rt_train_result *r)
+{
+    char epochs[32];
+    if (r->epochs == (double)(int64_t)r->epochs)
+        snprintf(epochs, sizeof epochs, "%lld", (long long)r->epochs);
+    else
+        snprintf(epochs, sizeof epochs, "%.3f", r->epochs);
+    char test[96] = "";
+    if (r->has_test && r->test_acc >= 0)
+        snprintf(test, sizeof test, " test_loss=%.6f test_acc=%.4f", r->test_loss, r->test_acc);
+    else if (r->has_test)
+        snprintf(test, sizeof test, " test_loss=%.6f", r->test_loss);
+    rt_log0("final: epochs=%s steps=%lld loss=%.6f%s samples_per_s=%.1f seconds=%.2f\n", epochs,
+            (long long)r->steps, r->loss, test, r->samples_per_s, r->seconds);
+}
+
+static int cmd_train(rt_comm_t *comm, int argc, char **argv)
+{
+    static struct rt_config cfg; /* large (paths); static keeps it off the stack */
+    int st = rt_comm_agree(comm, load_job(&cfg, argc, argv));
+    if (st != RT_OK) return report(st);
+    if (has_flag(argc, argv, "--print-config")) {
+        static char text[16384];
+        rt_config_format(&cfg, text, sizeof text);
+        rt_log0("%s", text);
+        return EXIT_OK;
+    }
+    struct rt_train_result r;
+    st = rt_train_run(&cfg, comm, &r);
+    if (st == RT_OK) print_final(&r);
+    return report(st);
+}
+
+/* Parses "--name VALUE" as a positive integer; returns -1 on a bad value. */
+static long long option_int(int argc, char **argv, const char *name, long long def)
+{
+    for (int i = 0; i + 1 < argc; i++)
+        if (strcmp(argv[i], name) == 0) {
+            char *end;
+            long long v = strtoll(argv[i + 1], &end, 10);
+            return *end || end == argv[i + 1] || v < 0 ? -1 : v;
+        }
+    return def;
+}
+
+static int cmd_eval(rt_comm_t *comm, int argc, char **argv)
+{
+    if (argc < 2 || argv[0][0] == '-' || argv[1][0] == '-')
+        return usage_error("eval: expected MODEL.h5 DATA.h5, got %s", argc ? argv[0] : "nothing");
+    long long batch = option_int(argc, argv, "--batch", 1024);
+    long long threads = option_int(argc, argv, "--threads", 0);
+    if (batch < 1 || threads < 0)
+        return usage_error("eval: %s: expected a positive whole number", "--batch/--threads");
+    struct rt_eval_result r;
+    int st = rt_eval_run(comm, argv[0], argv[1], batch, 2048, (int)threads, &r);
+    if (st == RT_OK) {
+        if (r.acc >= 0)
+            rt_log0("eval: loss=%.6f acc=%.4f samples=%lld\n", r.loss, r.acc, (long long)r.samples);
+        else
+            rt_log0("eval: loss=%.6f samples=%lld\n", r.loss, (long long)r.samples);
+    }
+    return report(st);
+}
+
+/* Conversions are single-process work: rank 0 does it, everyone agrees on the outcome. */
+static int cmd_data(rt_comm_t *comm, int argc, char **argv)
+{
+    int rank0 = rt_comm_rank(comm) == 0, st = RT_OK;
+    if (argc >= 1 && strcmp(argv[0], "import-idx") == 0) {
+        if (argc != 4) return usage_error("data import-idx: expected IMAGES LABELS OUT.h5%s", "");
+        if (rank0) st = rt_idx_import(argv[1], argv[2], argv[3]);
+    } else if (argc >= 1 && strcmp(argv[0], "synth") == 0) {
+        if (argc < 2 || argv[1][0] == '-') return usage_error("data synth: expected OUT.h5%s", "");
+        long long rows = option_int(argc, argv, "--rows", 65536);
+        long long seed = option_int(argc, argv, "--seed", 1234);
+        const char *split = "train";
+        for (int i = 2; i + 1 < argc; i++)
+            if (strcmp(argv[i], "--split") == 0) split = argv[i + 1];
+        if (rows < 1 || seed < 0)
+            return usage_error("data synth: %s: expected a positive whole number", "--rows/--seed");
+        if (strcmp(split, "train") != 0 && strcmp(split, "test") != 0)
+            return usage_error("data synth: --split %s: expected train or test", split);
+        if (rank0)
+            st = rt_synth_write(argv[1], "bigmodel", rows, (uint64_t)seed,
+                                strcmp(split, "test") == 0);
+    } else {
+        return usage_error("data: unknown subcommand '%s': expected import-idx or synth",
+                           argc ? argv[0] : "");
+    }
+    st = rt_comm_agree(comm, st);
+    if (st == RT_OK && rank0) rt_log0("wrote %s\n", argv[0][0] == 'i' ? argv[3] : argv[1]);
+    return report(st);
+}
+
+static const char *command_help(const char *cmd)
+{
+    if (strcmp(cmd, "train") == 0) return usage_train;
+    if (strcmp(cmd, "eval") == 0) return usage_eval;
+    if (strcmp(cmd, "data") == 0) return usage_data;
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        fputs(usage_main, argc < 2 ? stderr : stdout);
+        return argc < 2 ? EXIT_USAGE : EXIT_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("ringtrain %s\n", RT_VERSION);
+        return EXIT_OK;
+    }
+    const char *help = command_help(argv[1]);
+    if (!help) {
+        fprintf(stderr, "ringtrain: error: unknown command '%s' (see ringtrain --help)\n", argv[1]);
+        return EXIT_USAGE;
+    }
+    if (has_flag(argc, argv, "--help") || has_flag(argc, argv, "-h")) {
+        fputs(help, stdout);
+        return EXIT_OK;
+    }
+    if (strcmp(argv[1], "train") == 0 && has_flag(argc, argv, "--help-keys")) {
+        rt_config_print_keys(stdout);
+        return EXIT_OK;
+    }
+    rt_comm_t *comm;
+    rt_comm_init(&comm, &argc, &argv);
+    rt_log_set_rank(rt_comm_rank(comm), rt_comm_size(comm));
+    int code;
+    if (strcmp(argv[1], "train") == 0)
+        code = cmd_train(comm, argc - 2, argv + 2);
+    else if (strcmp(argv[1], "eval") == 0)
+        code = cmd_eval(comm, argc - 2, argv + 2);
+    else
+        code = cmd_data(comm, argc - 2, argv + 2);
+    rt_comm_finalize(comm);
+    return code;
 }

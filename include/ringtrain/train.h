@@ -1,0 +1,38 @@
+/* train.h - the training run and evaluation, on every rank.
+ *
+ * Both functions are collective: every rank calls them with the same arguments, and their
+ * return value is already agreed across ranks (rt_comm_agree), so the caller can exit on
+ * every rank together. The error message is available through rt_error_message(). */
+#ifndef RT_TRAIN_H
+#define RT_TRAIN_H
+
+#include <stdint.h>
+
+#include "ringtrain/comm.h"
+#include "ringtrain/config.h"
+
+struct rt_train_result {
+    int64_t steps;              /* global steps taken */
+    double epochs;              /* epochs completed, fractional when max_steps cut one short */
+    double loss;                /* mean training loss over the last epoch's steps */
+    int has_test;               /* 1 when a test set was evaluated */
+    double test_loss, test_acc; /* test_acc < 0 when the loss is not a classification */
+    double samples_per_s;       /* training samples over training time (evaluation excluded) */
+    double seconds;             /* wall time of the whole run */
+};
+
+/* Trains cfg's model on cfg's data with this communicator's ranks, prints progress on rank
+ * 0, writes the final model to cfg->out on rank 0. */
+int rt_train_run(const struct rt_config *cfg, rt_comm_t *comm, struct rt_train_result *res);
+
+struct rt_eval_result {
+    double loss;
+    double acc;      /* < 0 for regression models */
+    int64_t samples; /* every sample counted exactly once */
+};
+
+/* Evaluates the model file on the dataset, sharded across ranks. threads as train.threads. */
+int rt_eval_run(rt_comm_t *comm, const char *model_path, const char *data_path, int64_t batch,
+                double memory_mb, int threads, struct rt_eval_result *res);
+
+#endif

@@ -1,0 +1,137 @@
+/* comm.c - the MPI world: init, agreement on errors, reductions, broadcast, abort.
+ *
+ * Deliberately not here yet: the ring allreduce (next issue); rt_comm_allreduce_sum is the
+ * single call through which the trainer averages gradients, so swapping its inside changes
+ * nothing else. */
+#include "ringtrain/comm.h"
+#include "ringtrain/status.h"
+
+#include <limits.h>
+#include <mpi.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+struct rt_comm {
+    MPI_Comm world; /* owned: a duplicate, so our traffic never mixes with a library's */
+    int rank, size, local_size;
+};
+
+int rt_comm_init(rt_comm_t **out, int *argc, char ***argv)
+{
+    int provided;
+    MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+    struct rt_comm *c = calloc(1, sizeof *c);
+    if (!c) rt_comm_abort(NULL, 1, "cannot allocate the communicator context");
+    MPI_Comm_dup(MPI_COMM_WORLD, &c->world);
+    MPI_Comm_rank(c->world, &c->rank);
+    MPI_Comm_size(c->world, &c->size);
+    MPI_Comm node;
+    MPI_Comm_split_type(c->world, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &node);
+    MPI_Comm_size(node, &c->local_size);
+    MPI_Comm_free(&node);
+    *out = c;
+    return RT_OK;
+}
+
+void rt_comm_finalize(rt_comm_t *c)
+{
+    if (c) {
+        MPI_Comm_free(&c->world);
+        free(c);
+    }
+    MPI_Finalize();
+}
+
+int rt_comm_rank(const rt_comm_t *c)
+{
+    return c->rank;
+}
+
+int rt_comm_size(const rt_comm_t *c)
+{
+    return c->size;
+}
+
+int rt_comm_local_size(const rt_comm_t *c)
+{
+    return c->local_size;
+}
+
+int rt_comm_agree(rt_comm_t *c, int st)
+{
+    /* Success costs one integer allreduce; the message travels only on failure. */
+    int key = st < 0 ? c->rank : c->size, first;
+    MPI_Allreduce(&key, &first, 1, MPI_INT, MPI_MIN, c->world);
+    if (first == c->size) return RT_OK;
+    struct {
+        int code;
+        char msg[RT_ERROR_MAX];
+    } verdict = {0};
+    if (c->rank == first) {
+        verdict.code = st;
+        snprintf(verdict.msg, sizeof verdict.msg, "%s", rt_error_message(st));
+    }
+    MPI_Bcast(&verdict, sizeof verdict, MPI_BYTE, first, c->world);
+    if (c->rank != first) rt_error_set_message(verdict.msg);
+    return verdict.code;
+}
+
+void rt_comm_allreduce_sum(rt_comm_t *c, float *buf, size_t n)
+{
+    if (c->size == 1) return;
+    /* MPI counts are int: move at most 2^30 floats per call. */
+    const size_t max_chunk = (size_t)1 << 30;
+    for (size_t off = 0; off < n; off += max_chunk) {
+        size_t len = n - off < max_chunk ? n - off : max_chunk;
+        MPI_Allreduce(MPI_IN_PLACE, buf + off, (int)len, MPI_FLOAT, MPI_SUM, c->world);
+    }
+}
+
+void rt_comm_sum_f64(rt_comm_t *c, double *vals, int n)
+{
+    MPI_Allreduce(MPI_IN_PLACE, vals, n, MPI_DOUBLE, MPI_SUM, c->world);
+}
+
+void rt_comm_max_f64(rt_comm_t *c, double *vals, int n)
+{
+    MPI_Allreduce(MPI_IN_PLACE, vals, n, MPI_DOUBLE, MPI_MAX, c->world);
+}
+
+void rt_comm_bcast(rt_comm_t *c, void *buf, size_t bytes, int root)
+{
+    const size_t max_chunk = (size_t)1 << 30;
+    for (size_t off = 0; off < bytes; off += max_chunk) {
+        size_t len = bytes - off < max_chunk ? bytes - off : max_chunk;
+        MPI_Bcast((char *)buf + off, (int)len, MPI_BYTE, root, c->world);
+    }
+}
+
+void rt_comm_barrier(rt_comm_t *c)
+{
+    MPI_Barrier(c->world);
+}
+
+double rt_comm_wtime(void)
+{
+    return MPI_Wtime();
+}
+
+_Noreturn void rt_comm_abort(rt_comm_t *c, int exit_code, const char *fmt, ...)
+{
+    int rank = 0, size = 1;
+    if (c) {
+        rank = c->rank;
+        size = c->size;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "ringtrain: error: [rank %d/%d] ", rank, size);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    fflush(stdout);
+    fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, exit_code);
+    abort(); /* MPI_Abort does not return; this tells the compiler so */
+}

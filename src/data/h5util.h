@@ -1,0 +1,46 @@
+/* h5util.h - HDF5 helpers shared by src/data and src/ckpt (private: not installed).
+ *
+ * What lives here is the part of HDF5 handling that every reader and writer needs to get
+ * right in the same way: no automatic error stack on stderr, clean one-line messages for
+ * files that are missing, unreadable or not HDF5 at all, and the atomic write protocol
+ * (write path.tmp, flush, close, fsync, rename, fsync the directory). */
+#ifndef RT_DATA_H5UTIL_H
+#define RT_DATA_H5UTIL_H
+
+#include <hdf5.h>
+#include <stddef.h>
+
+/* Turns off HDF5's automatic error printing for the calling thread (thread-safe builds keep
+ * one error stack per thread, so every thread that calls HDF5 must do this once). Cheap. */
+void rt_h5_quiet(void);
+
+/* 1 when the HDF5 library may be called from two threads at once. */
+int rt_h5_threadsafe(void);
+
+/* Opens an existing file read-only. Checks first, so that the message is clear: RT_ERR_IO
+ * "<path>: <strerror>" when it is missing, unreadable or a directory; RT_ERR_FORMAT
+ * "<path>: not an HDF5 file" when HDF5 does not recognise it. File locking is not used for
+ * readers (our writers never modify a file in place: they rename a finished one). */
+int rt_h5_open_read(const char *path, hid_t *out);
+
+/* Creates `tmp` (path + ".tmp", written into tmp of tmp_cap bytes) for writing, truncating
+ * any leftover. RT_ERR_IO with strerror when the directory is not writable. */
+int rt_h5_create_tmp(const char *path, char *tmp, size_t tmp_cap, hid_t *out);
+
+/* Finishes an atomic write: H5Fflush, H5Fclose, fsync(tmp), rename(tmp, path), fsync of the
+ * directory. On failure tmp is removed and RT_ERR_IO/RT_ERR_HDF5 is returned. file is closed
+ * in every case. */
+int rt_h5_commit(hid_t file, const char *tmp, const char *path);
+
+/* Closes file (if >= 0) and removes tmp: the failure path of a write. */
+void rt_h5_discard(hid_t file, const char *tmp);
+
+/* A short name of an HDF5 datatype for messages: "float32", "float64", "int32", "uint8",
+ * "string", "compound", ... Writes into buf and returns it. */
+const char *rt_h5_type_name(hid_t type, char *buf, size_t cap);
+
+/* Closes an HDF5 identifier of any kind if it is valid (>= 0); returns -1 for reuse as the
+ * "closed" value: `id = rt_h5_close(id);`. */
+hid_t rt_h5_close(hid_t id);
+
+#endif

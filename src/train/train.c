@@ -1,0 +1,379 @@
+/* train.c - the step loop and evaluation, run by every rank in lockstep.
+ *
+ * One step on rank r of N: take this rank's rows of the step's global batch, forward,
+ * loss normalised by the GLOBAL batch (so the sum over ranks is the global-mean gradient),
+ * backward into the flat gradient block, one allreduce of that block, clip, one optimizer
+ * pass. Every rank executes the same collectives in the same order; nothing rank-dependent
+ * decides whether a collective happens. The step loop allocates nothing: every buffer was
+ * sized in trainer_open. */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
+#include "ringtrain/train.h"
+#include "ringtrain/dataset.h"
+#include "ringtrain/log.h"
+#include "ringtrain/model.h"
+#include "ringtrain/model_file.h"
+#include "ringtrain/optim.h"
+#include "ringtrain/status.h"
+
+#include <errno.h>
+#include <math.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct trainer {
+    const struct rt_config *cfg;
+    rt_comm_t *comm;
+    int rank, world;
+    struct rt_model model;
+    struct rt_optim opt;
+    struct rt_dataset *train, *test;
+    int64_t steps_per_epoch, total_steps, step;
+    double train_seconds, samples;
+    char *config_text; /* owned: the effective job, saved with the model */
+};
+
+/* BLAS threads per rank: an explicit setting wins, then OPENBLAS_NUM_THREADS; otherwise a
+ * rank bound to some cores (mpirun binds by default) uses them all, and an unbound rank gets
+ * its share of the node so that ranks x threads never exceed the cores. */
+static void choose_threads(int requested, int local_ranks)
+{
+    if (requested > 0) {
+        rt_nn_set_threads(requested);
+        return;
+    }
+    if (getenv("OPENBLAS_NUM_THREADS")) return;
+    cpu_set_t set;
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    int usable = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : (int)online;
+    int n = usable < online ? usable : usable / (local_ranks > 0 ? local_ranks : 1);
+    rt_nn_set_threads(n > 0 ? n : 1);
+}
+
+static int64_t local_rows_max(int64_t global_batch, int world)
+{
+    return (global_batch + world - 1) / world;
+}
+
+/* Largest multiple of world not above b (at least world): evaluation batches need not match
+ * training ones, only divide evenly. */
+static int64_t eval_global_batch(int64_t b, int world)
+{
+    return b < world ? world : b / world * world;
+}
+
+static int open_data(struct trainer *t)
+{
+    const struct rt_config *c = t->cfg;
+    struct rt_data_opts o = {
+        .rank = t->rank,
+        .world = t->world,
+        .shuffle = c->shuffle,
+        .seed = c->seed,
+        .global_batch = c->batch,
+        .memory_mb = c->memory_mb,
+        .synth_rows = c->synth_rows,
+    };
+    if (c->batch % t->world != 0)
+        return rt_errorf(RT_ERR_INVAL,
+                         "%s: [train] batch = %lld: expected a multiple of the %d ranks", c->source,
+                         (long long)c->batch, t->world);
+    RT_TRY(rt_dataset_open(&t->train, c->train, &o));
+    if (c->test[0] == '\0') return RT_OK;
+    o.shuffle = RT_SHUFFLE_OFF;
+    o.global_batch = eval_global_batch(c->eval_batch, t->world);
+    o.synth_rows = c->synth_test_rows;
+    o.synth_split = 1;
+    return rt_dataset_open(&t->test, c->test, &o);
+}
+
+static int build_model(struct trainer *t)
+{
+    const struct rt_config *c = t->cfg;
+    int64_t rows = local_rows_max(c->batch, t->world);
+    int64_t eval_rows = local_rows_max(eval_global_batch(c->eval_batch, t->world), t->world);
+    RT_TRY(rt_model_init(&t->model, &c->model, (int)(rows > eval_rows ? rows : eval_rows)));
+    /* Rank 0 decides the initial weights; the others receive them, so replicas start
+     * identical by construction rather than by trusting every rank's RNG. */
+    if (t->rank == 0) rt_model_init_params(&t->model, c->seed);
+    rt_comm_bcast(t->comm, t->model.params, t->model.n_params * sizeof(float), 0);
+    return rt_optim_init(&t->opt, &c->optim, t->model.n_params);
+}
+
+static int validate_data(struct trainer *t)
+{
+    const struct rt_model_spec *s = &t->cfg->model;
+    int in = s->sizes[0], out = s->sizes[s->n_sizes - 1];
+    RT_TRY(rt_dataset_validate(t->train, in, out, s->loss));
+    if (t->test) RT_TRY(rt_dataset_validate(t->test, in, out, s->loss));
+    return RT_OK;
+}
+
+/* Every phase of set-up ends at an agreement point, so a bad file or value on any rank
+ * stops every rank at the same place with the same message. */
+static int trainer_open(struct trainer *t)
+{
+    int st = open_data(t);
+    RT_TRY(rt_comm_agree(t->comm, st));
+    st = build_model(t);
+    RT_TRY(rt_comm_agree(t->comm, st));
+    st = validate_data(t);
+    RT_TRY(rt_comm_agree(t->comm, st));
+    size_t need = rt_config_format(t->cfg, NULL, 0) + 1;
+    t->config_text = malloc(need);
+    if (t->config_text) rt_config_format(t->cfg, t->config_text, need);
+    st = t->config_text ? RT_OK : rt_errorf(RT_ERR_NOMEM, "cannot allocate the config text");
+    RT_TRY(rt_comm_agree(t->comm, st));
+    t->steps_per_epoch = rt_dataset_steps_per_epoch(t->train);
+    t->total_steps = t->steps_per_epoch * t->cfg->epochs;
+    if (t->cfg->max_steps > 0 && t->cfg->max_steps < t->total_steps)
+        t->total_steps = t->cfg->max_steps;
+    return RT_OK;
+}
+
+static void trainer_close(struct trainer *t)
+{
+    rt_dataset_close(t->train);
+    rt_dataset_close(t->test);
+    rt_optim_free(&t->opt);
+    rt_model_free(&t->model);
+    free(t->config_text);
+}
+
+/* Loss and accuracy over every row of d exactly once: the order is file order and the
+ * last short batch is split between ranks like any other, so sums over ranks count each
+ * sample once. The loop itself has no collectives; one agreement and one reduction end it. */
+static int evaluate(struct rt_model *m, struct rt_dataset *d, rt_comm_t *comm,
+                    struct rt_eval_result *r)
+{
+    double sums[3] = {0, 0, 0}; /* loss sum, correct, rows */
+    const int classify = m->spec.loss == RT_LOSS_CE;
+    int st = rt_dataset_begin_epoch(d, 0, 0);
+    for (int64_t k = 0; st == RT_OK && k < rt_dataset_steps_per_epoch(d); k++) {
+        struct rt_batch b;
+        st = rt_dataset_next(d, &b);
+        if (st != RT_OK) break;
+        rt_model_forward(m, b.x, b.local_rows);
+        sums[0] += rt_model_loss(m, b.y, b.local_rows, 1.0);
+        if (classify) sums[1] += (double)rt_model_count_correct(m, b.y, b.local_rows);
+        sums[2] += b.local_rows;
+    }
+    RT_TRY(rt_comm_agree(comm, st));
+    rt_comm_sum_f64(comm, sums, 3);
+    int K = m->spec.sizes[m->spec.n_sizes - 1];
+    r->samples = (int64_t)sums[2];
+    r->loss = sums[0] / rt_loss_norm(m->spec.loss, r->samples, K);
+    r->acc = classify ? sums[1] / sums[2] : -1.0;
+    return RT_OK;
+}
+
+static void format_eta(char *buf, size_t size, double seconds)
+{
+    long s = (long)(seconds + 0.5);
+    if (s >= 3600)
+        snprintf(buf, size, "%ldh%02ldm", s / 3600, s / 60 % 60);
+    else
+        snprintf(buf, size, "%ldm%02lds", s / 60, s % 60);
+}
+
+/* Running sums between progress lines; reduced across ranks only when printed. */
+struct progress {
+    double loss_sum, rows; /* since the last line */
+    double epoch_loss, epoch_rows;
+    double t_last, samples_last;
+};
+
+static int report_progress(struct trainer *t, struct progress *p, int64_t epoch, double lr)
+{
+    double sums[2] = {p->loss_sum, p->rows};
+    rt_comm_sum_f64(t->comm, sums, 2);
+    int K = t->model.spec.sizes[t->model.spec.n_sizes - 1];
+    double loss = sums[0] / rt_loss_norm(t->model.spec.loss, (int64_t)sums[1], K);
+    /* The reduced value is identical on every rank, so this branch needs no agreement. */
+    if (!isfinite(loss))
+        return rt_errorf(RT_ERR_NONFINITE, "step %lld (epoch %lld): training loss is %g",
+                         (long long)t->step, (long long)epoch + 1, loss);
+    double now = rt_comm_wtime(), dt = now - p->t_last;
+    double rate = dt > 0 ? (t->samples - p->samples_last) / dt : 0;
+    char eta[32];
+    format_eta(eta, sizeof eta,
+               rate > 0 ? (double)(t->total_steps - t->step) * (double)t->cfg->batch / rate : 0);
+    rt_log0("epoch %lld/%lld | step %lld/%lld | loss %.4f | lr %.2e | %.0f samples/s | ETA %s\n",
+            (long long)epoch + 1, (long long)t->cfg->epochs, (long long)t->step,
+            (long long)t->total_steps, loss, lr, rate, eta);
+    p->loss_sum = p->rows = 0;
+    p->t_last = now;
+    p->samples_last = t->samples;
+    return RT_OK;
+}
+
+/* One synchronous data-parallel step on this rank's share of the global batch. */
+static int train_step(struct trainer *t, struct progress *p, double *lr)
+{
+    struct rt_batch b;
+    int st = rt_dataset_next(t->train, &b);
+    RT_TRY(rt_comm_agree(t->comm, st));
+    struct rt_model *m = &t->model;
+    rt_model_forward(m, b.x, b.local_rows);
+    double norm = rt_loss_norm(m->spec.loss, b.global_rows, m->spec.sizes[m->spec.n_sizes - 1]);
+    double loss = rt_model_loss(m, b.y, b.local_rows, norm);
+    rt_model_backward(m, b.x, b.local_rows, NULL, NULL);
+    rt_comm_allreduce_sum(t->comm, m->grads, m->n_params);
+    if (t->cfg->clip_norm > 0) rt_clip_grad_norm(m->grads, m->n_params, t->cfg->clip_norm);
+    *lr = rt_sched_lr(&t->cfg->sched, t->cfg->optim.lr, t->step, t->total_steps);
+    rt_optim_step(&t->opt, m->params, m->grads, *lr);
+    p->loss_sum += loss;
+    p->rows += b.local_rows;
+    p->epoch_loss += loss;
+    p->epoch_rows += b.local_rows;
+    t->samples += (double)b.global_rows;
+    t->step++;
+    return RT_OK;
+}
+
+static int end_epoch(struct trainer *t, struct progress *p, int64_t epoch,
+                     struct rt_train_result *res)
+{
+    double sums[2] = {p->epoch_loss, p->epoch_rows};
+    rt_comm_sum_f64(t->comm, sums, 2);
+    int K = t->model.spec.sizes[t->model.spec.n_sizes - 1];
+    res->loss = sums[0] / rt_loss_norm(t->model.spec.loss, (int64_t)sums[1], K);
+    p->epoch_loss = p->epoch_rows = 0;
+    if (!isfinite(res->loss))
+        return rt_errorf(RT_ERR_NONFINITE, "step %lld (epoch %lld): training loss is %g",
+                         (long long)t->step, (long long)epoch + 1, res->loss);
+    if (!t->test) {
+        rt_log0("epoch %lld/%lld done | loss %.4f\n", (long long)epoch + 1,
+                (long long)t->cfg->epochs, res->loss);
+        return RT_OK;
+    }
+    struct rt_eval_result e;
+    RT_TRY(evaluate(&t->model, t->test, t->comm, &e));
+    res->has_test = 1;
+    res->test_loss = e.loss;
+    res->test_acc = e.acc;
+    if (e.acc >= 0)
+        rt_log0("epoch %lld/%lld done | loss %.4f | test_loss %.4f | test_acc %.4f\n",
+                (long long)epoch + 1, (long long)t->cfg->epochs, res->loss, e.loss, e.acc);
+    else
+        rt_log0("epoch %lld/%lld done | loss %.4f | test_loss %.6f\n", (long long)epoch + 1,
+                (long long)t->cfg->epochs, res->loss, e.loss);
+    return RT_OK;
+}
+
+static int run_epochs(struct trainer *t, struct rt_train_result *res)
+{
+    struct progress p = {.t_last = rt_comm_wtime()};
+    double lr = t->cfg->optim.lr;
+    for (int64_t epoch = 0; epoch < t->cfg->epochs && t->step < t->total_steps; epoch++) {
+        double t0 = rt_comm_wtime();
+        int st = rt_dataset_begin_epoch(t->train, epoch, 0);
+        RT_TRY(rt_comm_agree(t->comm, st));
+        for (int64_t k = 0; k < t->steps_per_epoch && t->step < t->total_steps; k++) {
+            RT_TRY(train_step(t, &p, &lr));
+            if (t->cfg->log_every > 0 && t->step % t->cfg->log_every == 0)
+                RT_TRY(report_progress(t, &p, epoch, lr));
+        }
+        t->train_seconds += rt_comm_wtime() - t0;
+        RT_TRY(end_epoch(t, &p, epoch, res));
+        p.t_last = rt_comm_wtime(); /* evaluation time is not training throughput */
+        p.samples_last = t->samples;
+    }
+    res->steps = t->step;
+    res->epochs = (double)t->step / (double)t->steps_per_epoch;
+    res->samples_per_s = t->train_seconds > 0 ? t->samples / t->train_seconds : 0;
+    return RT_OK;
+}
+
+/* mkdir -p for the directories above path. */
+static int make_parent_dirs(const char *path)
+{
+    char dir[RT_PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    for (char *s = dir + 1; *s; s++) {
+        if (*s != '/') continue;
+        *s = '\0';
+        if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+            return rt_errorf(RT_ERR_IO, "%s: cannot create directory %s: %s", path, dir,
+                             strerror(errno));
+        *s = '/';
+    }
+    return RT_OK;
+}
+
+/* Rank 0 writes; everyone learns the outcome before going on. */
+static int save_model(struct trainer *t)
+{
+    if (t->cfg->out[0] == '\0') return RT_OK;
+    int st = RT_OK;
+    if (t->rank == 0) {
+        st = make_parent_dirs(t->cfg->out);
+        if (st == RT_OK) st = rt_model_save(t->cfg->out, &t->model, t->config_text);
+    }
+    return rt_comm_agree(t->comm, st);
+}
+
+int rt_train_run(const struct rt_config *cfg, rt_comm_t *comm, struct rt_train_result *res)
+{
+    struct trainer t = {.cfg = cfg, .comm = comm};
+    t.rank = rt_comm_rank(comm);
+    t.world = rt_comm_size(comm);
+    memset(res, 0, sizeof *res);
+    double t0 = rt_comm_wtime();
+    choose_threads((int)cfg->threads, rt_comm_local_size(comm));
+    int st = trainer_open(&t);
+    if (st == RT_OK) {
+        rt_log0("ringtrain: job %s | %d rank%s | %zu parameters | %lld steps of %lld samples\n",
+                cfg->source, t.world, t.world > 1 ? "s" : "", t.model.n_params,
+                (long long)t.total_steps, (long long)cfg->batch);
+        st = run_epochs(&t, res);
+    }
+    if (st == RT_OK) st = save_model(&t);
+    res->seconds = rt_comm_wtime() - t0;
+    trainer_close(&t);
+    return st;
+}
+
+static int eval_open(rt_comm_t *comm, const char *model_path, const char *data_path, int64_t batch,
+                     double memory_mb, struct rt_model *m, struct rt_dataset **d)
+{
+    int rank = rt_comm_rank(comm), world = rt_comm_size(comm);
+    struct rt_model_spec spec;
+    memset(&spec, 0, sizeof spec);
+    /* Rank 0 reads the model file and broadcasts it: one reader, one verdict. */
+    int st = rank == 0 ? rt_model_file_spec(model_path, &spec) : RT_OK;
+    RT_TRY(rt_comm_agree(comm, st));
+    rt_comm_bcast(comm, &spec, sizeof spec, 0);
+    int64_t gb = eval_global_batch(batch, world);
+    st = rt_model_init(m, &spec, (int)local_rows_max(gb, world));
+    if (st == RT_OK && rank == 0) st = rt_model_file_load(model_path, m);
+    RT_TRY(rt_comm_agree(comm, st));
+    rt_comm_bcast(comm, m->params, m->n_params * sizeof(float), 0);
+    struct rt_data_opts o = {.rank = rank,
+                             .world = world,
+                             .shuffle = RT_SHUFFLE_OFF,
+                             .global_batch = gb,
+                             .memory_mb = memory_mb,
+                             .synth_rows = 8192,
+                             .synth_split = 1};
+    st = rt_dataset_open(d, data_path, &o);
+    if (st == RT_OK)
+        st = rt_dataset_validate(*d, spec.sizes[0], spec.sizes[spec.n_sizes - 1], spec.loss);
+    return rt_comm_agree(comm, st);
+}
+
+int rt_eval_run(rt_comm_t *comm, const char *model_path, const char *data_path, int64_t batch,
+                double memory_mb, int threads, struct rt_eval_result *res)
+{
+    struct rt_model m;
+    memset(&m, 0, sizeof m);
+    struct rt_dataset *d = NULL;
+    choose_threads(threads, rt_comm_local_size(comm));
+    int st = eval_open(comm, model_path, data_path, batch, memory_mb, &m, &d);
+    if (st == RT_OK) st = evaluate(&m, d, comm, res);
+    rt_dataset_close(d);
+    rt_model_free(&m);
+    return st;
+}
