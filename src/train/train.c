@@ -30,26 +30,30 @@ struct trainer {
     struct rt_model model;
     struct rt_optim opt;
     struct rt_dataset *train, *test;
+    int threads;
     int64_t steps_per_epoch, total_steps, step;
     double train_seconds, samples;
     char *config_text; /* owned: the effective job, saved with the model */
 };
 
-/* BLAS threads per rank: an explicit setting wins, then OPENBLAS_NUM_THREADS; otherwise a
- * rank bound to some cores (mpirun binds by default) uses them all, and an unbound rank gets
- * its share of the node so that ranks x threads never exceed the cores. */
-static void choose_threads(int requested, int local_ranks)
+/* Threads per rank: an explicit setting wins, then OPENBLAS_NUM_THREADS; otherwise a rank
+ * bound to some cores (mpirun binds by default) uses them all, and an unbound rank gets its
+ * share of the node so that ranks x threads never exceed the cores. */
+static int choose_threads(int requested, int local_ranks)
 {
-    if (requested > 0) {
-        rt_nn_set_threads(requested);
-        return;
+    int n = requested;
+    const char *env = getenv("OPENBLAS_NUM_THREADS");
+    if (n <= 0 && env && atoi(env) > 0) {
+        n = atoi(env);
+    } else if (n <= 0) {
+        cpu_set_t set;
+        long online = sysconf(_SC_NPROCESSORS_ONLN);
+        int usable = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : (int)online;
+        n = usable < online ? usable : usable / (local_ranks > 0 ? local_ranks : 1);
     }
-    if (getenv("OPENBLAS_NUM_THREADS")) return;
-    cpu_set_t set;
-    long online = sysconf(_SC_NPROCESSORS_ONLN);
-    int usable = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : (int)online;
-    int n = usable < online ? usable : usable / (local_ranks > 0 ? local_ranks : 1);
-    rt_nn_set_threads(n > 0 ? n : 1);
+    n = n > 0 ? n : 1;
+    rt_nn_set_threads(n);
+    return n;
 }
 
 static int64_t local_rows_max(int64_t global_batch, int world)
@@ -322,12 +326,13 @@ int rt_train_run(const struct rt_config *cfg, rt_comm_t *comm, struct rt_train_r
     t.world = rt_comm_size(comm);
     memset(res, 0, sizeof *res);
     double t0 = rt_comm_wtime();
-    choose_threads((int)cfg->threads, rt_comm_local_size(comm));
+    t.threads = choose_threads((int)cfg->threads, rt_comm_local_size(comm));
     int st = trainer_open(&t);
     if (st == RT_OK) {
-        rt_log0("ringtrain: job %s | %d rank%s | %zu parameters | %lld steps of %lld samples\n",
-                cfg->source, t.world, t.world > 1 ? "s" : "", t.model.n_params,
-                (long long)t.total_steps, (long long)cfg->batch);
+        rt_log0("ringtrain: job %s | %d rank%s x %d thread%s | %zu parameters | %lld steps of "
+                "%lld samples\n",
+                cfg->source, t.world, t.world > 1 ? "s" : "", t.threads, t.threads > 1 ? "s" : "",
+                t.model.n_params, (long long)t.total_steps, (long long)cfg->batch);
         st = run_epochs(&t, res);
     }
     if (st == RT_OK) st = save_model(&t);
