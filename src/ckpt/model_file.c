@@ -66,10 +66,25 @@ static int put_floats(hid_t g, const char *name, const float *v, int rank, const
     return rc;
 }
 
+/* Writes layer i as group <i> under layers: weight (OUT, IN) and bias (OUT). */
+static int put_layer(hid_t layers, const struct rt_model *m, int i)
+{
+    char name[16];
+    snprintf(name, sizeof name, "%d", i);
+    hid_t g = H5Gcreate2(layers, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (g < 0) return -1;
+    float *w, *b;
+    rt_model_layer_view(m, i, &w, &b, NULL, NULL);
+    hsize_t wd[2] = {(hsize_t)m->spec.sizes[i + 1], (hsize_t)m->spec.sizes[i]};
+    int rc = put_floats(g, "weight", w, 2, wd) < 0 || put_floats(g, "bias", b, 1, wd) < 0 ? -1 : 0;
+    rt_h5_close(g);
+    return rc;
+}
+
 int rt_model_save(const char *path, const struct rt_model *m, const char *config_text)
 {
     char tmp[4096];
-    hid_t f = -1, layers = -1, g = -1;
+    hid_t f = -1, layers = -1;
     RT_TRY(rt_h5_create_tmp(path, tmp, sizeof tmp, &f));
     const struct rt_model_spec *s = &m->spec;
     int version = RT_MODEL_FORMAT_VERSION;
@@ -83,22 +98,12 @@ int rt_model_save(const char *path, const struct rt_model *m, const char *config
         goto fail;
     layers = H5Gcreate2(f, "layers", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (layers < 0) goto fail;
-    for (int i = 0; i < m->n_layers; i++) {
-        char name[16];
-        snprintf(name, sizeof name, "%d", i);
-        g = H5Gcreate2(layers, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-        if (g < 0) goto fail;
-        float *w, *b;
-        rt_model_layer_view(m, i, &w, &b, NULL, NULL);
-        hsize_t wd[2] = {(hsize_t)s->sizes[i + 1], (hsize_t)s->sizes[i]};
-        if (put_floats(g, "weight", w, 2, wd) < 0 || put_floats(g, "bias", b, 1, wd) < 0) goto fail;
-        g = rt_h5_close(g);
-    }
-    layers = rt_h5_close(layers);
+    for (int i = 0; i < m->n_layers; i++)
+        if (put_layer(layers, m, i) < 0) goto fail;
+    rt_h5_close(layers);
     return rt_h5_commit(f, tmp, path);
 
 fail:
-    rt_h5_close(g);
     rt_h5_close(layers);
     rt_h5_discard(f, tmp);
     return rt_errorf(RT_ERR_IO, "%s: writing the model failed (disk full?)", tmp);
@@ -294,7 +299,9 @@ out:
 int rt_model_file_load(const char *path, struct rt_model *m)
 {
     hid_t f;
-    struct rt_model_spec fs;
+    /* read_spec fills fs on success; zeroed anyway because clang-analyzer cannot see that
+     * rt_errorf (in another file) returns a negative code, and would follow a failure on. */
+    struct rt_model_spec fs = {0};
     RT_TRY(rt_h5_open_read(path, &f));
     int st = read_spec(f, path, &fs);
     if (st < 0) goto out;

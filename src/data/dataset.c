@@ -95,15 +95,15 @@ struct rt_dataset {
 
     /* rows in memory (in_memory): global/off row id i at index i; shard local index j */
     float *mx;
-    char *my;
+    void *my;
 
     int64_t *order; /* (n_order) this epoch's order */
     struct slot slot[2];
     struct pair *pairs; /* (cap) prefetch scratch: the batch sorted by row id */
     float *sx;          /* (cap, D) prefetch scratch: rows in file order */
-    char *sy;           /* (cap, yrow) */
+    void *sy;           /* (cap, yrow) */
     float *vx;          /* (vrows, D) validation chunk */
-    char *vy;           /* (vrows, yrow) */
+    void *vy;           /* (vrows, yrow) */
     int64_t vrows;
 
     int64_t epoch;     /* current epoch, -1 before the first begin_epoch */
@@ -273,9 +273,31 @@ static hid_t select_rows(hid_t base, const struct pair *a, int64_t lo, int64_t h
     return l;
 }
 
+/* Row i of a y buffer (rows of yrow bytes). y buffers stay untyped: they hold int32 labels or
+ * float targets, whichever the file has. */
+static void *y_row(void *y, size_t yrow, int64_t i)
+{
+    return (char *)y + (size_t)i * yrow;
+}
+
+/* Reads the rows d->pairs[0..n) (sorted by id) of dataset ds (file dataspace fs, rows of
+ * width values) into buf in file order, through memory dataspace ms. -1 when HDF5 refuses. */
+static int read_pairs(const struct rt_dataset *d, hid_t ds, hid_t fs, hid_t ms, hid_t mtype, int n,
+                      hsize_t width, void *buf)
+{
+    hsize_t zero[2] = {0, 0}, count[2] = {(hsize_t)n, width};
+    hid_t sel = select_rows(fs, d->pairs, 0, n, width);
+    int rc = sel < 0 || H5Sselect_hyperslab(ms, H5S_SELECT_SET, zero, NULL, count, NULL) < 0 ||
+                     H5Dread(ds, mtype, ms, sel, H5P_DEFAULT, buf) < 0
+                 ? -1
+                 : 0;
+    rt_h5_close(sel);
+    return rc;
+}
+
 /* Reads rows ids[0..n) of the file into x, y in the order given: one selection per
  * dataset, rows sorted for locality, then put back in batch order. */
-static int read_file_rows(struct rt_dataset *d, const int64_t *ids, int n, float *x, char *y)
+static int read_file_rows(struct rt_dataset *d, const int64_t *ids, int n, float *x, void *y)
 {
     if (n == 0) return RT_OK;
     for (int i = 0; i < n; i++) {
@@ -283,30 +305,16 @@ static int read_file_rows(struct rt_dataset *d, const int64_t *ids, int n, float
         d->pairs[i].pos = i;
     }
     sort_pairs(d->pairs, n);
-    hsize_t zero[2] = {0, 0};
-    hsize_t mcx[2] = {(hsize_t)n, (hsize_t)d->D}, mcy[2] = {(hsize_t)n, (hsize_t)d->K};
-    hid_t fs = select_rows(d->fsx, d->pairs, 0, n, (hsize_t)d->D);
-    herr_t e = fs < 0 || H5Sselect_hyperslab(d->msx, H5S_SELECT_SET, zero, NULL, mcx, NULL) < 0 ||
-                       H5Dread(d->dx, H5T_NATIVE_FLOAT, d->msx, fs, H5P_DEFAULT, d->sx) < 0
-                   ? -1
-                   : 0;
-    rt_h5_close(fs);
-    if (e < 0)
+    if (read_pairs(d, d->dx, d->fsx, d->msx, H5T_NATIVE_FLOAT, n, (hsize_t)d->D, d->sx) < 0)
         return rt_errorf(RT_ERR_IO, "%s: reading %d rows of /X (first row %lld) failed", d->source,
                          n, (long long)d->pairs[0].id);
-    fs = select_rows(d->fsy, d->pairs, 0, n, (hsize_t)d->K);
-    e = fs < 0 || H5Sselect_hyperslab(d->msy, H5S_SELECT_SET, zero, NULL, mcy, NULL) < 0 ||
-                H5Dread(d->dy, d->ytype, d->msy, fs, H5P_DEFAULT, d->sy) < 0
-            ? -1
-            : 0;
-    rt_h5_close(fs);
-    if (e < 0)
+    if (read_pairs(d, d->dy, d->fsy, d->msy, d->ytype, n, (hsize_t)d->K, d->sy) < 0)
         return rt_errorf(RT_ERR_IO, "%s: reading %d rows of /y (first row %lld) failed", d->source,
                          n, (long long)d->pairs[0].id);
     for (int s = 0; s < n; s++) {
         int64_t p = d->pairs[s].pos;
         memcpy(x + (size_t)p * d->D, d->sx + (size_t)s * d->D, d->xrow);
-        memcpy(y + (size_t)p * d->yrow, d->sy + (size_t)s * d->yrow, d->yrow);
+        memcpy(y_row(y, d->yrow, p), y_row(d->sy, d->yrow, s), d->yrow);
     }
     return RT_OK;
 }
@@ -325,11 +333,10 @@ static int fill_slot(struct rt_dataset *d, int64_t step, int s)
     sl->step = -1;
     int n = step_ids(d, step, sl->ids);
     if (d->info.in_memory) {
-        char *y = sl->y;
         for (int i = 0; i < n; i++) {
             int64_t m = mem_index(d, sl->ids[i]);
             memcpy(sl->x + (size_t)i * d->D, d->mx + (size_t)m * d->D, d->xrow);
-            memcpy(y + (size_t)i * d->yrow, d->my + (size_t)m * d->yrow, d->yrow);
+            memcpy(y_row(sl->y, d->yrow, i), y_row(d->my, d->yrow, m), d->yrow);
         }
     } else if (d->kind == SRC_SYNTH) {
         rt_synth_rows(&d->synth, sl->x, sl->y, sl->ids, n);
@@ -417,62 +424,93 @@ static int check_opts(const char *source, const struct rt_data_opts *o)
     return RT_OK;
 }
 
-/* Opens /X and /y of d->source and checks dtype, rank and shape. Sets N, D, K, labels. */
-static int open_file_source(struct rt_dataset *d)
+/* The type of a dataset, for checks and messages. */
+struct dtype {
+    H5T_class_t cls;
+    size_t size;   /* bytes */
+    char name[32]; /* rt_h5_type_name: "float32", "int64", ... */
+};
+
+/* Opens dataset /name of d->file into *out, with a chunk cache for random batches. */
+static int open_member(struct rt_dataset *d, const char *name, hid_t *out)
 {
     const char *path = d->source;
-    char tn[32];
-    RT_TRY(rt_h5_open_read(path, &d->file));
-    for (int which = 0; which < 2; which++) {
-        const char *name = which ? "y" : "X";
-        htri_t ex = H5Lexists(d->file, name, H5P_DEFAULT);
-        if (ex <= 0)
-            return rt_errorf(RT_ERR_FORMAT,
-                             "%s: no dataset /%s (expected /X float32 (N, D) "
-                             "and /y int32 (N) or float32 (N, K))",
-                             path, name);
-        hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS);
-        if (dapl < 0) return rt_errorf(RT_ERR_HDF5, "%s: H5Pcreate failed", path);
-        /* a larger chunk cache helps random batches of chunked (compressed) files */
-        H5Pset_chunk_cache(dapl, 12421, (size_t)32 << 20, 0.75);
-        hid_t ds = H5Dopen2(d->file, name, dapl);
-        H5Pclose(dapl);
-        if (ds < 0) return rt_errorf(RT_ERR_FORMAT, "%s: /%s is not a dataset", path, name);
-        if (which)
-            d->dy = ds;
-        else
-            d->dx = ds;
-    }
+    htri_t ex = H5Lexists(d->file, name, H5P_DEFAULT);
+    if (ex <= 0)
+        return rt_errorf(RT_ERR_FORMAT,
+                         "%s: no dataset /%s (expected /X float32 (N, D) "
+                         "and /y int32 (N) or float32 (N, K))",
+                         path, name);
+    hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS);
+    if (dapl < 0) return rt_errorf(RT_ERR_HDF5, "%s: H5Pcreate failed", path);
+    /* a larger chunk cache helps random batches of chunked (compressed) files */
+    H5Pset_chunk_cache(dapl, 12421, (size_t)32 << 20, 0.75);
+    hid_t ds = H5Dopen2(d->file, name, dapl);
+    H5Pclose(dapl);
+    if (ds < 0) return rt_errorf(RT_ERR_FORMAT, "%s: /%s is not a dataset", path, name);
+    *out = ds;
+    return RT_OK;
+}
 
-    /* /X: float32, rank 2 */
-    hid_t t = H5Dget_type(d->dx);
-    if (t < 0) return rt_errorf(RT_ERR_FORMAT, "%s: cannot read the type of /X", path);
-    int ok = H5Tget_class(t) == H5T_FLOAT && H5Tget_size(t) == 4;
-    rt_h5_type_name(t, tn, sizeof tn);
-    H5Tclose(t);
-    if (!ok)
+/* The type of dataset /name, open as ds. */
+static int read_dtype(const struct rt_dataset *d, hid_t ds, const char *name, struct dtype *t)
+{
+    *t = (struct dtype){.cls = H5T_NO_CLASS}; /* defined on every path, failures included */
+    hid_t id = H5Dget_type(ds);
+    if (id < 0) return rt_errorf(RT_ERR_FORMAT, "%s: cannot read the type of /%s", d->source, name);
+    t->cls = H5Tget_class(id);
+    t->size = H5Tget_size(id);
+    rt_h5_type_name(id, t->name, sizeof t->name);
+    H5Tclose(id);
+    return RT_OK;
+}
+
+/* The file dataspace of dataset /name (open as ds) into *space, its extent into dims and
+ * *rank (negative when HDF5 cannot tell). */
+static int read_dims(const struct rt_dataset *d, hid_t ds, const char *name, hid_t *space,
+                     hsize_t *dims, int *rank)
+{
+    *rank = -1;
+    *space = H5Dget_space(ds);
+    if (*space < 0)
+        return rt_errorf(RT_ERR_FORMAT, "%s: cannot read the shape of /%s", d->source, name);
+    *rank = H5Sget_simple_extent_dims(*space, dims, NULL);
+    return RT_OK;
+}
+
+static int is_float32(const struct dtype *t)
+{
+    return t->cls == H5T_FLOAT && t->size == 4;
+}
+
+/* /X: float32, rank 2. Sets fsx; its extent goes to xd. */
+static int check_x(struct rt_dataset *d, hsize_t *xd)
+{
+    struct dtype t;
+    int rank;
+    RT_TRY(read_dtype(d, d->dx, "X", &t));
+    if (!is_float32(&t))
         return rt_errorf(RT_ERR_FORMAT,
                          "%s: /X is %s: expected float32 (N, D) "
                          "(h5py: X.astype('float32'))",
-                         path, tn);
-    d->fsx = H5Dget_space(d->dx);
-    if (d->fsx < 0) return rt_errorf(RT_ERR_FORMAT, "%s: cannot read the shape of /X", path);
-    hsize_t xd[H5S_MAX_RANK], yd[H5S_MAX_RANK];
-    int xr = H5Sget_simple_extent_dims(d->fsx, xd, NULL);
-    if (xr != 2)
-        return rt_errorf(RT_ERR_FORMAT, "%s: /X has %d dimensions: expected 2 (N, D)", path, xr);
+                         d->source, t.name);
+    RT_TRY(read_dims(d, d->dx, "X", &d->fsx, xd, &rank));
+    if (rank != 2)
+        return rt_errorf(RT_ERR_FORMAT, "%s: /X has %d dimensions: expected 2 (N, D)", d->source,
+                         rank);
+    return RT_OK;
+}
 
-    /* /y: int32 (N) or float32 (N, K) */
-    t = H5Dget_type(d->dy);
-    if (t < 0) return rt_errorf(RT_ERR_FORMAT, "%s: cannot read the type of /y", path);
-    H5T_class_t yc = H5Tget_class(t);
-    size_t ys = H5Tget_size(t);
-    rt_h5_type_name(t, tn, sizeof tn);
-    H5Tclose(t);
-    d->fsy = H5Dget_space(d->dy);
-    if (d->fsy < 0) return rt_errorf(RT_ERR_FORMAT, "%s: cannot read the shape of /y", path);
-    int yr = H5Sget_simple_extent_dims(d->fsy, yd, NULL);
-    if (yc == H5T_INTEGER && ys == 4 && strcmp(tn, "int32") == 0) {
+/* /y: int32 (N) class labels or float32 (N, K) targets. Sets fsy, labels, ytype, K and
+ * y_rank; the extent goes to yd. */
+static int check_y(struct rt_dataset *d, hsize_t *yd)
+{
+    const char *path = d->source;
+    struct dtype t;
+    int yr;
+    RT_TRY(read_dtype(d, d->dy, "y", &t));
+    RT_TRY(read_dims(d, d->dy, "y", &d->fsy, yd, &yr));
+    if (t.cls == H5T_INTEGER && t.size == 4 && strcmp(t.name, "int32") == 0) {
         if (yr != 1)
             return rt_errorf(RT_ERR_FORMAT,
                              "%s: /y is int32 with %d dimensions: class labels "
@@ -481,7 +519,7 @@ static int open_file_source(struct rt_dataset *d)
         d->info.labels = RT_LABELS_CLASS;
         d->ytype = H5T_NATIVE_INT32;
         d->K = 1;
-    } else if (yc == H5T_FLOAT && ys == 4) {
+    } else if (is_float32(&t)) {
         if (yr != 2)
             return rt_errorf(RT_ERR_FORMAT,
                              "%s: /y is float32 with %d dimensions: targets "
@@ -494,9 +532,22 @@ static int open_file_source(struct rt_dataset *d)
         return rt_errorf(RT_ERR_FORMAT,
                          "%s: /y is %s: expected int32 (N) class labels or "
                          "float32 (N, K) targets",
-                         path, tn);
+                         path, t.name);
     }
     d->y_rank = yr;
+    return RT_OK;
+}
+
+/* Opens /X and /y of d->source and checks dtype, rank and shape. Sets N, D, K, labels. */
+static int open_file_source(struct rt_dataset *d)
+{
+    const char *path = d->source;
+    hsize_t xd[H5S_MAX_RANK] = {0}, yd[H5S_MAX_RANK] = {0};
+    RT_TRY(rt_h5_open_read(path, &d->file));
+    RT_TRY(open_member(d, "X", &d->dx));
+    RT_TRY(open_member(d, "y", &d->dy));
+    RT_TRY(check_x(d, xd));
+    RT_TRY(check_y(d, yd));
     if (xd[0] != yd[0])
         return rt_errorf(RT_ERR_FORMAT, "%s: /X has %llu rows but /y has %llu", path,
                          (unsigned long long)xd[0], (unsigned long long)yd[0]);
@@ -527,33 +578,36 @@ static int open_synth_source(struct rt_dataset *d)
     return RT_OK;
 }
 
+/* Reads n rows first, first + stride, ... of dataset ds (file dataspace fs, rows of width
+ * values) into buf, as one strided selection; the memory dataspace has rank mrank (1 for
+ * labels). -1 when HDF5 refuses. */
+static int read_strided(hid_t ds, hid_t fs, hid_t mtype, int mrank, int64_t first, int64_t stride,
+                        int64_t n, hsize_t width, void *buf)
+{
+    hsize_t start[2] = {(hsize_t)first, 0}, step[2] = {(hsize_t)stride, 1};
+    hsize_t count[2] = {(hsize_t)n, 1}, block[2] = {1, width};
+    hsize_t mdims[2] = {(hsize_t)n, width};
+    hid_t ms = H5Screate_simple(mrank, mdims, NULL);
+    int rc = ms < 0 || H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, step, count, block) < 0 ||
+                     H5Dread(ds, mtype, ms, fs, H5P_DEFAULT, buf) < 0
+                 ? -1
+                 : 0;
+    rt_h5_close(ms);
+    return rc;
+}
+
 /* Reads this rank's rows into mx/my: all rows, or the shard as one strided selection. */
 static int load_file_rows(struct rt_dataset *d)
 {
     int shard = d->o.shuffle == RT_SHUFFLE_SHARD;
     int64_t n = d->n_order;
-    hsize_t start[2] = {shard ? (hsize_t)d->o.rank : 0, 0};
-    hsize_t stride[2] = {shard ? (hsize_t)d->o.world : 1, 1};
-    hsize_t count[2] = {(hsize_t)n, 1};
-    hsize_t block[2] = {1, (hsize_t)d->D};
-    hsize_t mdims[2] = {(hsize_t)n, (hsize_t)d->D};
-    int st = RT_OK;
-    hid_t ms = H5Screate_simple(2, mdims, NULL);
-    if (ms < 0 || H5Sselect_hyperslab(d->fsx, H5S_SELECT_SET, start, stride, count, block) < 0 ||
-        H5Dread(d->dx, H5T_NATIVE_FLOAT, ms, d->fsx, H5P_DEFAULT, d->mx) < 0) {
-        st = rt_errorf(RT_ERR_IO, "%s: reading %lld rows of /X failed", d->source, (long long)n);
-        goto out;
-    }
-    ms = rt_h5_close(ms);
-    block[1] = (hsize_t)d->K;
-    mdims[1] = (hsize_t)d->K;
-    ms = H5Screate_simple(d->y_rank, mdims, NULL);
-    if (ms < 0 || H5Sselect_hyperslab(d->fsy, H5S_SELECT_SET, start, stride, count, block) < 0 ||
-        H5Dread(d->dy, d->ytype, ms, d->fsy, H5P_DEFAULT, d->my) < 0)
-        st = rt_errorf(RT_ERR_IO, "%s: reading %lld rows of /y failed", d->source, (long long)n);
-out:
-    rt_h5_close(ms);
-    return st;
+    int64_t first = shard ? d->o.rank : 0, stride = shard ? d->o.world : 1;
+    hsize_t D = (hsize_t)d->D, K = (hsize_t)d->K;
+    if (read_strided(d->dx, d->fsx, H5T_NATIVE_FLOAT, 2, first, stride, n, D, d->mx) < 0)
+        return rt_errorf(RT_ERR_IO, "%s: reading %lld rows of /X failed", d->source, (long long)n);
+    if (read_strided(d->dy, d->fsy, d->ytype, d->y_rank, first, stride, n, K, d->my) < 0)
+        return rt_errorf(RT_ERR_IO, "%s: reading %lld rows of /y failed", d->source, (long long)n);
+    return RT_OK;
 }
 
 /* Generates this rank's rows into mx/my, cap rows at a time through slot 0's id buffer. */
@@ -564,30 +618,28 @@ static void load_synth_rows(struct rt_dataset *d)
         int64_t n = d->n_order - j0 < d->cap ? d->n_order - j0 : d->cap;
         for (int64_t i = 0; i < n; i++)
             ids[i] = d->o.shuffle == RT_SHUFFLE_SHARD ? d->o.rank + (j0 + i) * d->o.world : j0 + i;
-        rt_synth_rows(&d->synth, d->mx + (size_t)j0 * d->D, (float *)(d->my + j0 * d->yrow), ids,
-                      n);
+        rt_synth_rows(&d->synth, d->mx + (size_t)j0 * d->D, y_row(d->my, d->yrow, j0), ids, n);
     }
 }
 
-static int open_impl(struct rt_dataset *d)
+static int check_row_count(const struct rt_dataset *d)
 {
-    const struct rt_data_opts *o = &d->o;
-    if (strncmp(d->source, "synth:", 6) == 0) {
-        d->kind = SRC_SYNTH;
-        RT_TRY(open_synth_source(d));
-    } else {
-        d->kind = SRC_FILE;
-        RT_TRY(open_file_source(d));
-    }
     if (d->N < 1)
         return rt_errorf(RT_ERR_SHAPE, "%s: %lld rows: the dataset is empty", d->source,
                          (long long)d->N);
-    if (d->N < o->world)
+    if (d->N < d->o.world)
         return rt_errorf(RT_ERR_SHAPE,
                          "%s: %lld rows for %d ranks: every rank needs at least "
                          "one row",
-                         d->source, (long long)d->N, o->world);
+                         d->source, (long long)d->N, d->o.world);
+    return RT_OK;
+}
 
+/* Row sizes, steps, this rank's shard, the most rows of one step, whether the rows fit in
+ * memory_mb, and the rows of one validation read. */
+static void plan_rows(struct rt_dataset *d)
+{
+    const struct rt_data_opts *o = &d->o;
     d->xrow = sizeof(float) * (size_t)d->D;
     d->yrow = d->info.labels == RT_LABELS_CLASS ? sizeof(int32_t) : sizeof(float) * (size_t)d->K;
     d->lb = o->global_batch / o->world;
@@ -610,60 +662,77 @@ static int open_impl(struct rt_dataset *d)
     d->vrows = (int64_t)(VALIDATE_CHUNK_BYTES / rowb);
     if (d->vrows < 1) d->vrows = 1;
     if (d->vrows > d->n_shard) d->vrows = d->n_shard;
+}
+
+/* One block of the dataset arena: its footprint is added to *need, and when a is not NULL it
+ * is also carved from a. carve_buffers runs once to size the arena and once to carve it, so
+ * the two cannot list different blocks. */
+static void *arena_block(struct rt_arena *a, size_t *need, size_t bytes)
+{
+    *need += rt_arena_footprint(bytes);
+    return a ? rt_arena_alloc(a, bytes) : NULL;
+}
+
+/* Every buffer of the dataset, in arena order. Only sizes when a is NULL. Returns the synth
+ * teacher block (NULL for files and when sizing). */
+static float *carve_buffers(struct rt_dataset *d, struct rt_arena *a, size_t *need)
+{
+    size_t cap = (size_t)d->cap, n_order = (size_t)d->n_order, vrows = (size_t)d->vrows;
+    size_t srcb = strlen(d->source) + 1;
     int stream_file = !d->info.in_memory && d->kind == SRC_FILE;
     int file_rows = d->kind == SRC_FILE; /* validate reads a chunk when streaming */
-
-    size_t cap = (size_t)d->cap, need = 0;
-    need += rt_arena_footprint(strlen(d->source) + 1);
-    need += rt_arena_footprint(sizeof(int64_t) * (size_t)d->n_order);
-    need += 2 * (rt_arena_footprint(d->xrow * cap) + rt_arena_footprint(d->yrow * cap) +
-                 rt_arena_footprint(sizeof(int64_t) * cap));
-    if (d->info.in_memory)
-        need += rt_arena_footprint(d->xrow * (size_t)d->n_order) +
-                rt_arena_footprint(d->yrow * (size_t)d->n_order);
-    if (stream_file)
-        need += rt_arena_footprint(sizeof(struct pair) * cap) + rt_arena_footprint(d->xrow * cap) +
-                rt_arena_footprint(d->yrow * cap);
-    if (file_rows && !d->info.in_memory)
-        need += rt_arena_footprint(d->xrow * (size_t)d->vrows) +
-                rt_arena_footprint(d->yrow * (size_t)d->vrows);
-    if (d->kind == SRC_SYNTH) need += rt_arena_footprint(rt_synth_teacher_bytes());
-    if (rt_arena_init(&d->arena, "dataset", need) < 0)
-        return rt_errorf(RT_ERR_NOMEM, "%s: cannot allocate %zu bytes of data buffers", d->source,
-                         need);
-
-    struct rt_arena *a = &d->arena;
-    char *src = rt_arena_alloc(a, strlen(d->source) + 1);
-    memcpy(src, d->source, strlen(d->source) + 1);
-    d->source = src;
-    d->order = rt_arena_alloc(a, sizeof(int64_t) * (size_t)d->n_order);
+    char *src = arena_block(a, need, srcb);
+    if (src) {
+        memcpy(src, d->source, srcb);
+        d->source = src;
+    }
+    d->order = arena_block(a, need, sizeof(int64_t) * n_order);
     for (int s = 0; s < 2; s++) {
-        d->slot[s].x = rt_arena_alloc(a, d->xrow * cap);
-        d->slot[s].y = rt_arena_alloc(a, d->yrow * cap);
-        d->slot[s].ids = rt_arena_alloc(a, sizeof(int64_t) * cap);
+        d->slot[s].x = arena_block(a, need, d->xrow * cap);
+        d->slot[s].y = arena_block(a, need, d->yrow * cap);
+        d->slot[s].ids = arena_block(a, need, sizeof(int64_t) * cap);
         d->slot[s].step = -1;
     }
     if (d->info.in_memory) {
-        d->mx = rt_arena_alloc(a, d->xrow * (size_t)d->n_order);
-        d->my = rt_arena_alloc(a, d->yrow * (size_t)d->n_order);
+        d->mx = arena_block(a, need, d->xrow * n_order);
+        d->my = arena_block(a, need, d->yrow * n_order);
     }
     if (stream_file) {
-        d->pairs = rt_arena_alloc(a, sizeof(struct pair) * cap);
-        d->sx = rt_arena_alloc(a, d->xrow * cap);
-        d->sy = rt_arena_alloc(a, d->yrow * cap);
+        d->pairs = arena_block(a, need, sizeof(struct pair) * cap);
+        d->sx = arena_block(a, need, d->xrow * cap);
+        d->sy = arena_block(a, need, d->yrow * cap);
     }
     if (file_rows && !d->info.in_memory) {
-        d->vx = rt_arena_alloc(a, d->xrow * (size_t)d->vrows);
-        d->vy = rt_arena_alloc(a, d->yrow * (size_t)d->vrows);
+        d->vx = arena_block(a, need, d->xrow * vrows);
+        d->vy = arena_block(a, need, d->yrow * vrows);
     }
-    float *tt = d->kind == SRC_SYNTH ? rt_arena_alloc(a, rt_synth_teacher_bytes()) : NULL;
-    if (a->used != need) /* every block above is counted in need */
-        return rt_errorf(RT_ERR_INTERNAL, "%s: dataset arena sized wrongly", d->source);
+    return d->kind == SRC_SYNTH ? arena_block(a, need, rt_synth_teacher_bytes()) : NULL;
+}
 
+/* One arena for every buffer; *teacher gets the synth teacher block. */
+static int alloc_buffers(struct rt_dataset *d, float **teacher)
+{
+    size_t need = 0, carved = 0;
+    carve_buffers(d, NULL, &need);
+    if (rt_arena_init(&d->arena, "dataset", need) < 0)
+        return rt_errorf(RT_ERR_NOMEM, "%s: cannot allocate %zu bytes of data buffers", d->source,
+                         need);
+    *teacher = carve_buffers(d, &d->arena, &carved);
+    if (d->arena.used != need) /* every block carved is counted in need */
+        return rt_errorf(RT_ERR_INTERNAL, "%s: dataset arena sized wrongly", d->source);
+    return RT_OK;
+}
+
+/* Rows in memory are generated or read now (and the file let go); streamed files get the
+ * memory dataspaces of one batch. */
+static int prepare_rows(struct rt_dataset *d, float *teacher)
+{
     if (d->kind == SRC_SYNTH) {
-        rt_synth_init(&d->synth, tt, o->seed, o->synth_split);
+        rt_synth_init(&d->synth, teacher, d->o.seed, d->o.synth_split);
         if (d->info.in_memory) load_synth_rows(d);
-    } else if (d->info.in_memory) {
+        return RT_OK;
+    }
+    if (d->info.in_memory) {
         RT_TRY(load_file_rows(d));
         /* everything is in memory: let go of the file */
         d->fsx = rt_h5_close(d->fsx);
@@ -671,32 +740,53 @@ static int open_impl(struct rt_dataset *d)
         d->dx = rt_h5_close(d->dx);
         d->dy = rt_h5_close(d->dy);
         d->file = rt_h5_close(d->file);
-    } else {
-        hsize_t mdx[2] = {cap, (hsize_t)d->D}, mdy[2] = {cap, (hsize_t)d->K};
-        d->msx = H5Screate_simple(2, mdx, NULL);
-        d->msy = H5Screate_simple(d->y_rank, mdy, NULL);
-        if (d->msx < 0 || d->msy < 0)
-            return rt_errorf(RT_ERR_HDF5, "%s: H5Screate_simple failed", d->source);
+        return RT_OK;
     }
+    hsize_t mdx[2] = {(hsize_t)d->cap, (hsize_t)d->D}, mdy[2] = {(hsize_t)d->cap, (hsize_t)d->K};
+    d->msx = H5Screate_simple(2, mdx, NULL);
+    d->msy = H5Screate_simple(d->y_rank, mdy, NULL);
+    if (d->msx < 0 || d->msy < 0)
+        return rt_errorf(RT_ERR_HDF5, "%s: H5Screate_simple failed", d->source);
+    return RT_OK;
+}
 
-    if (o->shuffle == RT_SHUFFLE_OFF)
+static int start_prefetch(struct rt_dataset *d)
+{
+    if (pthread_mutex_init(&d->mu, NULL) != 0)
+        return rt_errorf(RT_ERR_INTERNAL, "%s: pthread_mutex_init failed", d->source);
+    if (pthread_cond_init(&d->cv, NULL) != 0) {
+        pthread_mutex_destroy(&d->mu);
+        return rt_errorf(RT_ERR_INTERNAL, "%s: pthread_cond_init failed", d->source);
+    }
+    if (pthread_create(&d->thread, NULL, prefetch_main, d) != 0) {
+        pthread_cond_destroy(&d->cv);
+        pthread_mutex_destroy(&d->mu);
+        return rt_errorf(RT_ERR_NOMEM, "%s: cannot start the prefetch thread", d->source);
+    }
+    d->threaded = 1;
+    return RT_OK;
+}
+
+static int open_impl(struct rt_dataset *d)
+{
+    float *teacher = NULL;
+    if (strncmp(d->source, "synth:", 6) == 0) {
+        d->kind = SRC_SYNTH;
+        RT_TRY(open_synth_source(d));
+    } else {
+        d->kind = SRC_FILE;
+        RT_TRY(open_file_source(d));
+    }
+    RT_TRY(check_row_count(d));
+    plan_rows(d);
+    RT_TRY(alloc_buffers(d, &teacher));
+    RT_TRY(prepare_rows(d, teacher));
+    if (d->o.shuffle == RT_SHUFFLE_OFF)
         for (int64_t i = 0; i < d->n_order; i++)
             d->order[i] = i;
-
-    if (!d->info.in_memory && (d->kind == SRC_SYNTH || rt_h5_threadsafe())) {
-        if (pthread_mutex_init(&d->mu, NULL) != 0)
-            return rt_errorf(RT_ERR_INTERNAL, "%s: pthread_mutex_init failed", d->source);
-        if (pthread_cond_init(&d->cv, NULL) != 0) {
-            pthread_mutex_destroy(&d->mu);
-            return rt_errorf(RT_ERR_INTERNAL, "%s: pthread_cond_init failed", d->source);
-        }
-        if (pthread_create(&d->thread, NULL, prefetch_main, d) != 0) {
-            pthread_cond_destroy(&d->cv);
-            pthread_mutex_destroy(&d->mu);
-            return rt_errorf(RT_ERR_NOMEM, "%s: cannot start the prefetch thread", d->source);
-        }
-        d->threaded = 1;
-    }
+    /* file batches stay on the calling thread when HDF5 is not thread-safe */
+    if (!d->info.in_memory && (d->kind == SRC_SYNTH || rt_h5_threadsafe()))
+        RT_TRY(start_prefetch(d));
     return RT_OK;
 }
 
@@ -817,10 +907,13 @@ int rt_dataset_next(struct rt_dataset *d, struct rt_batch *b)
 
 /* ---- validation ------------------------------------------------------------------------- */
 
-/* Checks rows x (n, D), y (n, yrow) whose row ids are first, first + stride, ... */
-static int check_rows(const struct rt_dataset *d, const float *x, const char *y, int64_t n,
+/* Checks rows x (n, D) and y (n int32 labels, or (n, K) float targets) whose row ids are
+ * first, first + stride, ... */
+static int check_rows(const struct rt_dataset *d, const float *x, const void *y, int64_t n,
                       int64_t first, int64_t stride, int outputs)
 {
+    const int32_t *labels = y;
+    const float *targets = y;
     for (int64_t i = 0; i < n; i++) {
         int64_t row = first + i * stride;
         const float *xr = x + (size_t)i * d->D;
@@ -830,14 +923,13 @@ static int check_rows(const struct rt_dataset *d, const float *x, const char *y,
                                  "%s: /X row %lld column %d = %g: expected a finite value",
                                  d->source, (long long)row, c, (double)xr[c]);
         if (d->info.labels == RT_LABELS_CLASS) {
-            int32_t v;
-            memcpy(&v, y + (size_t)i * d->yrow, sizeof v);
+            int32_t v = labels[i];
             if (v < 0 || v >= outputs)
                 return rt_errorf(RT_ERR_SHAPE,
                                  "%s: /y row %lld = %d: expected a class label in [0, %d)",
                                  d->source, (long long)row, (int)v, outputs);
         } else {
-            const float *yr = (const float *)(y + (size_t)i * d->yrow);
+            const float *yr = targets + (size_t)i * d->K;
             for (int c = 0; c < d->K; c++)
                 if (!isfinite(yr[c]))
                     return rt_errorf(RT_ERR_NONFINITE,
@@ -848,7 +940,9 @@ static int check_rows(const struct rt_dataset *d, const float *x, const char *y,
     return RT_OK;
 }
 
-int rt_dataset_validate(struct rt_dataset *d, int input_dim, int outputs, enum rt_loss loss)
+/* The model's input width, outputs and loss against the shapes and kind of /X and /y. */
+static int check_model_fit(const struct rt_dataset *d, int input_dim, int outputs,
+                           enum rt_loss loss)
 {
     if (d->D != input_dim)
         return rt_errorf(RT_ERR_SHAPE, "%s: /X has %d columns but the model's input width is %d",
@@ -869,50 +963,47 @@ int rt_dataset_validate(struct rt_dataset *d, int input_dim, int outputs, enum r
             return rt_errorf(RT_ERR_SHAPE, "%s: /y has %d columns but the model has %d outputs",
                              d->source, d->K, outputs);
     }
-    if (d->kind == SRC_SYNTH) return RT_OK; /* generated values are finite by construction */
+    return RT_OK;
+}
 
+/* This rank's rows in memory: the shard itself in shard mode, every world-th row otherwise. */
+static int validate_memory(struct rt_dataset *d, int outputs)
+{
     int rank = d->o.rank, world = d->o.world;
-    if (d->info.in_memory) {
-        if (d->o.shuffle == RT_SHUFFLE_SHARD)
-            return check_rows(d, d->mx, d->my, d->n_shard, rank, world, outputs);
-        for (int64_t j = 0; j < d->n_shard; j++) {
-            int64_t row = rank + j * world;
-            RT_TRY(check_rows(d, d->mx + (size_t)row * d->D, d->my + (size_t)row * d->yrow, 1, row,
-                              world, outputs));
-        }
-        return RT_OK;
+    if (d->o.shuffle == RT_SHUFFLE_SHARD)
+        return check_rows(d, d->mx, d->my, d->n_shard, rank, world, outputs);
+    for (int64_t j = 0; j < d->n_shard; j++) {
+        int64_t row = rank + j * world;
+        RT_TRY(check_rows(d, d->mx + (size_t)row * d->D, y_row(d->my, d->yrow, row), 1, row, world,
+                          outputs));
     }
+    return RT_OK;
+}
 
+/* This rank's rows of a streamed file, read vrows at a time into vx/vy. */
+static int validate_file(struct rt_dataset *d, int outputs)
+{
+    int rank = d->o.rank, world = d->o.world;
+    hsize_t D = (hsize_t)d->D, K = (hsize_t)d->K;
     prefetch_wait(d); /* the thread is idle from here on: HDF5 handles are ours */
-    int st = RT_OK;
-    hid_t ms = -1;
-    for (int64_t j0 = 0; j0 < d->n_shard && st == RT_OK; j0 += d->vrows) {
+    for (int64_t j0 = 0; j0 < d->n_shard; j0 += d->vrows) {
         int64_t n = d->n_shard - j0 < d->vrows ? d->n_shard - j0 : d->vrows;
         int64_t first = rank + j0 * world;
-        hsize_t start[2] = {(hsize_t)first, 0}, stride[2] = {(hsize_t)world, 1};
-        hsize_t count[2] = {(hsize_t)n, 1}, block[2] = {1, (hsize_t)d->D};
-        hsize_t mdims[2] = {(hsize_t)n, (hsize_t)d->D};
-        ms = H5Screate_simple(2, mdims, NULL);
-        if (ms < 0 ||
-            H5Sselect_hyperslab(d->fsx, H5S_SELECT_SET, start, stride, count, block) < 0 ||
-            H5Dread(d->dx, H5T_NATIVE_FLOAT, ms, d->fsx, H5P_DEFAULT, d->vx) < 0) {
-            st = rt_errorf(RT_ERR_IO, "%s: reading /X rows from %lld failed", d->source,
-                           (long long)first);
-            break;
-        }
-        ms = rt_h5_close(ms);
-        block[1] = mdims[1] = (hsize_t)d->K;
-        ms = H5Screate_simple(d->y_rank, mdims, NULL);
-        if (ms < 0 ||
-            H5Sselect_hyperslab(d->fsy, H5S_SELECT_SET, start, stride, count, block) < 0 ||
-            H5Dread(d->dy, d->ytype, ms, d->fsy, H5P_DEFAULT, d->vy) < 0) {
-            st = rt_errorf(RT_ERR_IO, "%s: reading /y rows from %lld failed", d->source,
-                           (long long)first);
-            break;
-        }
-        ms = rt_h5_close(ms);
-        st = check_rows(d, d->vx, d->vy, n, first, world, outputs);
+        if (read_strided(d->dx, d->fsx, H5T_NATIVE_FLOAT, 2, first, world, n, D, d->vx) < 0)
+            return rt_errorf(RT_ERR_IO, "%s: reading /X rows from %lld failed", d->source,
+                             (long long)first);
+        if (read_strided(d->dy, d->fsy, d->ytype, d->y_rank, first, world, n, K, d->vy) < 0)
+            return rt_errorf(RT_ERR_IO, "%s: reading /y rows from %lld failed", d->source,
+                             (long long)first);
+        RT_TRY(check_rows(d, d->vx, d->vy, n, first, world, outputs));
     }
-    rt_h5_close(ms);
-    return st;
+    return RT_OK;
+}
+
+int rt_dataset_validate(struct rt_dataset *d, int input_dim, int outputs, enum rt_loss loss)
+{
+    RT_TRY(check_model_fit(d, input_dim, outputs, loss));
+    if (d->kind == SRC_SYNTH) return RT_OK; /* generated values are finite by construction */
+    if (d->info.in_memory) return validate_memory(d, outputs);
+    return validate_file(d, outputs);
 }

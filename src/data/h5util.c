@@ -129,6 +129,52 @@ void rt_h5_discard(hid_t file, const char *tmp)
     unlink(tmp);
 }
 
+int rt_h5_xy_begin(struct rt_h5_xy_writer *w, const char *path)
+{
+    w->dx = w->dy = w->sx = w->sy = -1;
+    return rt_h5_create_tmp(path, w->tmp, sizeof w->tmp, &w->file);
+}
+
+int rt_h5_xy_create(struct rt_h5_xy_writer *w, const hsize_t *xdims, hid_t xcpl, hid_t ytype,
+                    int yrank, const hsize_t *ydims, hid_t ycpl)
+{
+    w->sx = H5Screate_simple(2, xdims, NULL);
+    w->sy = H5Screate_simple(yrank, ydims, NULL);
+    if (w->sx < 0 || w->sy < 0) return -1;
+    w->dx = H5Dcreate2(w->file, "X", H5T_IEEE_F32LE, w->sx, H5P_DEFAULT, xcpl, H5P_DEFAULT);
+    if (w->dx < 0) return -1;
+    w->dy = H5Dcreate2(w->file, "y", ytype, w->sy, H5P_DEFAULT, ycpl, H5P_DEFAULT);
+    return w->dy < 0 ? -1 : 0;
+}
+
+int rt_h5_write_rows(hid_t ds, hid_t fs, hid_t mtype, hsize_t r0, hsize_t n, hsize_t width,
+                     const void *buf)
+{
+    hsize_t start[2] = {r0, 0}, count[2] = {n, width};
+    hid_t ms = H5Screate_simple(2, count, NULL);
+    int rc = ms < 0 || H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
+                     H5Dwrite(ds, mtype, ms, fs, H5P_DEFAULT, buf) < 0
+                 ? -1
+                 : 0;
+    rt_h5_close(ms);
+    return rc;
+}
+
+int rt_h5_xy_end(struct rt_h5_xy_writer *w, const char *path, int st)
+{
+    /* Datasets first: HDF5 keeps a file open while any of its objects is. */
+    w->dx = rt_h5_close(w->dx);
+    w->dy = rt_h5_close(w->dy);
+    if (st == RT_OK)
+        st = rt_h5_commit(w->file, w->tmp, path);
+    else
+        rt_h5_discard(w->file, w->tmp);
+    w->file = -1;
+    w->sx = rt_h5_close(w->sx);
+    w->sy = rt_h5_close(w->sy);
+    return st;
+}
+
 static int fsync_path(const char *path, int dir)
 {
     int fd = open(path, dir ? O_RDONLY | O_DIRECTORY : O_RDONLY);

@@ -35,6 +35,34 @@ int rt_h5_commit(hid_t file, const char *tmp, const char *path);
 /* Closes file (if >= 0) and removes tmp: the failure path of a write. */
 void rt_h5_discard(hid_t file, const char *tmp);
 
+/* A dataset file (/X and /y) being written atomically: created as path.tmp by
+ * rt_h5_xy_begin, filled by the caller, renamed into place (or removed) by rt_h5_xy_end. */
+struct rt_h5_xy_writer {
+    hid_t file;     /* path.tmp, open for writing; -1 once ended */
+    hid_t dx, dy;   /* /X and /y; -1 until rt_h5_xy_create */
+    hid_t sx, sy;   /* their file dataspaces */
+    char tmp[4096]; /* path.tmp */
+};
+
+/* Creates path.tmp (rt_h5_create_tmp, same errors) and sets every other id to -1. */
+int rt_h5_xy_begin(struct rt_h5_xy_writer *w, const char *path);
+
+/* Creates /X float32 (xdims[0], xdims[1]) and /y of file type ytype and rank yrank (ydims),
+ * with dataset creation properties xcpl and ycpl (H5P_DEFAULT: contiguous). Returns -1
+ * without a message when HDF5 refuses: the caller words it. */
+int rt_h5_xy_create(struct rt_h5_xy_writer *w, const hsize_t *xdims, hid_t xcpl, hid_t ytype,
+                    int yrank, const hsize_t *ydims, hid_t ycpl);
+
+/* Writes rows [r0, r0 + n) of the 2-D dataset ds (file dataspace fs, rows of width values)
+ * from buf (n, width) of memory type mtype. Returns -1 without a message when HDF5 refuses. */
+int rt_h5_write_rows(hid_t ds, hid_t fs, hid_t mtype, hsize_t r0, hsize_t n, hsize_t width,
+                     const void *buf);
+
+/* Ends the write begun by rt_h5_xy_begin: closes the datasets, then commits path.tmp to path
+ * (rt_h5_commit) when st == RT_OK, or removes it otherwise, and closes the dataspaces.
+ * Returns st, or the commit's status. */
+int rt_h5_xy_end(struct rt_h5_xy_writer *w, const char *path, int st);
+
 /* A short name of an HDF5 datatype for messages: "float32", "float64", "int32", "uint8",
  * "string", "compound", ... Writes into buf and returns it. */
 const char *rt_h5_type_name(hid_t type, char *buf, size_t cap);

@@ -96,9 +96,17 @@ static int put_str_attr(hid_t file, const char *name, const char *val)
     return rc;
 }
 
-int rt_synth_write(const char *out_path, const char *name, int64_t rows, uint64_t seed, int split)
+enum { WRITE_CHUNK = 256 }; /* rows generated and written per pass by rt_synth_write */
+
+/* Buffers of rt_synth_write (malloc: a one-off command, not the step loop). */
+struct write_buf {
+    float *tt;    /* teacher, rt_synth_teacher_bytes() */
+    float *x, *y; /* (WRITE_CHUNK, D), (WRITE_CHUNK, K) */
+    int64_t *ids; /* (WRITE_CHUNK) */
+};
+
+static int check_write_args(const char *task, int64_t rows, int split)
 {
-    const char *task = strncmp(name, "synth:", 6) == 0 ? name + 6 : name;
     if (rt_synth_known(task) != 0)
         return rt_errorf(RT_ERR_INVAL, "synth:%s: unknown synthetic task (known: bigmodel)", task);
     if (rows < 1)
@@ -107,79 +115,81 @@ int rt_synth_write(const char *out_path, const char *name, int64_t rows, uint64_
     if (split != 0 && split != 1)
         return rt_errorf(RT_ERR_INVAL, "synth:%s: split = %d: expected 0 (train) or 1 (test)", task,
                          split);
+    return RT_OK;
+}
 
-    enum { CHUNK = 256 }; /* rows generated and written per pass */
-    int st = RT_OK;
-    char tmp[4096];
-    hid_t f = -1, sx = -1, sy = -1, dx = -1, dy = -1, ms = -1, dcpl = -1;
-    float *tt = malloc(rt_synth_teacher_bytes());
-    float *bx = malloc(sizeof(float) * CHUNK * D);
-    float *by = malloc(sizeof(float) * CHUNK * K);
-    int64_t *ids = malloc(sizeof(int64_t) * CHUNK);
-    if (!tt || !bx || !by || !ids) {
-        st = rt_errorf(RT_ERR_NOMEM, "%s: cannot allocate synth buffers", out_path);
-        goto out;
-    }
-    struct rt_synth s;
-    rt_synth_init(&s, tt, seed, split);
-
-    st = rt_h5_create_tmp(out_path, tmp, sizeof tmp, &f);
-    if (st < 0) goto out;
+/* /X and /y float32 (rows, D) in chunks of 64 rows, and the attributes that name the task
+ * (synth, seed, split). -1 when HDF5 refuses. */
+static int create_xy(struct rt_h5_xy_writer *w, const char *task, int64_t rows, uint64_t seed,
+                     int split)
+{
     hsize_t dims[2] = {(hsize_t)rows, D};
     hsize_t chunk[2] = {(hsize_t)(rows < 64 ? rows : 64), D};
-    sx = H5Screate_simple(2, dims, NULL);
-    sy = H5Screate_simple(2, dims, NULL);
-    dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    if (sx < 0 || sy < 0 || dcpl < 0 || H5Pset_chunk(dcpl, 2, chunk) < 0) goto hdf5_fail;
-    dx = H5Dcreate2(f, "X", H5T_IEEE_F32LE, sx, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    dy = H5Dcreate2(f, "y", H5T_IEEE_F32LE, sy, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    if (dx < 0 || dy < 0) goto hdf5_fail;
     int32_t split32 = split;
     uint64_t seed64 = seed;
-    if (put_str_attr(f, "synth", task) < 0 || put_attr(f, "seed", H5T_NATIVE_UINT64, &seed64) < 0 ||
-        put_attr(f, "split", H5T_NATIVE_INT32, &split32) < 0)
-        goto hdf5_fail;
-    for (int64_t r0 = 0; r0 < rows; r0 += CHUNK) {
-        int64_t n = rows - r0 < CHUNK ? rows - r0 : CHUNK;
-        for (int64_t i = 0; i < n; i++)
-            ids[i] = r0 + i;
-        rt_synth_rows(&s, bx, by, ids, n);
-        hsize_t start[2] = {(hsize_t)r0, 0}, count[2] = {(hsize_t)n, D};
-        ms = H5Screate_simple(2, count, NULL);
-        if (ms < 0 || H5Sselect_hyperslab(sx, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
-            H5Sselect_hyperslab(sy, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
-            H5Dwrite(dx, H5T_NATIVE_FLOAT, ms, sx, H5P_DEFAULT, bx) < 0 ||
-            H5Dwrite(dy, H5T_NATIVE_FLOAT, ms, sy, H5P_DEFAULT, by) < 0) {
-            st = rt_errorf(RT_ERR_IO, "%s: writing rows %lld..%lld failed (disk full?)", tmp,
-                           (long long)r0, (long long)(r0 + n - 1));
-            goto fail;
-        }
-        ms = rt_h5_close(ms);
-    }
-    dx = rt_h5_close(dx);
-    dy = rt_h5_close(dy);
-    st = rt_h5_commit(f, tmp, out_path);
-    f = -1;
-    goto out;
-
-hdf5_fail:
-    st = rt_errorf(RT_ERR_HDF5, "%s: HDF5 refused to create the datasets", tmp);
-fail:
-    rt_h5_close(ms);
-    rt_h5_close(dx);
-    rt_h5_close(dy);
-    dx = dy = -1;
-    rt_h5_discard(f, tmp);
-    f = -1;
+    int rc = -1;
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    if (dcpl < 0 || H5Pset_chunk(dcpl, 2, chunk) < 0) goto out;
+    if (rt_h5_xy_create(w, dims, dcpl, H5T_IEEE_F32LE, 2, dims, dcpl) < 0) goto out;
+    if (put_str_attr(w->file, "synth", task) < 0 ||
+        put_attr(w->file, "seed", H5T_NATIVE_UINT64, &seed64) < 0 ||
+        put_attr(w->file, "split", H5T_NATIVE_INT32, &split32) < 0)
+        goto out;
+    rc = 0;
 out:
-    rt_h5_close(dx);
-    rt_h5_close(dy);
     rt_h5_close(dcpl);
-    rt_h5_close(sx);
-    rt_h5_close(sy);
-    free(tt);
-    free(bx);
-    free(by);
-    free(ids);
+    return rc;
+}
+
+/* Generates rows [0, rows) WRITE_CHUNK at a time and writes each chunk to /X and /y. */
+static int write_rows(struct rt_h5_xy_writer *w, const struct rt_synth *s, int64_t rows,
+                      struct write_buf *b)
+{
+    for (int64_t r0 = 0; r0 < rows; r0 += WRITE_CHUNK) {
+        int64_t n = rows - r0 < WRITE_CHUNK ? rows - r0 : WRITE_CHUNK;
+        for (int64_t i = 0; i < n; i++)
+            b->ids[i] = r0 + i;
+        rt_synth_rows(s, b->x, b->y, b->ids, n);
+        hsize_t at = (hsize_t)r0, m = (hsize_t)n;
+        if (rt_h5_write_rows(w->dx, w->sx, H5T_NATIVE_FLOAT, at, m, D, b->x) < 0 ||
+            rt_h5_write_rows(w->dy, w->sy, H5T_NATIVE_FLOAT, at, m, K, b->y) < 0)
+            return rt_errorf(RT_ERR_IO, "%s: writing rows %lld..%lld failed (disk full?)", w->tmp,
+                             (long long)r0, (long long)(r0 + n - 1));
+    }
+    return RT_OK;
+}
+
+static int write_file(const char *out_path, const char *task, int64_t rows, uint64_t seed,
+                      int split, struct write_buf *b)
+{
+    struct rt_synth s;
+    rt_synth_init(&s, b->tt, seed, split);
+    struct rt_h5_xy_writer w;
+    RT_TRY(rt_h5_xy_begin(&w, out_path));
+    int st = RT_OK;
+    if (create_xy(&w, task, rows, seed, split) < 0)
+        st = rt_errorf(RT_ERR_HDF5, "%s: HDF5 refused to create the datasets", w.tmp);
+    if (st == RT_OK) st = write_rows(&w, &s, rows, b);
+    return rt_h5_xy_end(&w, out_path, st);
+}
+
+int rt_synth_write(const char *out_path, const char *name, int64_t rows, uint64_t seed, int split)
+{
+    const char *task = strncmp(name, "synth:", 6) == 0 ? name + 6 : name;
+    RT_TRY(check_write_args(task, rows, split));
+    int st = RT_OK;
+    struct write_buf b;
+    b.tt = malloc(rt_synth_teacher_bytes());
+    b.x = malloc(sizeof(float) * WRITE_CHUNK * D);
+    b.y = malloc(sizeof(float) * WRITE_CHUNK * K);
+    b.ids = malloc(sizeof(int64_t) * WRITE_CHUNK);
+    if (!b.tt || !b.x || !b.y || !b.ids)
+        st = rt_errorf(RT_ERR_NOMEM, "%s: cannot allocate synth buffers", out_path);
+    else
+        st = write_file(out_path, task, rows, seed, split, &b);
+    free(b.tt);
+    free(b.x);
+    free(b.y);
+    free(b.ids);
     return st;
 }

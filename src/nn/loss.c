@@ -17,14 +17,17 @@
 #include <math.h>
 
 /* One CE row: dr = (softmax(zr) - onehot(y)) / norm; returns -log softmax(zr)_y.
- * Subtracting the row max keeps every expf in (0, 1]: no overflow for any finite logits. */
+ * Subtracting the row max keeps every expf in (0, 1]: no overflow for any finite logits.
+ * The sum starts from the first term (K >= 1) instead of 0.0: the same bits (0.0 + e0 is e0
+ * exactly), and it lets static analysis see that log() never gets 0 (the max gives 1). */
 static double ce_row(float *dr, const float *zr, int32_t y, int K, double norm)
 {
     float mx = zr[0];
     for (int k = 1; k < K; k++)
         mx = zr[k] > mx ? zr[k] : mx;
-    double sum = 0.0;
-    for (int k = 0; k < K; k++) {
+    dr[0] = expf(zr[0] - mx);
+    double sum = dr[0];
+    for (int k = 1; k < K; k++) {
         float e = expf(zr[k] - mx);
         dr[k] = e;
         sum += e;

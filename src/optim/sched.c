@@ -43,7 +43,8 @@ const char *rt_sched_name(enum rt_sched_kind k)
 static double step_lr(const struct rt_sched_cfg *c, double base_lr, int64_t s)
 {
     if (c->step_size < 1) return base_lr;
-    return base_lr * pow(c->gamma, (double)(s / c->step_size));
+    int64_t decays = s / c->step_size; /* whole periods only: integer division is the point */
+    return base_lr * pow(c->gamma, (double)decays);
 }
 
 /* CosineAnnealingLR over T = total - warmup steps; a schedule with no room left after
