@@ -27,15 +27,69 @@ int rt_comm_local_size(const rt_comm_t *c);
  * status of the lowest failing rank, whose error message every rank adopts. */
 int rt_comm_agree(rt_comm_t *c, int st);
 
-/* Collective, in place: buf (n floats) becomes the element-wise sum over ranks. n may
- * exceed INT_MAX. Placeholder over MPI_Allreduce until the ring allreduce lands. */
+/* ---- Gradient allreduce ---------------------------------------------------------------
+ * In place on the caller's buffer: buf (n floats, n may exceed INT_MAX) becomes
+ * scale * (element-wise sum over ranks), identical bytes on every rank, and the same bytes
+ * for the same inputs on the same rank count (deterministic). Algorithms:
+ *   RT_ALLREDUCE_RING  bandwidth-optimal reduce-scatter + allgather, pipelined in segments
+ *   RT_ALLREDUCE_RD    recursive doubling (latency-optimal, for small messages)
+ *   RT_ALLREDUCE_MPI   MPI_Allreduce / MPI_Iallreduce, for comparison (the two may add in
+ *                      different orders: blocking and queued results may differ in the
+ *                      last bit; every other algorithm gives the same bytes either way)
+ *   RT_ALLREDUCE_AUTO  rd or ring by size and rank count, measured thresholds (allreduce.c)
+ * Requests run one at a time in the order they were started (the same order on every rank);
+ * scratch belongs to the context and is allocated once in rt_comm_init / rt_comm_configure. */
+enum rt_allreduce_algo { RT_ALLREDUCE_AUTO, RT_ALLREDUCE_RING, RT_ALLREDUCE_RD, RT_ALLREDUCE_MPI };
+int rt_allreduce_algo_parse(const char *name, enum rt_allreduce_algo *out); /* 0 or -1 */
+const char *rt_allreduce_algo_name(enum rt_allreduce_algo a);
+/* The algorithm a call with algorithm a and n floats runs: a itself, or AUTO's choice for
+ * this message size and rank count (the same on every rank). */
+enum rt_allreduce_algo rt_comm_allreduce_pick(const rt_comm_t *c, enum rt_allreduce_algo a,
+                                              size_t n);
+
+struct rt_comm_opts {
+    enum rt_allreduce_algo algorithm; /* default RT_ALLREDUCE_AUTO */
+    size_t segment_bytes;             /* ring pipeline segment; 0 = measured default */
+};
+/* Applies options (collective: same values on every rank). May reallocate scratch: call
+ * it before training, never with requests in flight. RT_ERR_NOMEM / RT_ERR_INVAL. */
+int rt_comm_configure(rt_comm_t *c, const struct rt_comm_opts *o);
+
+typedef struct rt_allreduce_req rt_allreduce_req; /* owned by the context; valid until done */
+
+/* Blocking allreduce with the configured algorithm. */
+void rt_comm_allreduce(rt_comm_t *c, float *buf, size_t n, float scale);
+/* Same with an explicit algorithm (benchmarks and tests). */
+void rt_comm_allreduce_with(rt_comm_t *c, enum rt_allreduce_algo algo, float *buf, size_t n,
+                            float scale);
+/* Non-blocking: starts (or queues behind earlier requests) an allreduce of buf. At most
+ * RT_MAX_INFLIGHT requests may be outstanding. buf must not be touched until done. */
+#define RT_MAX_INFLIGHT 64
+rt_allreduce_req *rt_comm_iallreduce(rt_comm_t *c, float *buf, size_t n, float scale);
+/* Same with an explicit algorithm (tests; requests of different algorithms may be queued). */
+rt_allreduce_req *rt_comm_iallreduce_with(rt_comm_t *c, enum rt_allreduce_algo algo, float *buf,
+                                          size_t n, float scale);
+/* Advances outstanding requests without blocking; returns 1 when req is complete. Every
+ * request must be completed exactly once, by rt_comm_test returning 1 or by rt_comm_wait:
+ * that releases its slot and req is invalid afterwards (even if a later request's wait
+ * already finished it: requests complete in FIFO order). */
+int rt_comm_test(rt_comm_t *c, rt_allreduce_req *req);
+/* Blocks until req (and every request started before it) is complete. */
+void rt_comm_wait(rt_comm_t *c, rt_allreduce_req *req);
+
+/* Collective, in place: buf (n floats) becomes the element-wise sum over ranks (scale 1). */
 void rt_comm_allreduce_sum(rt_comm_t *c, float *buf, size_t n);
 /* Collective, in place: element-wise sum / max of n doubles (metrics). */
 void rt_comm_sum_f64(rt_comm_t *c, double *vals, int n);
 void rt_comm_max_f64(rt_comm_t *c, double *vals, int n);
+/* Collective: every rank's value to every rank; all (size) is indexed by rank. */
+void rt_comm_allgather_u64(rt_comm_t *c, uint64_t mine, uint64_t *all);
 /* Collective: root's bytes to everyone. */
 void rt_comm_bcast(rt_comm_t *c, void *buf, size_t bytes, int root);
 void rt_comm_barrier(rt_comm_t *c);
+
+/* 1 when MPI allows a second thread to make MPI calls (MPI_THREAD_SERIALIZED or better). */
+int rt_comm_threads_ok(const rt_comm_t *c);
 
 /* Seconds since an arbitrary point (MPI_Wtime). */
 double rt_comm_wtime(void);

@@ -12,6 +12,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "ringtrain/buckets.h"
+#include "ringtrain/comm.h"
 #include "ringtrain/dataset.h"
 #include "ringtrain/model.h"
 #include "ringtrain/optim.h"
@@ -31,6 +33,12 @@ struct rt_config {
     struct rt_optim_cfg optim;
     struct rt_sched_cfg sched;
     double clip_norm; /* 0 = off */
+    /* [comm] */
+    enum rt_allreduce_algo algorithm;
+    int64_t segment_kb;      /* ring pipeline segment; 0 = measured default */
+    int64_t bucket_kb;       /* gradient bucket size */
+    enum rt_overlap overlap; /* how buckets make progress during backward */
+    int64_t check_every;     /* steps between replica checksums; 0 = never */
     /* [train] */
     int64_t epochs, max_steps, batch, eval_batch, log_every, threads;
     uint64_t seed;

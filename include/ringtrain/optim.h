@@ -61,6 +61,13 @@ void rt_optim_free(struct rt_optim *o); /* NULL or an already freed o is a no-op
  * cannot fail. */
 void rt_optim_step(struct rt_optim *o, float *params, const float *grads, double lr);
 
+/* The same update restricted to elements [lo, hi), without ending the step: a step may be
+ * applied range by range (as gradient buckets arrive) and then closed with
+ * rt_optim_end_step. The update is element-wise, so the bytes equal rt_optim_step's. */
+void rt_optim_update_range(const struct rt_optim *o, float *params, const float *grads, size_t lo,
+                           size_t hi, double lr);
+void rt_optim_end_step(struct rt_optim *o);
+
 struct rt_sched_cfg {
     enum rt_sched_kind kind;
     int64_t warmup_steps; /* linear warm-up: lr * (step+1)/warmup_steps for step < warmup */

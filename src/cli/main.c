@@ -4,6 +4,7 @@
  * Every rank parses the same argv and so reaches the same verdict on usage errors without
  * talking; everything after MPI start-up returns agreed statuses, so all ranks leave
  * through MPI_Finalize together. --help and --version never start MPI. */
+#include "ringtrain/bench.h"
 #include "ringtrain/comm.h"
 #include "ringtrain/config.h"
 #include "ringtrain/dataset.h"
@@ -30,6 +31,7 @@ static const char usage_main[] =
     "  data import-idx IMAGES LABELS OUT.h5      convert MNIST/Fashion-MNIST IDX files\n"
     "  data synth OUT.h5 [--rows N] [--seed S] [--split train|test]\n"
     "                                            write the synthetic BigModel task\n"
+    "  bench allreduce [--csv] [options]         our allreduce against MPI_Allreduce\n"
     "\n"
     "  ringtrain <command> --help   help on one command\n"
     "  ringtrain --version\n";
@@ -61,6 +63,15 @@ static const char usage_data[] =
     "import-idx converts MNIST/Fashion-MNIST IDX files (gzip or plain) to a dataset file,\n"
     "pixels scaled to [0, 1]. synth writes the rows of synth:bigmodel (defaults: 65536 rows,\n"
     "seed 1234, split train) so the in-memory task can be inspected or reused.\n";
+
+static const char usage_bench[] =
+    "usage: mpirun -np N ringtrain bench allreduce [--csv] [--iters N] [--warmup N]\n"
+    "                 [--min-bytes B] [--max-bytes B] [--algos ring,rd,auto,mpi] [--segment-kb K]\n"
+    "\n"
+    "Times ring, recursive doubling, auto and MPI_Allreduce side by side, 4 KiB to 64 MiB,\n"
+    "verifying every result; prints size, count, time avg/min/max over ranks, algbw, busbw =\n"
+    "algbw*2(N-1)/N and #wrong (nccl-tests columns). Exits non-zero on any wrong element.\n"
+    "--csv prints algorithm,bytes,count,time_us,algbw_gbs,busbw_gbs,wrong.\n";
 
 static int has_flag(int argc, char **argv, const char *flag)
 {
@@ -205,11 +216,20 @@ static int cmd_data(rt_comm_t *comm, int argc, char **argv)
     return report(st);
 }
 
+static int cmd_bench(rt_comm_t *comm, int argc, char **argv)
+{
+    if (argc < 1 || strcmp(argv[0], "allreduce") != 0)
+        return usage_error("bench: unknown benchmark '%s': expected allreduce",
+                           argc ? argv[0] : "");
+    return rt_cli_bench_allreduce(comm, argc, argv);
+}
+
 static const char *command_help(const char *cmd)
 {
     if (strcmp(cmd, "train") == 0) return usage_train;
     if (strcmp(cmd, "eval") == 0) return usage_eval;
     if (strcmp(cmd, "data") == 0) return usage_data;
+    if (strcmp(cmd, "bench") == 0) return usage_bench;
     return NULL;
 }
 
@@ -244,6 +264,8 @@ int main(int argc, char **argv)
         code = cmd_train(comm, argc - 2, argv + 2);
     else if (strcmp(argv[1], "eval") == 0)
         code = cmd_eval(comm, argc - 2, argv + 2);
+    else if (strcmp(argv[1], "bench") == 0)
+        code = cmd_bench(comm, argc - 2, argv + 2);
     else
         code = cmd_data(comm, argc - 2, argv + 2);
     rt_comm_finalize(comm);

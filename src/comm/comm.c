@@ -3,7 +3,7 @@
  * Deliberately not here yet: the ring allreduce (next issue); rt_comm_allreduce_sum is the
  * single call through which the trainer averages gradients, so swapping its inside changes
  * nothing else. */
-#include "ringtrain/comm.h"
+#include "comm/comm_impl.h"
 #include "ringtrain/status.h"
 
 #include <limits.h>
@@ -12,17 +12,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-struct rt_comm {
-    MPI_Comm world; /* owned: a duplicate, so our traffic never mixes with a library's */
-    int rank, size, local_size;
-};
-
 int rt_comm_init(rt_comm_t **out, int *argc, char ***argv)
 {
     int provided;
-    MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+    /* SERIALIZED: the gradient communication thread and the main thread both call MPI,
+     * never at the same time (src/comm/buckets.c keeps them apart). */
+    MPI_Init_thread(argc, argv, MPI_THREAD_SERIALIZED, &provided);
     struct rt_comm *c = calloc(1, sizeof *c);
     if (!c) rt_comm_abort(NULL, 1, "cannot allocate the communicator context");
+    c->thread_level = provided;
     MPI_Comm_dup(MPI_COMM_WORLD, &c->world);
     MPI_Comm_rank(c->world, &c->rank);
     MPI_Comm_size(c->world, &c->size);
@@ -31,12 +29,13 @@ int rt_comm_init(rt_comm_t **out, int *argc, char ***argv)
     MPI_Comm_size(node, &c->local_size);
     MPI_Comm_free(&node);
     *out = c;
-    return RT_OK;
+    return rt_allreduce_init_(c);
 }
 
 void rt_comm_finalize(rt_comm_t *c)
 {
     if (c) {
+        rt_allreduce_free_(c);
         MPI_Comm_free(&c->world);
         free(c);
     }
@@ -51,6 +50,11 @@ int rt_comm_rank(const rt_comm_t *c)
 int rt_comm_size(const rt_comm_t *c)
 {
     return c->size;
+}
+
+int rt_comm_threads_ok(const rt_comm_t *c)
+{
+    return c->thread_level >= MPI_THREAD_SERIALIZED;
 }
 
 int rt_comm_local_size(const rt_comm_t *c)
@@ -79,13 +83,7 @@ int rt_comm_agree(rt_comm_t *c, int st)
 
 void rt_comm_allreduce_sum(rt_comm_t *c, float *buf, size_t n)
 {
-    if (c->size == 1) return;
-    /* MPI counts are int: move at most 2^30 floats per call. */
-    const size_t max_chunk = (size_t)1 << 30;
-    for (size_t off = 0; off < n; off += max_chunk) {
-        size_t len = n - off < max_chunk ? n - off : max_chunk;
-        MPI_Allreduce(MPI_IN_PLACE, buf + off, (int)len, MPI_FLOAT, MPI_SUM, c->world);
-    }
+    rt_comm_allreduce(c, buf, n, 1.0f);
 }
 
 void rt_comm_sum_f64(rt_comm_t *c, double *vals, int n)
@@ -96,6 +94,11 @@ void rt_comm_sum_f64(rt_comm_t *c, double *vals, int n)
 void rt_comm_max_f64(rt_comm_t *c, double *vals, int n)
 {
     MPI_Allreduce(MPI_IN_PLACE, vals, n, MPI_DOUBLE, MPI_MAX, c->world);
+}
+
+void rt_comm_allgather_u64(rt_comm_t *c, uint64_t mine, uint64_t *all)
+{
+    MPI_Allgather(&mine, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T, c->world);
 }
 
 void rt_comm_bcast(rt_comm_t *c, void *buf, size_t bytes, int root)

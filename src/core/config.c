@@ -54,6 +54,9 @@ ENUM_IO(loss, enum rt_loss, rt_loss_parse, rt_loss_name, "ce, mse")
 ENUM_IO(init, enum rt_init, rt_init_parse, rt_init_name, "torch, xavier, he")
 ENUM_IO(shuffle, enum rt_shuffle, rt_shuffle_parse, rt_shuffle_name, "global, shard, off")
 ENUM_IO(optim, enum rt_optim_kind, rt_optim_parse, rt_optim_name, "sgd, adam, adamw")
+ENUM_IO(algo, enum rt_allreduce_algo, rt_allreduce_algo_parse, rt_allreduce_algo_name,
+        "auto, ring, rd, mpi")
+ENUM_IO(overlap, enum rt_overlap, rt_overlap_parse, rt_overlap_name, "thread, poll, off")
 ENUM_IO(sched, enum rt_sched_kind, rt_sched_parse, rt_sched_name, "constant, step, cosine")
 
 #define OFF(field) offsetof(struct rt_config, field)
@@ -102,6 +105,16 @@ static const struct key keys[] = {
      "cosine schedule: final learning rate"},
     {"optim", "clip_norm", K_REAL, OFF(clip_norm), "0", 0, 1e30, NULL,
      "clip gradients to this global L2 norm; 0 = off"},
+    {"comm", "algorithm", K_ENUM, OFF(algorithm), "auto", 0, 0, &io_algo,
+     "gradient allreduce: ring, recursive doubling, MPI_Allreduce, or auto by size"},
+    {"comm", "segment_kb", K_INT, OFF(segment_kb), "0", 0, 1 << 20, NULL,
+     "ring pipeline segment in KiB; 0 = the measured default"},
+    {"comm", "bucket_kb", K_INT, OFF(bucket_kb), "4096", 1, 1 << 22, NULL,
+     "gradient bucket size in KiB: buckets are averaged while backprop goes on"},
+    {"comm", "overlap", K_ENUM, OFF(overlap), "thread", 0, 0, &io_overlap,
+     "how buckets progress during backprop: a comm thread, polling between layers, or off"},
+    {"comm", "check_every", K_INT, OFF(check_every), "100", 0, BIG, NULL,
+     "steps between cross-rank parameter checksums; 0 = never"},
     {"train", "epochs", K_INT, OFF(epochs), "15", 1, 1e9, NULL, "passes over the training set"},
     {"train", "max_steps", K_INT, OFF(max_steps), "0", 0, BIG, NULL,
      "stop after this many steps; 0 = no limit"},
@@ -225,7 +238,7 @@ static int set_range_error(const char *origin, const struct key *k, const char *
 
 static int set_key(struct rt_config *c, const struct key *k, const char *v, const char *origin)
 {
-    char *field = (char *)c + k->offset;
+    void *field = (char *)c + k->offset; /* k->type says what lives there */
     double r;
     int64_t i;
     switch (k->type) {
@@ -249,7 +262,7 @@ static int set_key(struct rt_config *c, const struct key *k, const char *v, cons
         snprintf(field, RT_PATH_MAX, "%s", v);
         return RT_OK;
     case K_BOOL:
-        if (parse_bool(v, (int *)field) != 0) return bad_value(origin, k, v, "on or off");
+        if (parse_bool(v, field) != 0) return bad_value(origin, k, v, "on or off");
         return RT_OK;
     case K_ENUM: {
         char expected[200];
@@ -425,7 +438,7 @@ static void put(struct sink *o, const char *fmt, ...)
 
 static void format_value(const struct rt_config *c, const struct key *k, struct sink *o)
 {
-    const char *field = (const char *)c + k->offset;
+    const void *field = (const char *)c + k->offset; /* k->type says what lives there */
     switch (k->type) {
     case K_INT:
         put(o, "%lld", (long long)*(const int64_t *)field);
@@ -437,7 +450,7 @@ static void format_value(const struct rt_config *c, const struct key *k, struct 
         put(o, "%.17g", *(const double *)field);
         break;
     case K_PATH:
-        put(o, "%s", field);
+        put(o, "%s", (const char *)field);
         break;
     case K_BOOL:
         put(o, "%s", *(const int *)field ? "on" : "off");

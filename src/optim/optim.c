@@ -164,12 +164,11 @@ static RT_ALWAYS_INLINE void sgd_loop(float *restrict p, float *restrict buf,
         sgd_loop(p, buf, grad, n, s, (f)&1, (f) >> 1 & 1, (f) >> 2 & 1, (f) >> 3 & 1);             \
         break;
 
-static void sgd_step(struct rt_optim *o, float *restrict p, const float *restrict grad, double lr)
+static void sgd_step(const struct rt_optim *o, float *restrict p, float *restrict buf,
+                     const float *restrict grad, size_t n, double lr)
 {
     const struct rt_optim_cfg *c = &o->cfg;
     struct sgd_scalars s = {(float)c->weight_decay, (float)c->momentum, (float)-lr};
-    float *restrict buf = o->m;
-    size_t n = o->n;
     int has_mom = c->momentum != 0.0;
     unsigned f = (c->weight_decay != 0.0) | has_mom << 1 | (has_mom && c->nesterov) << 2 |
                  (has_mom && o->step == 0) << 3;
@@ -276,10 +275,11 @@ static RT_ALWAYS_INLINE void adam_loop(float *restrict p, float *restrict m, flo
 /* Index bit 0 L2 decay, 1 decoupled decay, 2 small lerp weight; bits 0 and 1 never both. */
 #define ADAM_CASE(f)                                                                               \
     case f:                                                                                        \
-        adam_loop(p, o->m, o->v, grad, o->n, &s, (f)&1, (f) >> 1 & 1, (f) >> 2 & 1);               \
+        adam_loop(p, m, v, grad, n, &s, (f)&1, (f) >> 1 & 1, (f) >> 2 & 1);                        \
         break;
 
-static void adam_step(struct rt_optim *o, float *restrict p, const float *restrict grad, double lr)
+static void adam_step(const struct rt_optim *o, float *restrict p, float *restrict m,
+                      float *restrict v, const float *restrict grad, size_t n, double lr)
 {
     const struct rt_optim_cfg *c = &o->cfg;
     double t = (double)(o->step + 1);
@@ -310,11 +310,24 @@ static void adam_step(struct rt_optim *o, float *restrict p, const float *restri
     }
 }
 
+void rt_optim_update_range(const struct rt_optim *o, float *params, const float *grads, size_t lo,
+                           size_t hi, double lr)
+{
+    if (lo >= hi) return;
+    float *m = o->m ? o->m + lo : NULL, *v = o->v ? o->v + lo : NULL;
+    if (o->cfg.kind == RT_OPTIM_SGD)
+        sgd_step(o, params + lo, m, grads + lo, hi - lo, lr);
+    else
+        adam_step(o, params + lo, m, v, grads + lo, hi - lo, lr);
+}
+
+void rt_optim_end_step(struct rt_optim *o)
+{
+    o->step++;
+}
+
 void rt_optim_step(struct rt_optim *o, float *params, const float *grads, double lr)
 {
-    if (o->cfg.kind == RT_OPTIM_SGD)
-        sgd_step(o, params, grads, lr);
-    else
-        adam_step(o, params, grads, lr);
-    o->step++;
+    rt_optim_update_range(o, params, grads, 0, o->n, lr);
+    rt_optim_end_step(o);
 }

@@ -8,6 +8,7 @@
  * sized in trainer_open. */
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "ringtrain/train.h"
+#include "ringtrain/buckets.h"
 #include "ringtrain/dataset.h"
 #include "ringtrain/log.h"
 #include "ringtrain/model.h"
@@ -18,6 +19,7 @@
 #include <errno.h>
 #include <math.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -30,6 +32,10 @@ struct trainer {
     struct rt_model model;
     struct rt_optim opt;
     struct rt_dataset *train, *test;
+    struct rt_buckets *buckets; /* owned: gradient averaging overlapped with backward */
+    uint64_t *checksums;        /* (world) owned: replica checksums of the last check */
+    int fault_rank;             /* test hook: RINGTRAIN_FAULT_CORRUPT=RANK:STEP */
+    int64_t fault_step;
     int threads;
     int64_t steps_per_epoch, total_steps, step;
     double train_seconds, samples;
@@ -93,6 +99,31 @@ static int open_data(struct trainer *t)
     return rt_dataset_open(&t->test, c->test, &o);
 }
 
+/* Buckets follow the model's layer blocks; the ring's options are the job's. */
+static int setup_comm(struct trainer *t)
+{
+    const struct rt_config *c = t->cfg;
+    struct rt_comm_opts o = {.algorithm = c->algorithm,
+                             .segment_bytes = (size_t)c->segment_kb * 1024};
+    RT_TRY(rt_comm_configure(t->comm, &o));
+    size_t offset[RT_MAX_LAYERS], count[RT_MAX_LAYERS];
+    for (int i = 0; i < t->model.n_layers; i++) {
+        offset[i] = rt_model_layer_offset(&t->model, i);
+        count[i] = rt_model_layer_count(&t->model, i);
+    }
+    /* The loss is already normalised by the global batch, so the sum over ranks IS the
+     * average: scale 1. */
+    RT_TRY(rt_buckets_init(&t->buckets, t->comm, t->model.grads, t->model.n_params, offset, count,
+                           t->model.n_layers, (size_t)c->bucket_kb * 1024, c->overlap, 1.0f));
+    t->checksums = calloc((size_t)t->world, sizeof *t->checksums);
+    if (!t->checksums) return rt_errorf(RT_ERR_NOMEM, "cannot allocate %d checksums", t->world);
+    const char *fault = getenv("RINGTRAIN_FAULT_CORRUPT");
+    t->fault_rank = -1;
+    if (fault && sscanf(fault, "%d:%lld", &t->fault_rank, (long long *)&t->fault_step) != 2)
+        t->fault_rank = -1;
+    return RT_OK;
+}
+
 static int build_model(struct trainer *t)
 {
     const struct rt_config *c = t->cfg;
@@ -103,7 +134,8 @@ static int build_model(struct trainer *t)
      * identical by construction rather than by trusting every rank's RNG. */
     if (t->rank == 0) rt_model_init_params(&t->model, c->seed);
     rt_comm_bcast(t->comm, t->model.params, t->model.n_params * sizeof(float), 0);
-    return rt_optim_init(&t->opt, &c->optim, t->model.n_params);
+    RT_TRY(rt_optim_init(&t->opt, &c->optim, t->model.n_params));
+    return setup_comm(t);
 }
 
 static int validate_data(struct trainer *t)
@@ -141,6 +173,8 @@ static void trainer_close(struct trainer *t)
 {
     rt_dataset_close(t->train);
     rt_dataset_close(t->test);
+    rt_buckets_free(t->buckets);
+    free(t->checksums);
     rt_optim_free(&t->opt);
     rt_model_free(&t->model);
     free(t->config_text);
@@ -213,6 +247,64 @@ static int report_progress(struct trainer *t, struct progress *p, int64_t epoch,
     return RT_OK;
 }
 
+/* Averages the gradients bucket by bucket and updates each bucket's parameters as soon as
+ * it arrives, so the optimizer overlaps the rest of the communication. Clipping needs the
+ * global norm first, so it waits for every bucket. */
+static void reduce_and_update(struct trainer *t, double lr)
+{
+    struct rt_model *m = &t->model;
+    size_t lo, hi;
+    if (t->cfg->clip_norm > 0) {
+        while (rt_buckets_next(t->buckets, &lo, &hi))
+            ;
+        rt_clip_grad_norm(m->grads, m->n_params, t->cfg->clip_norm);
+        rt_optim_step(&t->opt, m->params, m->grads, lr);
+        return;
+    }
+    while (rt_buckets_next(t->buckets, &lo, &hi))
+        rt_optim_update_range(&t->opt, m->params, m->grads, lo, hi, lr);
+    rt_optim_end_step(&t->opt);
+}
+
+/* Fletcher-style sums over the parameters' bits: order-sensitive, so a swapped or
+ * changed value shows, and cheap next to a training step. */
+static uint64_t params_checksum(const float *p, size_t n)
+{
+    uint64_t a = 1, b = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy(&bits, &p[i], sizeof bits);
+        a += bits;
+        b += a;
+    }
+    return a ^ (b << 1) ^ (b >> 63);
+}
+
+/* Replicas must stay bit-identical; a difference means a bug or a hardware fault, and
+ * training on would silently average different models. The gathered list is the same on
+ * every rank, so every rank takes the same branch without a further agreement. */
+static int check_replicas(struct trainer *t)
+{
+    rt_comm_allgather_u64(t->comm, params_checksum(t->model.params, t->model.n_params),
+                          t->checksums);
+    char ranks[256] = "";
+    size_t len = 0;
+    int differ = 0;
+    for (int r = 1; r < t->world; r++)
+        if (t->checksums[r] != t->checksums[0]) {
+            if (len < sizeof ranks - 16)
+                len += (size_t)snprintf(ranks + len, sizeof ranks - len, "%s%d", differ ? ", " : "",
+                                        r);
+            differ++;
+        }
+    if (!differ) return RT_OK;
+    return rt_errorf(RT_ERR_INTERNAL,
+                     "replicas diverged at step %lld: the parameters of rank%s %s differ from "
+                     "rank 0's (checksums compared every %lld steps)",
+                     (long long)t->step, differ > 1 ? "s" : "", ranks,
+                     (long long)t->cfg->check_every);
+}
+
 /* One synchronous data-parallel step on this rank's share of the global batch. */
 static int train_step(struct trainer *t, struct progress *p, double *lr)
 {
@@ -223,17 +315,18 @@ static int train_step(struct trainer *t, struct progress *p, double *lr)
     rt_model_forward(m, b.x, b.local_rows);
     double norm = rt_loss_norm(m->spec.loss, b.global_rows, m->spec.sizes[m->spec.n_sizes - 1]);
     double loss = rt_model_loss(m, b.y, b.local_rows, norm);
-    rt_model_backward(m, b.x, b.local_rows, NULL, NULL);
-    rt_comm_allreduce_sum(t->comm, m->grads, m->n_params);
-    if (t->cfg->clip_norm > 0) rt_clip_grad_norm(m->grads, m->n_params, t->cfg->clip_norm);
     *lr = rt_sched_lr(&t->cfg->sched, t->cfg->optim.lr, t->step, t->total_steps);
-    rt_optim_step(&t->opt, m->params, m->grads, *lr);
+    rt_buckets_begin(t->buckets);
+    rt_model_backward(m, b.x, b.local_rows, rt_buckets_layer_ready, t->buckets);
+    reduce_and_update(t, *lr);
     p->loss_sum += loss;
     p->rows += b.local_rows;
     p->epoch_loss += loss;
     p->epoch_rows += b.local_rows;
     t->samples += (double)b.global_rows;
     t->step++;
+    if (t->rank == t->fault_rank && t->step == t->fault_step) m->params[0] += 1e-3f;
+    if (t->cfg->check_every > 0 && t->step % t->cfg->check_every == 0) RT_TRY(check_replicas(t));
     return RT_OK;
 }
 

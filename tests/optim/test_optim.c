@@ -237,6 +237,42 @@ END_TEST
 
 /* ---- rt_optim_init ---------------------------------------------------------------------- */
 
+/* Applying a step range by range, in any order, gives the same bytes as one call. */
+START_TEST(rt_optim_update_range_equals_step)
+{
+    enum { LEN = 1000 };
+    const enum rt_optim_kind kinds[] = {RT_OPTIM_SGD, RT_OPTIM_ADAM, RT_OPTIM_ADAMW};
+    for (int k = 0; k < 3; k++) {
+        struct rt_optim_cfg c = {.kind = kinds[k],
+                                 .lr = 0.01,
+                                 .momentum = 0.9,
+                                 .weight_decay = 0.01,
+                                 .beta1 = 0.9,
+                                 .beta2 = 0.999,
+                                 .eps = 1e-8};
+        struct rt_optim a, b;
+        ck_assert_int_eq(rt_optim_init(&a, &c, LEN), RT_OK);
+        ck_assert_int_eq(rt_optim_init(&b, &c, LEN), RT_OK);
+        static float pa[LEN], pb[LEN], g[LEN];
+        for (int i = 0; i < LEN; i++) {
+            pa[i] = pb[i] = 0.01f * (float)(i % 37) - 0.2f;
+            g[i] = 0.003f * (float)(i % 11) - 0.015f;
+        }
+        for (int step = 0; step < 3; step++) {
+            rt_optim_step(&a, pa, g, 0.01);
+            rt_optim_update_range(&b, pb, g, 700, LEN, 0.01);
+            rt_optim_update_range(&b, pb, g, 333, 700, 0.01);
+            rt_optim_update_range(&b, pb, g, 0, 333, 0.01);
+            rt_optim_end_step(&b);
+        }
+        ck_assert_int_eq(memcmp(pa, pb, sizeof pa), 0);
+        ck_assert_int_eq(a.step, b.step);
+        rt_optim_free(&a);
+        rt_optim_free(&b);
+    }
+}
+END_TEST
+
 START_TEST(rt_optim_init_state)
 {
     struct rt_optim o;
@@ -524,6 +560,10 @@ static Suite *optim_suite(void)
     tcase_add_test(tc, rt_optim_step_adamw);
     tcase_add_test(tc, rt_optim_step_adam_low_betas);
     tcase_add_test(tc, rt_optim_step_no_overrun);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("rt_optim_update_range");
+    tcase_add_test(tc, rt_optim_update_range_equals_step);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("rt_optim_init");

@@ -1,0 +1,55 @@
+/* buckets.h - gradient buckets: the flat gradient block cut into pieces that are averaged
+ * across ranks as soon as backprop has produced them, while backprop goes on.
+ *
+ * Layers finish backward in reverse order (last layer first), so buckets are laid out from
+ * the END of the gradient block: bucket 0 holds the last layer(s), bucket 1 the ones
+ * before, and so on. A layer larger than the bucket size is cut into several buckets;
+ * small neighbouring layers share one. Every rank computes the same layout from the same
+ * model, so every rank starts the same allreduces in the same order.
+ *
+ * Progress (rt_overlap):
+ *   RT_OVERLAP_THREAD  a communication thread runs each bucket's (blocking) allreduce while
+ *                      the main thread computes; MPI must allow MPI_THREAD_SERIALIZED, and
+ *                      the main thread makes no MPI call between rt_buckets_begin and the
+ *                      last rt_buckets_next.
+ *   RT_OVERLAP_POLL    non-blocking allreduces advanced whenever a layer finishes backward
+ *                      and while waiting.
+ *   RT_OVERLAP_OFF     one allreduce of the whole block after backward.
+ * The buckets never allocate after rt_buckets_init. */
+#ifndef RT_BUCKETS_H
+#define RT_BUCKETS_H
+
+#include <stddef.h>
+
+#include "ringtrain/comm.h"
+
+enum rt_overlap { RT_OVERLAP_THREAD, RT_OVERLAP_POLL, RT_OVERLAP_OFF };
+int rt_overlap_parse(const char *name, enum rt_overlap *out); /* 0, or -1 if unknown */
+const char *rt_overlap_name(enum rt_overlap o);
+
+struct rt_buckets;
+
+/* Lays out buckets over grads (n floats) for layers whose blocks are [offset[i],
+ * offset[i] + count[i]), contiguous and in layer order. bucket_bytes >= 4. Averaging:
+ * every bucket is multiplied by scale after the sum. With RT_OVERLAP_THREAD on an MPI that
+ * cannot take it, falls back to RT_OVERLAP_POLL (rt_buckets_overlap says which). Fails with
+ * RT_ERR_NOMEM or RT_ERR_INVAL. */
+int rt_buckets_init(struct rt_buckets **out, rt_comm_t *c, float *grads, size_t n,
+                    const size_t *offset, const size_t *count, int n_layers, size_t bucket_bytes,
+                    enum rt_overlap overlap, float scale);
+void rt_buckets_free(struct rt_buckets *b); /* NULL is a no-op; joins the thread */
+
+int rt_buckets_count(const struct rt_buckets *b);
+enum rt_overlap rt_buckets_overlap(const struct rt_buckets *b);
+
+/* Starts a step: no bucket is ready. */
+void rt_buckets_begin(struct rt_buckets *b);
+/* Layer `layer`'s gradient block is final: starts every bucket it completes. Matches
+ * rt_grad_ready_fn so it can be handed to rt_model_backward (ctx = the buckets). */
+void rt_buckets_layer_ready(void *ctx, int layer, size_t offset, size_t count);
+/* Waits for the next bucket, in bucket order, and returns its range [*lo, *hi) of grads,
+ * now averaged; returns 0 when every bucket of the step has been returned. Layers that
+ * were never reported ready are treated as ready when the first call is made. */
+int rt_buckets_next(struct rt_buckets *b, size_t *lo, size_t *hi);
+
+#endif

@@ -1,0 +1,243 @@
+/* buckets.c - gradient buckets averaged while backprop goes on (see buckets.h).
+ *
+ * Ordering is the whole game: every rank must start the same allreduces in the same order,
+ * whatever the timing of its own backward pass. So buckets are started strictly in bucket
+ * order, and a bucket starts only when every layer it touches is ready; the thread (or the
+ * request queue) then runs them one after another in that order. */
+#include "ringtrain/buckets.h"
+#include "ringtrain/status.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct bucket {
+    size_t lo, hi;               /* range of grads */
+    int first_layer, last_layer; /* layers whose blocks intersect [lo, hi) */
+    rt_allreduce_req *req;       /* RT_OVERLAP_POLL: in flight */
+};
+
+struct rt_buckets {
+    rt_comm_t *comm;
+    float *grads;
+    float scale;
+    enum rt_overlap overlap;
+    int n_layers, n_buckets;
+    struct bucket *bucket; /* (n_buckets) owned */
+    unsigned char *ready;  /* (n_layers) owned: layer finished backward this step */
+    int started, returned; /* buckets started / handed back this step */
+    /* RT_OVERLAP_THREAD */
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int reduced; /* buckets the thread has finished this step */
+    int quit, has_thread;
+};
+
+static const char *const overlap_names[] = {"thread", "poll", "off"};
+
+int rt_overlap_parse(const char *name, enum rt_overlap *out)
+{
+    for (int i = 0; i < 3; i++)
+        if (strcmp(name, overlap_names[i]) == 0) {
+            *out = (enum rt_overlap)i;
+            return 0;
+        }
+    return -1;
+}
+
+const char *rt_overlap_name(enum rt_overlap o)
+{
+    return (unsigned)o < 3 ? overlap_names[o] : "?";
+}
+
+static int layer_of(const size_t *offset, int n_layers, size_t pos)
+{
+    int i = n_layers - 1;
+    while (i > 0 && offset[i] > pos)
+        i--;
+    return i;
+}
+
+/* Cuts [0, n) from the end into pieces of cap floats (the lowest one shorter). Layers
+ * decide only when a piece is ready, not where it ends: equal pieces keep the ring's
+ * segments full and the layout independent of the architecture's quirks. */
+static int lay_out(struct rt_buckets *b, size_t n, const size_t *offset, size_t cap)
+{
+    size_t nb = n == 0 ? 0 : (n + cap - 1) / cap;
+    b->bucket = calloc(nb ? nb : 1, sizeof *b->bucket);
+    if (!b->bucket)
+        return rt_errorf(RT_ERR_NOMEM, "gradient buckets: cannot allocate %zu buckets", nb);
+    for (size_t k = 0; k < nb; k++) {
+        struct bucket *bk = &b->bucket[k];
+        bk->hi = n - k * cap;
+        bk->lo = bk->hi > cap ? bk->hi - cap : 0;
+        bk->first_layer = layer_of(offset, b->n_layers, bk->lo);
+        bk->last_layer = layer_of(offset, b->n_layers, bk->hi - 1);
+    }
+    b->n_buckets = (int)nb;
+    return RT_OK;
+}
+
+static void *comm_thread_main(void *arg)
+{
+    struct rt_buckets *b = arg;
+    pthread_mutex_lock(&b->mu);
+    for (;;) {
+        while (!b->quit && b->reduced >= b->started)
+            pthread_cond_wait(&b->cv, &b->mu);
+        if (b->quit) break;
+        struct bucket *bk = &b->bucket[b->reduced];
+        pthread_mutex_unlock(&b->mu);
+        rt_comm_allreduce(b->comm, b->grads + bk->lo, bk->hi - bk->lo, b->scale);
+        pthread_mutex_lock(&b->mu);
+        b->reduced++;
+        pthread_cond_broadcast(&b->cv);
+    }
+    pthread_mutex_unlock(&b->mu);
+    return NULL;
+}
+
+int rt_buckets_init(struct rt_buckets **out, rt_comm_t *c, float *grads, size_t n,
+                    const size_t *offset, const size_t *count, int n_layers, size_t bucket_bytes,
+                    enum rt_overlap overlap, float scale)
+{
+    *out = NULL;
+    (void)count; /* blocks are contiguous: offsets alone place them */
+    if (n_layers < 1 || bucket_bytes < sizeof(float))
+        return rt_errorf(RT_ERR_INVAL, "gradient buckets: %d layers, %zu-byte buckets", n_layers,
+                         bucket_bytes);
+    struct rt_buckets *b = calloc(1, sizeof *b);
+    if (!b) return rt_errorf(RT_ERR_NOMEM, "gradient buckets: out of memory");
+    b->comm = c;
+    b->grads = grads;
+    b->scale = scale;
+    b->n_layers = n_layers;
+    /* One rank has nothing to overlap; an MPI without SERIALIZED cannot host the thread. */
+    if (rt_comm_size(c) == 1) overlap = RT_OVERLAP_OFF;
+    if (overlap == RT_OVERLAP_THREAD && !rt_comm_threads_ok(c)) overlap = RT_OVERLAP_POLL;
+    b->overlap = overlap;
+    size_t cap = overlap == RT_OVERLAP_OFF ? (n ? n : 1) : bucket_bytes / sizeof(float);
+    b->ready = calloc((size_t)n_layers, 1);
+    int st = b->ready ? lay_out(b, n, offset, cap)
+                      : rt_errorf(RT_ERR_NOMEM, "gradient buckets: out of memory");
+    if (st == RT_OK && overlap == RT_OVERLAP_THREAD) {
+        pthread_mutex_init(&b->mu, NULL);
+        pthread_cond_init(&b->cv, NULL);
+        b->has_thread = pthread_create(&b->thread, NULL, comm_thread_main, b) == 0;
+        if (!b->has_thread)
+            st = rt_errorf(RT_ERR_NOMEM, "gradient buckets: cannot start the comm thread");
+    }
+    if (st != RT_OK) {
+        rt_buckets_free(b);
+        return st;
+    }
+    *out = b;
+    return RT_OK;
+}
+
+void rt_buckets_free(struct rt_buckets *b)
+{
+    if (!b) return;
+    if (b->has_thread) {
+        pthread_mutex_lock(&b->mu);
+        b->quit = 1;
+        pthread_cond_broadcast(&b->cv);
+        pthread_mutex_unlock(&b->mu);
+        pthread_join(b->thread, NULL);
+    }
+    if (b->overlap == RT_OVERLAP_THREAD) {
+        pthread_cond_destroy(&b->cv);
+        pthread_mutex_destroy(&b->mu);
+    }
+    free(b->bucket);
+    free(b->ready);
+    free(b);
+}
+
+int rt_buckets_count(const struct rt_buckets *b)
+{
+    return b->n_buckets;
+}
+
+enum rt_overlap rt_buckets_overlap(const struct rt_buckets *b)
+{
+    return b->overlap;
+}
+
+void rt_buckets_begin(struct rt_buckets *b)
+{
+    memset(b->ready, 0, (size_t)b->n_layers);
+    b->returned = 0;
+    if (b->overlap == RT_OVERLAP_THREAD) {
+        pthread_mutex_lock(&b->mu);
+        b->started = b->reduced = 0;
+        pthread_mutex_unlock(&b->mu);
+    } else {
+        b->started = 0;
+    }
+}
+
+static int bucket_ready(const struct rt_buckets *b, const struct bucket *bk)
+{
+    for (int i = bk->first_layer; i <= bk->last_layer; i++)
+        if (!b->ready[i]) return 0;
+    return 1;
+}
+
+/* Starts, in bucket order, every bucket whose layers are all ready. */
+static void start_ready(struct rt_buckets *b)
+{
+    int k = b->started;
+    while (k < b->n_buckets && bucket_ready(b, &b->bucket[k])) {
+        struct bucket *bk = &b->bucket[k];
+        if (b->overlap == RT_OVERLAP_POLL)
+            bk->req = rt_comm_iallreduce(b->comm, b->grads + bk->lo, bk->hi - bk->lo, b->scale);
+        k++;
+    }
+    if (b->overlap == RT_OVERLAP_THREAD && k != b->started) {
+        pthread_mutex_lock(&b->mu);
+        b->started = k;
+        pthread_cond_signal(&b->cv);
+        pthread_mutex_unlock(&b->mu);
+    } else {
+        b->started = k;
+    }
+}
+
+void rt_buckets_layer_ready(void *ctx, int layer, size_t offset, size_t count)
+{
+    struct rt_buckets *b = ctx;
+    (void)offset;
+    (void)count;
+    b->ready[layer] = 1;
+    if (b->overlap == RT_OVERLAP_OFF) return;
+    start_ready(b);
+    /* Polling: this is the only moment a compute thread can push the ring forward. */
+    if (b->overlap == RT_OVERLAP_POLL && b->returned < b->started)
+        rt_comm_test(b->comm, b->bucket[b->returned].req);
+}
+
+int rt_buckets_next(struct rt_buckets *b, size_t *lo, size_t *hi)
+{
+    if (b->returned == b->n_buckets) return 0;
+    if (b->started < b->n_buckets) {
+        memset(b->ready, 1, (size_t)b->n_layers);
+        start_ready(b);
+    }
+    struct bucket *bk = &b->bucket[b->returned];
+    if (b->overlap == RT_OVERLAP_THREAD) {
+        pthread_mutex_lock(&b->mu);
+        while (b->reduced <= b->returned)
+            pthread_cond_wait(&b->cv, &b->mu);
+        pthread_mutex_unlock(&b->mu);
+    } else if (b->overlap == RT_OVERLAP_POLL) {
+        rt_comm_wait(b->comm, bk->req);
+    } else {
+        rt_comm_allreduce(b->comm, b->grads + bk->lo, bk->hi - bk->lo, b->scale);
+    }
+    *lo = bk->lo;
+    *hi = bk->hi;
+    b->returned++;
+    return 1;
+}
