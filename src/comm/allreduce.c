@@ -95,6 +95,18 @@ const char *rt_allreduce_algo_name(enum rt_allreduce_algo a)
     return (unsigned)a <= RT_ALLREDUCE_MPI ? algo_names[a] : "?";
 }
 
+void rt_add_into_(float *restrict acc, const float *restrict in, int len)
+{
+    for (int x = 0; x < len; x++)
+        acc[x] += in[x];
+}
+
+void rt_add_scaled_(float *restrict acc, const float *restrict in, int len, float scale)
+{
+    for (int x = 0; x < len; x++)
+        acc[x] = (acc[x] + in[x]) * scale;
+}
+
 void rt_scale_(float *buf, size_t n, float scale)
 {
     if (scale == 1.0f) return;

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct bucket {
     size_t lo, hi;               /* range of grads */
@@ -26,6 +27,7 @@ struct rt_buckets {
     struct bucket *bucket; /* (n_buckets) owned */
     unsigned char *ready;  /* (n_layers) owned: layer finished backward this step */
     int started, returned; /* buckets started / handed back this step */
+    int completed;         /* RT_OVERLAP_POLL: buckets whose request has completed */
     /* RT_OVERLAP_THREAD */
     pthread_t thread;
     pthread_mutex_t mu;
@@ -79,6 +81,20 @@ static int lay_out(struct rt_buckets *b, size_t n, const size_t *offset, size_t 
     return RT_OK;
 }
 
+/* The thread's allreduce. A blocking MPI wait spins, and a spinning thread on a node
+ * whose cores are all computing steals the core from backprop (measured on BigModel, 2
+ * ranks on 2 cores: 5864 samples/s with MPI's blocking wait against 6861 polling from the
+ * compute thread). So the thread advances the request and naps between attempts: the
+ * ring's segments take ~100 us each, and a 20 us nap costs it little. */
+static void reduce_politely(struct rt_buckets *b, const struct bucket *bk)
+{
+    rt_allreduce_req *req =
+        rt_comm_iallreduce(b->comm, b->grads + bk->lo, bk->hi - bk->lo, b->scale);
+    const struct timespec nap = {0, 20000};
+    while (!rt_comm_test(b->comm, req))
+        nanosleep(&nap, NULL);
+}
+
 static void *comm_thread_main(void *arg)
 {
     struct rt_buckets *b = arg;
@@ -89,7 +105,7 @@ static void *comm_thread_main(void *arg)
         if (b->quit) break;
         struct bucket *bk = &b->bucket[b->reduced];
         pthread_mutex_unlock(&b->mu);
-        rt_comm_allreduce(b->comm, b->grads + bk->lo, bk->hi - bk->lo, b->scale);
+        reduce_politely(b, bk);
         pthread_mutex_lock(&b->mu);
         b->reduced++;
         pthread_cond_broadcast(&b->cv);
@@ -168,7 +184,7 @@ enum rt_overlap rt_buckets_overlap(const struct rt_buckets *b)
 void rt_buckets_begin(struct rt_buckets *b)
 {
     memset(b->ready, 0, (size_t)b->n_layers);
-    b->returned = 0;
+    b->returned = b->completed = 0;
     if (b->overlap == RT_OVERLAP_THREAD) {
         pthread_mutex_lock(&b->mu);
         b->started = b->reduced = 0;
@@ -213,9 +229,11 @@ void rt_buckets_layer_ready(void *ctx, int layer, size_t offset, size_t count)
     b->ready[layer] = 1;
     if (b->overlap == RT_OVERLAP_OFF) return;
     start_ready(b);
-    /* Polling: this is the only moment a compute thread can push the ring forward. */
-    if (b->overlap == RT_OVERLAP_POLL && b->returned < b->started)
-        rt_comm_test(b->comm, b->bucket[b->returned].req);
+    /* Polling: this is the only moment a compute thread can push the ring forward. A
+     * request is completed exactly once (test returning 1, or wait), oldest first. */
+    while (b->overlap == RT_OVERLAP_POLL && b->completed < b->started &&
+           rt_comm_test(b->comm, b->bucket[b->completed].req))
+        b->completed++;
 }
 
 int rt_buckets_next(struct rt_buckets *b, size_t *lo, size_t *hi)
@@ -232,7 +250,10 @@ int rt_buckets_next(struct rt_buckets *b, size_t *lo, size_t *hi)
             pthread_cond_wait(&b->cv, &b->mu);
         pthread_mutex_unlock(&b->mu);
     } else if (b->overlap == RT_OVERLAP_POLL) {
-        rt_comm_wait(b->comm, bk->req);
+        if (b->completed <= b->returned) {
+            rt_comm_wait(b->comm, bk->req);
+            b->completed = b->returned + 1;
+        }
     } else {
         rt_comm_allreduce(b->comm, b->grads + bk->lo, bk->hi - bk->lo, b->scale);
     }

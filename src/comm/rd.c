@@ -123,8 +123,7 @@ int rt_rd_progress_(struct rt_comm *c, struct rt_allreduce_req *r, int block)
             if (extra) {
                 s->phase = RD_FOLD_OUT;
             } else {
-                for (int x = 0; x < len; x++) /* lower rank's operand first */
-                    p[x] = c->scratch[x] + p[x];
+                rt_add_into_(p, c->scratch, len);
                 s->phase = RD_EXCHANGE;
             }
             break;
@@ -140,12 +139,8 @@ int rt_rd_progress_(struct rt_comm *c, struct rt_allreduce_req *r, int block)
                 post(c, s, 1, p, len, partner, r->tag + RT_TAG_EXCHANGE);
             }
             if (!complete(s, block)) return 0;
-            if (pv < v)
-                for (int x = 0; x < len; x++)
-                    p[x] = c->scratch[x] + p[x];
-            else
-                for (int x = 0; x < len; x++)
-                    p[x] = p[x] + c->scratch[x];
+            /* IEEE addition is commutative, so both partners get the same bits. */
+            rt_add_into_(p, c->scratch, len);
             s->step++;
             break;
         }

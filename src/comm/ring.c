@@ -69,6 +69,8 @@
  * is always ((x_j + x_{j+1}) + x_{j+2}) + ... The additions depend only on N and n. */
 #include "comm/comm_impl.h"
 
+#define RT_RING_MIN_SEGS 4
+
 static int mod(int a, int n)
 {
     return ((a % n) + n) % n;
@@ -99,7 +101,8 @@ static int send_chunk(const struct rt_comm *c, int t)
 static int nseg(const struct rt_comm *c, const struct rt_allreduce_req *r, int chunk)
 {
     size_t len = chunk_len(r->n, c->size, chunk);
-    return (int)((len + c->seg_elems - 1) / c->seg_elems);
+    size_t seg = r->u.ring.seg;
+    return (int)((len + seg - 1) / seg);
 }
 
 /* Normalises (t,k) to the next position that exists: skips steps whose chunk is empty. */
@@ -123,16 +126,34 @@ static int before(int t1, int k1, int t2, int k2)
 static float *segment(const struct rt_comm *c, const struct rt_allreduce_req *r, int j, int k,
                       int *len)
 {
-    size_t off = (size_t)k * c->seg_elems, clen = chunk_len(r->n, c->size, j);
-    size_t l = clen - off < c->seg_elems ? clen - off : c->seg_elems;
+    size_t seg = r->u.ring.seg;
+    size_t off = (size_t)k * seg, clen = chunk_len(r->n, c->size, j);
+    size_t l = clen - off < seg ? clen - off : seg;
     *len = (int)l;
     return r->buf + chunk_off(r->n, c->size, j) + off;
+}
+
+/* Segment length for a message of n floats: the configured one, but small enough that a
+ * chunk has at least RT_RING_MIN_SEGS segments, so that reducing one segment overlaps
+ * moving the next for mid-sized messages too (at 1 MiB on 2 ranks, one whole-chunk segment
+ * serialised transfer and reduction: 5.4 GB/s busbw against 7.4 for MPI_Allreduce). Never
+ * below 128 KiB: measured at 2 ranks, 64 KiB and 32 KiB minimums lost 20-30% at
+ * 256-512 KiB to per-message (rendezvous) overhead. */
+static size_t ring_segment(const struct rt_comm *c, size_t n)
+{
+    const size_t min_seg = 32768; /* floats */
+    size_t chunk = (n + (size_t)c->size - 1) / (size_t)c->size;
+    size_t seg = (chunk + RT_RING_MIN_SEGS - 1) / RT_RING_MIN_SEGS;
+    seg = (seg + 15) / 16 * 16; /* whole cache lines */
+    if (seg < min_seg) seg = min_seg;
+    return seg < c->seg_elems ? seg : c->seg_elems;
 }
 
 void rt_ring_start_(struct rt_comm *c, struct rt_allreduce_req *r)
 {
     struct rt_ring_state *s = &r->u.ring;
     s->steps = 2 * (c->size - 1);
+    s->seg = ring_segment(c, r->n);
     s->rt = s->rk = s->pt = s->pk = s->st = s->sk = s->ct = s->ck = 0;
     norm(c, r, &s->rt, &s->rk, 0);
     norm(c, r, &s->pt, &s->pk, 0);
@@ -181,14 +202,10 @@ static int step_once(struct rt_comm *c, struct rt_allreduce_req *r)
             if (s->rt < N - 1) {
                 const float *in = c->scratch + (size_t)s->rhead * c->seg_elems;
                 float *acc = segment(c, r, recv_chunk(c, s->rt), s->rk, &len);
-                if (s->rt == N - 2 && r->scale != 1.0f) {
-                    const float sc = r->scale;
-                    for (int x = 0; x < len; x++)
-                        acc[x] = (acc[x] + in[x]) * sc;
-                } else {
-                    for (int x = 0; x < len; x++)
-                        acc[x] += in[x];
-                }
+                if (s->rt == N - 2 && r->scale != 1.0f)
+                    rt_add_scaled_(acc, in, len, r->scale);
+                else
+                    rt_add_into_(acc, in, len);
             }
             s->rhead = (s->rhead + 1) % RT_RING_RWIN;
             s->nr--;

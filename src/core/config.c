@@ -111,7 +111,7 @@ static const struct key keys[] = {
      "ring pipeline segment in KiB; 0 = the measured default"},
     {"comm", "bucket_kb", K_INT, OFF(bucket_kb), "4096", 1, 1 << 22, NULL,
      "gradient bucket size in KiB: buckets are averaged while backprop goes on"},
-    {"comm", "overlap", K_ENUM, OFF(overlap), "thread", 0, 0, &io_overlap,
+    {"comm", "overlap", K_ENUM, OFF(overlap), "poll", 0, 0, &io_overlap,
      "how buckets progress during backprop: a comm thread, polling between layers, or off"},
     {"comm", "check_every", K_INT, OFF(check_every), "100", 0, BIG, NULL,
      "steps between cross-rank parameter checksums; 0 = never"},

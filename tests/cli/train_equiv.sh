@@ -33,7 +33,8 @@ eval_batch = 50
 log_every = 10
 INI
 run() { timeout -k 5 60 "$MPIRUN_SH" "$@"; }
-for opt in "optim.name=sgd" "optim.name=adam optim.lr=0.003"; do
+for opt in "optim.name=sgd comm.overlap=thread" "optim.name=adamw optim.lr=0.003 comm.overlap=off" \
+    "optim.name=adam optim.lr=0.003 comm.overlap=poll"; do
     tag=${opt%% *}
     tag=${tag#optim.name=}
     # shellcheck disable=SC2086
