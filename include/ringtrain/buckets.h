@@ -29,13 +29,13 @@ const char *rt_overlap_name(enum rt_overlap o);
 
 struct rt_buckets;
 
-/* Lays out buckets over grads (n floats) for layers whose blocks are [offset[i],
- * offset[i] + count[i]), contiguous and in layer order. bucket_bytes >= 4. Averaging:
- * every bucket is multiplied by scale after the sum. With RT_OVERLAP_THREAD on an MPI that
- * cannot take it, falls back to RT_OVERLAP_POLL (rt_buckets_overlap says which). Fails with
+/* Lays out buckets over grads (n floats) for layers whose blocks start at offset[i],
+ * contiguous and in layer order (layer i ends where layer i+1 starts). bucket_bytes >= 4.
+ * Averaging: every bucket is multiplied by scale after the sum. With RT_OVERLAP_THREAD on an MPI
+ * that cannot take it, falls back to RT_OVERLAP_POLL (rt_buckets_overlap says which). Fails with
  * RT_ERR_NOMEM or RT_ERR_INVAL. */
 int rt_buckets_init(struct rt_buckets **out, rt_comm_t *c, float *grads, size_t n,
-                    const size_t *offset, const size_t *count, int n_layers, size_t bucket_bytes,
+                    const size_t *offset, int n_layers, size_t bucket_bytes,
                     enum rt_overlap overlap, float scale);
 void rt_buckets_free(struct rt_buckets *b); /* NULL is a no-op; joins the thread */
 

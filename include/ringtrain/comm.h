@@ -77,8 +77,6 @@ int rt_comm_test(rt_comm_t *c, rt_allreduce_req *req);
 /* Blocks until req (and every request started before it) is complete. */
 void rt_comm_wait(rt_comm_t *c, rt_allreduce_req *req);
 
-/* Collective, in place: buf (n floats) becomes the element-wise sum over ranks (scale 1). */
-void rt_comm_allreduce_sum(rt_comm_t *c, float *buf, size_t n);
 /* Collective, in place: element-wise sum / max of n doubles (metrics). */
 void rt_comm_sum_f64(rt_comm_t *c, double *vals, int n);
 void rt_comm_max_f64(rt_comm_t *c, double *vals, int n);

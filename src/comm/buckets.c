@@ -115,11 +115,10 @@ static void *comm_thread_main(void *arg)
 }
 
 int rt_buckets_init(struct rt_buckets **out, rt_comm_t *c, float *grads, size_t n,
-                    const size_t *offset, const size_t *count, int n_layers, size_t bucket_bytes,
+                    const size_t *offset, int n_layers, size_t bucket_bytes,
                     enum rt_overlap overlap, float scale)
 {
     *out = NULL;
-    (void)count; /* blocks are contiguous: offsets alone place them */
     if (n_layers < 1 || bucket_bytes < sizeof(float))
         return rt_errorf(RT_ERR_INVAL, "gradient buckets: %d layers, %zu-byte buckets", n_layers,
                          bucket_bytes);

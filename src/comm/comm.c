@@ -1,8 +1,7 @@
 /* comm.c - the MPI world: init, agreement on errors, reductions, broadcast, abort.
  *
- * Deliberately not here yet: the ring allreduce (next issue); rt_comm_allreduce_sum is the
- * single call through which the trainer averages gradients, so swapping its inside changes
- * nothing else. */
+ * Deliberately not here: the gradient allreduce itself (allreduce.c, ring.c, rd.c) and
+ * the buckets that drive it during backprop (buckets.c). */
 #include "comm/comm_impl.h"
 #include "ringtrain/status.h"
 
@@ -79,11 +78,6 @@ int rt_comm_agree(rt_comm_t *c, int st)
     MPI_Bcast(&verdict, sizeof verdict, MPI_BYTE, first, c->world);
     if (c->rank != first) rt_error_set_message(verdict.msg);
     return verdict.code;
-}
-
-void rt_comm_allreduce_sum(rt_comm_t *c, float *buf, size_t n)
-{
-    rt_comm_allreduce(c, buf, n, 1.0f);
 }
 
 void rt_comm_sum_f64(rt_comm_t *c, double *vals, int n)

@@ -106,14 +106,12 @@ static int setup_comm(struct trainer *t)
     struct rt_comm_opts o = {.algorithm = c->algorithm,
                              .segment_bytes = (size_t)c->segment_kb * 1024};
     RT_TRY(rt_comm_configure(t->comm, &o));
-    size_t offset[RT_MAX_LAYERS], count[RT_MAX_LAYERS];
-    for (int i = 0; i < t->model.n_layers; i++) {
+    size_t offset[RT_MAX_LAYERS];
+    for (int i = 0; i < t->model.n_layers; i++)
         offset[i] = rt_model_layer_offset(&t->model, i);
-        count[i] = rt_model_layer_count(&t->model, i);
-    }
     /* The loss is already normalised by the global batch, so the sum over ranks IS the
      * average: scale 1. */
-    RT_TRY(rt_buckets_init(&t->buckets, t->comm, t->model.grads, t->model.n_params, offset, count,
+    RT_TRY(rt_buckets_init(&t->buckets, t->comm, t->model.grads, t->model.n_params, offset,
                            t->model.n_layers, (size_t)c->bucket_kb * 1024, c->overlap, 1.0f));
     t->checksums = calloc((size_t)t->world, sizeof *t->checksums);
     if (!t->checksums) return rt_errorf(RT_ERR_NOMEM, "cannot allocate %d checksums", t->world);

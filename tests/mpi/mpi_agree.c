@@ -41,7 +41,7 @@ START_TEST(allreduce_sums_exactly)
     static float buf[N];
     for (int i = 0; i < N; i++)
         buf[i] = (float)(1000 * rank + i % 997); /* exact in float when summed */
-    rt_comm_allreduce_sum(comm, buf, N);
+    rt_comm_allreduce(comm, buf, N, 1.0f);
     int bad = 0;
     for (int i = 0; i < N; i++)
         bad += buf[i] != (float)(1000.0 * size * (size - 1) / 2 + (double)size * (i % 997));
