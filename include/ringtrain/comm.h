@@ -27,6 +27,13 @@ int rt_comm_local_size(const rt_comm_t *c);
  * status of the lowest failing rank, whose error message every rank adopts. */
 int rt_comm_agree(rt_comm_t *c, int st);
 
+/* rt_comm_agree that also takes the maximum of n (<= RT_AGREE_MAX_VALS) small integers
+ * across ranks in the same single allreduce: how the step loop learns, at no extra cost,
+ * whether any rank was signalled or a timed checkpoint is due. vals is replaced by the
+ * maxima on every rank (also when the status is a failure). */
+#define RT_AGREE_MAX_VALS 4
+int rt_comm_agree_max(rt_comm_t *c, int st, int *vals, int n);
+
 /* ---- Gradient allreduce ---------------------------------------------------------------
  * In place on the caller's buffer: buf (n floats, n may exceed INT_MAX) becomes
  * scale * (element-wise sum over ranks), identical bytes on every rank, and the same bytes

@@ -43,6 +43,11 @@ struct rt_config {
     int64_t epochs, max_steps, batch, eval_batch, log_every, threads;
     uint64_t seed;
     char out[RT_PATH_MAX]; /* final model file; "" = do not save */
+    /* [checkpoint] */
+    char ckpt_dir[RT_PATH_MAX]; /* "" = <directory of out>/checkpoints */
+    int64_t ckpt_every_steps;   /* 0 = not by step count */
+    double ckpt_every_minutes;  /* 0 = not by time */
+    int64_t ckpt_keep;          /* newest checkpoints kept; 0 = checkpoints off */
     /* provenance */
     char source[RT_PATH_MAX]; /* the job file, or "(built-in default)" */
 };
@@ -65,6 +70,10 @@ int rt_config_validate(const struct rt_config *c);
 /* Writes the effective job as INI text (every key, in table order) to buf; returns the
  * length that was needed (like snprintf). Used for checkpoints and --print-config. */
 size_t rt_config_format(const struct rt_config *c, char *buf, size_t size);
+
+/* The checkpoint directory in effect: checkpoint.dir, or "<directory of train.out>/checkpoints"
+ * when it is empty ("checkpoints" when train.out has no directory part or is empty). */
+void rt_config_ckpt_dir(const struct rt_config *c, char *buf, size_t cap);
 
 /* Prints the key table: section, key, default, documentation. */
 void rt_config_print_keys(FILE *f);

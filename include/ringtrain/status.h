@@ -23,7 +23,12 @@ enum rt_status {
     RT_ERR_NONFINITE = -7, /* NaN or Inf in data, loss or gradients */
     RT_ERR_FORMAT = -8,    /* a file that is not what it claims to be */
     RT_ERR_INTERNAL = -9,  /* a bug: an invariant did not hold */
+    RT_ERR_INCOMPAT = -10, /* a valid file that does not fit: other architecture, newer format */
 };
+
+/* Not a failure: the run stopped early on request (a signal) after writing a checkpoint.
+ * Positive, so RT_TRY and rt_comm_agree let it pass; the trainer returns it explicitly. */
+#define RT_STOPPED 1
 
 #define RT_ERROR_MAX 512 /* bytes of one error message, NUL included */
 

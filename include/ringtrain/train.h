@@ -18,12 +18,21 @@ struct rt_train_result {
     int has_test;               /* 1 when a test set was evaluated */
     double test_loss, test_acc; /* test_acc < 0 when the loss is not a classification */
     double samples_per_s;       /* training samples over training time (evaluation excluded) */
-    double seconds;             /* wall time of the whole run */
+    double seconds;             /* wall time of this process's run */
+    int stop_signal;            /* with RT_STOPPED: the signal that stopped the run */
+    char checkpoint[RT_PATH_MAX + 64]; /* the last checkpoint written or resumed from, or "" */
+};
+
+struct rt_train_opts {
+    const char *resume; /* NULL: start fresh; "auto": newest readable checkpoint; or a path */
 };
 
 /* Trains cfg's model on cfg's data with this communicator's ranks, prints progress on rank
- * 0, writes the final model to cfg->out on rank 0. */
-int rt_train_run(const struct rt_config *cfg, rt_comm_t *comm, struct rt_train_result *res);
+ * 0, writes checkpoints and the final model (cfg->out) on rank 0. Returns RT_OK, a failure,
+ * or RT_STOPPED when a signal stopped the run at a step boundary after a checkpoint
+ * (res->stop_signal, res->checkpoint). opts may be NULL. */
+int rt_train_run(const struct rt_config *cfg, rt_comm_t *comm, const struct rt_train_opts *opts,
+                 struct rt_train_result *res);
 
 struct rt_eval_result {
     double loss;

@@ -5,10 +5,12 @@
  * talking; everything after MPI start-up returns agreed statuses, so all ranks leave
  * through MPI_Finalize together. --help and --version never start MPI. */
 #include "ringtrain/bench.h"
+#include "ringtrain/ckpt.h"
 #include "ringtrain/comm.h"
 #include "ringtrain/config.h"
 #include "ringtrain/dataset.h"
 #include "ringtrain/log.h"
+#include "ringtrain/signals.h"
 #include "ringtrain/status.h"
 #include "ringtrain/train.h"
 
@@ -20,7 +22,8 @@
 #define RT_VERSION "unknown"
 #endif
 
-enum exit_code { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
+/* 75 is sysexits' EX_TEMPFAIL: "try again later" is exactly what a preempted job is. */
+enum exit_code { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_STOPPED = 75 };
 
 static const char usage_main[] =
     "usage: ringtrain <command> [args]\n"
@@ -28,6 +31,7 @@ static const char usage_main[] =
     "commands:\n"
     "  train [JOB.ini] [section.key=value ...]   train a model (run under mpirun -np N)\n"
     "  eval MODEL.h5 DATA.h5 [--batch N]         loss and accuracy of a saved model\n"
+    "  inspect CKPT.h5                           summary of a checkpoint, checksums verified\n"
     "  data import-idx IMAGES LABELS OUT.h5      convert MNIST/Fashion-MNIST IDX files\n"
     "  data synth OUT.h5 [--rows N] [--seed S] [--split train|test]\n"
     "                                            write the synthetic BigModel task\n"
@@ -44,8 +48,13 @@ static const char usage_train[] =
     "applied after the file, e.g. optim.lr=0.01 train.epochs=3.\n"
     "\n"
     "options:\n"
+    "  --resume auto|PATH  continue from a checkpoint: auto takes the newest one in the\n"
+    "                      checkpoint directory that reads back clean (none: start fresh)\n"
     "  --print-config   print the effective job as INI and exit\n"
     "  --help-keys      list every job key with its default and meaning\n"
+    "\n"
+    "SIGTERM, SIGINT or SIGUSR1 (to any rank, or SIGUSR1 to mpirun) stops every rank at the\n"
+    "next step boundary; rank 0 writes a checkpoint and all ranks exit with code 75.\n"
     "\n"
     "Ends with one line on stdout:\n"
     "  final: epochs=E steps=S loss=L test_loss=L2 test_acc=A samples_per_s=R seconds=T\n";
@@ -55,6 +64,13 @@ static const char usage_eval[] =
     "\n"
     "Evaluates a model written by `train` on a dataset file, sharded across ranks with\n"
     "every sample counted once. Prints: eval: loss=L acc=A samples=N\n";
+
+static const char usage_inspect[] =
+    "usage: ringtrain inspect CKPT.h5\n"
+    "\n"
+    "Prints format, phase, step, epoch, architecture, parameter count, sparsity per layer,\n"
+    "optimizer state and the metrics at save time, after reading every dataset back (so\n"
+    "every Fletcher32 checksum is verified). Exit code 1 when the file is damaged.\n";
 
 static const char usage_data[] =
     "usage: ringtrain data import-idx IMAGES LABELS OUT.h5\n"
@@ -115,11 +131,25 @@ static int load_job(struct rt_config *c, int argc, char **argv)
     }
     for (int i = first; i < argc; i++) {
         if (strcmp(argv[i], "--print-config") == 0) continue;
+        if (strcmp(argv[i], "--resume") == 0) {
+            if (i + 1 >= argc || argv[i + 1][0] == '\0' || argv[i + 1][0] == '-')
+                return rt_errorf(RT_ERR_INVAL, "train: --resume needs auto or a checkpoint path");
+            i++;
+            continue;
+        }
         if (argv[i][0] == '-')
             return rt_errorf(RT_ERR_INVAL, "train: unknown option '%s'", argv[i]);
         RT_TRY(rt_config_override(c, argv[i]));
     }
     return rt_config_validate(c);
+}
+
+/* The value after `name`, or NULL. */
+static const char *option_str(int argc, char **argv, const char *name)
+{
+    for (int i = 0; i + 1 < argc; i++)
+        if (strcmp(argv[i], name) == 0) return argv[i + 1];
+    return NULL;
 }
 
 static void print_final(const struct rt_train_result *r)
@@ -149,9 +179,16 @@ static int cmd_train(rt_comm_t *comm, int argc, char **argv)
         rt_log0("%s", text);
         return EXIT_OK;
     }
-    struct rt_train_result r;
-    st = rt_train_run(&cfg, comm, &r);
+    struct rt_train_opts opts = {.resume = option_str(argc, argv, "--resume")};
+    if (rt_signals_install() != 0) rt_warn("cannot install signal handlers: stop signals kill\n");
+    static struct rt_train_result r;
+    st = rt_train_run(&cfg, comm, &opts, &r);
     if (st == RT_OK) print_final(&r);
+    if (st == RT_STOPPED) {
+        rt_log0("stopped: %s at step %lld; checkpoint %s; continue with --resume auto\n",
+                rt_signal_name(r.stop_signal), (long long)r.steps, r.checkpoint);
+        return EXIT_STOPPED;
+    }
     return report(st);
 }
 
@@ -216,6 +253,16 @@ static int cmd_data(rt_comm_t *comm, int argc, char **argv)
     return report(st);
 }
 
+/* Reading is single-process work: rank 0 reads and prints, everyone agrees. */
+static int cmd_inspect(rt_comm_t *comm, int argc, char **argv)
+{
+    if (argc != 1 || argv[0][0] == '-')
+        return usage_error("inspect: expected one checkpoint file%s", "");
+    int st = rt_comm_rank(comm) == 0 ? rt_ckpt_inspect(argv[0], stdout) : RT_OK;
+    fflush(stdout);
+    return report(rt_comm_agree(comm, st));
+}
+
 static int cmd_bench(rt_comm_t *comm, int argc, char **argv)
 {
     if (argc < 1 || strcmp(argv[0], "allreduce") != 0)
@@ -229,6 +276,7 @@ static const char *command_help(const char *cmd)
     if (strcmp(cmd, "train") == 0) return usage_train;
     if (strcmp(cmd, "eval") == 0) return usage_eval;
     if (strcmp(cmd, "data") == 0) return usage_data;
+    if (strcmp(cmd, "inspect") == 0) return usage_inspect;
     if (strcmp(cmd, "bench") == 0) return usage_bench;
     return NULL;
 }
@@ -266,6 +314,8 @@ int main(int argc, char **argv)
         code = cmd_eval(comm, argc - 2, argv + 2);
     else if (strcmp(argv[1], "bench") == 0)
         code = cmd_bench(comm, argc - 2, argv + 2);
+    else if (strcmp(argv[1], "inspect") == 0)
+        code = cmd_inspect(comm, argc - 2, argv + 2);
     else
         code = cmd_data(comm, argc - 2, argv + 2);
     rt_comm_finalize(comm);

@@ -61,12 +61,20 @@ int rt_comm_local_size(const rt_comm_t *c)
     return c->local_size;
 }
 
-int rt_comm_agree(rt_comm_t *c, int st)
+int rt_comm_agree_max(rt_comm_t *c, int st, int *vals, int n)
 {
-    /* Success costs one integer allreduce; the message travels only on failure. */
-    int key = st < 0 ? c->rank : c->size, first;
-    MPI_Allreduce(&key, &first, 1, MPI_INT, MPI_MIN, c->world);
-    if (first == c->size) return RT_OK;
+    /* Success costs one small integer allreduce; the message travels only on failure.
+     * Slot 0 is size - (lowest failing rank), so MAX finds the lowest failing rank. */
+    int buf[1 + RT_AGREE_MAX_VALS] = {0};
+    if (n < 0 || n > RT_AGREE_MAX_VALS) rt_comm_abort(c, 1, "rt_comm_agree_max: too many values");
+    buf[0] = st < 0 ? c->size - c->rank : 0;
+    for (int i = 0; i < n; i++)
+        buf[1 + i] = vals[i];
+    MPI_Allreduce(MPI_IN_PLACE, buf, 1 + n, MPI_INT, MPI_MAX, c->world);
+    for (int i = 0; i < n; i++)
+        vals[i] = buf[1 + i];
+    if (buf[0] == 0) return RT_OK;
+    int first = c->size - buf[0];
     struct {
         int code;
         char msg[RT_ERROR_MAX];
@@ -78,6 +86,11 @@ int rt_comm_agree(rt_comm_t *c, int st)
     MPI_Bcast(&verdict, sizeof verdict, MPI_BYTE, first, c->world);
     if (c->rank != first) rt_error_set_message(verdict.msg);
     return verdict.code;
+}
+
+int rt_comm_agree(rt_comm_t *c, int st)
+{
+    return rt_comm_agree_max(c, st, NULL, 0);
 }
 
 void rt_comm_sum_f64(rt_comm_t *c, double *vals, int n)

@@ -130,6 +130,14 @@ static const struct key keys[] = {
      "BLAS threads per rank; 0 = cores / ranks on the node (OPENBLAS_NUM_THREADS wins)"},
     {"train", "out", K_PATH, OFF(out), "runs/model.h5", 0, 0, NULL,
      "where the trained model is written; empty = not saved"},
+    {"checkpoint", "dir", K_PATH, OFF(ckpt_dir), "", 0, 0, NULL,
+     "checkpoint directory; empty = checkpoints/ beside train.out"},
+    {"checkpoint", "every_steps", K_INT, OFF(ckpt_every_steps), "0", 0, BIG, NULL,
+     "write a checkpoint every this many global steps; 0 = not by steps"},
+    {"checkpoint", "every_minutes", K_REAL, OFF(ckpt_every_minutes), "30", 0, 1e9, NULL,
+     "write a checkpoint when this many minutes passed since the last one; 0 = not by time"},
+    {"checkpoint", "keep", K_INT, OFF(ckpt_keep), "3", 0, 1e6, NULL,
+     "newest checkpoints kept (older ones are deleted after a new one is complete); 0 = off"},
 };
 #define N_KEYS (sizeof keys / sizeof keys[0])
 
@@ -417,6 +425,19 @@ int rt_config_validate(const struct rt_config *c)
         return rt_errorf(RT_ERR_INVAL, "%s: [optim] min_lr = %g exceeds lr = %g", src,
                          c->sched.min_lr, c->optim.lr);
     return RT_OK;
+}
+
+void rt_config_ckpt_dir(const struct rt_config *c, char *buf, size_t cap)
+{
+    if (c->ckpt_dir[0]) {
+        snprintf(buf, cap, "%s", c->ckpt_dir);
+        return;
+    }
+    const char *slash = strrchr(c->out, '/');
+    if (!slash)
+        snprintf(buf, cap, "checkpoints");
+    else
+        snprintf(buf, cap, "%.*s/checkpoints", (int)(slash - c->out), c->out);
 }
 
 /* snprintf into a buffer that may be NULL or too small, counting what was needed. */

@@ -60,6 +60,8 @@ const char *rt_status_name(int code)
         return "bad file format";
     case RT_ERR_INTERNAL:
         return "internal error";
+    case RT_ERR_INCOMPAT:
+        return "incompatible file";
     default:
         return "unknown error";
     }

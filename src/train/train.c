@@ -8,13 +8,11 @@
  * sized in trainer_open. */
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include "ringtrain/train.h"
-#include "ringtrain/buckets.h"
-#include "ringtrain/dataset.h"
 #include "ringtrain/log.h"
-#include "ringtrain/model.h"
 #include "ringtrain/model_file.h"
-#include "ringtrain/optim.h"
+#include "ringtrain/signals.h"
 #include "ringtrain/status.h"
+#include "train/trainer.h"
 
 #include <errno.h>
 #include <math.h>
@@ -24,23 +22,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-struct trainer {
-    const struct rt_config *cfg;
-    rt_comm_t *comm;
-    int rank, world;
-    struct rt_model model;
-    struct rt_optim opt;
-    struct rt_dataset *train, *test;
-    struct rt_buckets *buckets; /* owned: gradient averaging overlapped with backward */
-    uint64_t *checksums;        /* (world) owned: replica checksums of the last check */
-    int fault_rank;             /* test hook: RINGTRAIN_FAULT_CORRUPT=RANK:STEP */
-    int64_t fault_step;
-    int threads;
-    int64_t steps_per_epoch, total_steps, step;
-    double train_seconds, samples;
-    char *config_text; /* owned: the effective job, saved with the model */
-};
 
 /* Threads per rank: an explicit setting wins, then OPENBLAS_NUM_THREADS; otherwise a rank
  * bound to some cores (mpirun binds by default) uses them all, and an unbound rank gets its
@@ -158,12 +139,20 @@ static int trainer_open(struct trainer *t)
     size_t need = rt_config_format(t->cfg, NULL, 0) + 1;
     t->config_text = malloc(need);
     if (t->config_text) rt_config_format(t->cfg, t->config_text, need);
-    st = t->config_text ? RT_OK : rt_errorf(RT_ERR_NOMEM, "cannot allocate the config text");
+    /* One metrics row per epoch, plus slack for epochs cut short and resumed. */
+    t->metrics_cap = t->cfg->epochs + 64;
+    t->metrics = calloc((size_t)t->metrics_cap, sizeof *t->metrics);
+    st = t->config_text && t->metrics ? RT_OK
+                                      : rt_errorf(RT_ERR_NOMEM, "cannot allocate the run record");
     RT_TRY(rt_comm_agree(t->comm, st));
     t->steps_per_epoch = rt_dataset_steps_per_epoch(t->train);
     t->total_steps = t->steps_per_epoch * t->cfg->epochs;
     if (t->cfg->max_steps > 0 && t->cfg->max_steps < t->total_steps)
         t->total_steps = t->cfg->max_steps;
+    t->lr = t->cfg->optim.lr;
+    t->last_ckpt_step = -1;
+    t->last_ckpt_time = rt_comm_wtime();
+    rt_config_ckpt_dir(t->cfg, t->ckpt_dir, sizeof t->ckpt_dir);
     return RT_OK;
 }
 
@@ -176,6 +165,7 @@ static void trainer_close(struct trainer *t)
     rt_optim_free(&t->opt);
     rt_model_free(&t->model);
     free(t->config_text);
+    free(t->metrics);
 }
 
 /* Loss and accuracy over every row of d exactly once: the order is file order and the
@@ -214,15 +204,11 @@ static void format_eta(char *buf, size_t size, double seconds)
         snprintf(buf, size, "%ldm%02lds", s / 60, s % 60);
 }
 
-/* Running sums between progress lines; reduced across ranks only when printed. */
-struct progress {
-    double loss_sum, rows; /* since the last line */
-    double epoch_loss, epoch_rows;
-    double t_last, samples_last;
-};
-
-static int report_progress(struct trainer *t, struct progress *p, int64_t epoch, double lr)
+static int report_progress(struct trainer *t)
 {
+    struct progress *p = &t->prog;
+    int64_t epoch = t->epoch;
+    double lr = t->lr;
     double sums[2] = {p->loss_sum, p->rows};
     rt_comm_sum_f64(t->comm, sums, 2);
     int K = t->model.spec.sizes[t->model.spec.n_sizes - 1];
@@ -303,97 +289,133 @@ static int check_replicas(struct trainer *t)
                      (long long)t->cfg->check_every);
 }
 
+/* rank 0's clock decides timed checkpoints; the decision travels in the step agreement. */
+static int checkpoint_due_by_time(const struct trainer *t)
+{
+    double minutes = t->cfg->ckpt_every_minutes;
+    return t->rank == 0 && t->cfg->ckpt_keep > 0 && minutes > 0 &&
+           rt_comm_wtime() - t->last_ckpt_time >= minutes * 60.0;
+}
+
+/* The step boundary: one agreement carries the data fetch's status, whether any rank was
+ * signalled (the signal may reach one rank only) and whether a timed checkpoint is due.
+ * Every rank then takes the same branches. Returns RT_STOPPED when the job is to stop. */
+static int step_boundary(struct trainer *t, int fetch_status)
+{
+    int vals[2] = {rt_signal_pending(), checkpoint_due_by_time(t)};
+    RT_TRY(rt_comm_agree_max(t->comm, fetch_status, vals, 2));
+    int64_t every = t->cfg->ckpt_every_steps;
+    int by_steps = every > 0 && t->step > 0 && t->step % every == 0;
+    int on = t->cfg->ckpt_keep > 0 && t->step != t->last_ckpt_step;
+    if (on && (vals[0] || vals[1] || by_steps)) RT_TRY(trainer_checkpoint(t, ""));
+    if (!vals[0]) return RT_OK;
+    t->stop_signal = vals[0];
+    if (t->cfg->ckpt_keep > 0) return RT_STOPPED;
+    return rt_errorf(RT_ERR_IO,
+                     "stopped by %s at step %lld; checkpoints are off ([checkpoint] keep = 0), "
+                     "so nothing was saved",
+                     rt_signal_name(vals[0]), (long long)t->step);
+}
+
 /* One synchronous data-parallel step on this rank's share of the global batch. */
-static int train_step(struct trainer *t, struct progress *p, double *lr)
+static int train_step(struct trainer *t)
 {
     struct rt_batch b;
-    int st = rt_dataset_next(t->train, &b);
-    RT_TRY(rt_comm_agree(t->comm, st));
+    int st = step_boundary(t, rt_dataset_next(t->train, &b));
+    if (st != RT_OK) return st;
     struct rt_model *m = &t->model;
+    struct progress *p = &t->prog;
     rt_model_forward(m, b.x, b.local_rows);
     double norm = rt_loss_norm(m->spec.loss, b.global_rows, m->spec.sizes[m->spec.n_sizes - 1]);
     double loss = rt_model_loss(m, b.y, b.local_rows, norm);
-    *lr = rt_sched_lr(&t->cfg->sched, t->cfg->optim.lr, t->step, t->total_steps);
+    t->lr = rt_sched_lr(&t->cfg->sched, t->cfg->optim.lr, t->step, t->total_steps);
     rt_buckets_begin(t->buckets);
     rt_model_backward(m, b.x, b.local_rows, rt_buckets_layer_ready, t->buckets);
-    reduce_and_update(t, *lr);
+    reduce_and_update(t, t->lr);
     p->loss_sum += loss;
     p->rows += b.local_rows;
     p->epoch_loss += loss;
     p->epoch_rows += b.local_rows;
     t->samples += (double)b.global_rows;
     t->step++;
+    t->step_in_epoch++;
     if (t->rank == t->fault_rank && t->step == t->fault_step) m->params[0] += 1e-3f;
     if (t->cfg->check_every > 0 && t->step % t->cfg->check_every == 0) RT_TRY(check_replicas(t));
     return RT_OK;
 }
 
-static int end_epoch(struct trainer *t, struct progress *p, int64_t epoch,
-                     struct rt_train_result *res)
+static void result_from_metric(const struct rt_ckpt_metric *r, struct rt_train_result *res)
 {
+    res->loss = r->loss;
+    res->has_test = r->test_loss >= 0;
+    res->test_loss = r->test_loss;
+    res->test_acc = r->test_acc;
+}
+
+/* The end of an epoch, or of the run inside one: mean loss, test metrics, a metrics row. */
+static int end_epoch(struct trainer *t, struct rt_train_result *res)
+{
+    struct progress *p = &t->prog;
     double sums[2] = {p->epoch_loss, p->epoch_rows};
     rt_comm_sum_f64(t->comm, sums, 2);
     int K = t->model.spec.sizes[t->model.spec.n_sizes - 1];
-    res->loss = sums[0] / rt_loss_norm(t->model.spec.loss, (int64_t)sums[1], K);
+    struct rt_ckpt_metric row = {
+        .epoch = t->epoch, .step = t->step, .test_loss = -1, .test_acc = -1, .lr = t->lr};
+    snprintf(row.phase, sizeof row.phase, "train");
+    row.loss = sums[0] / rt_loss_norm(t->model.spec.loss, (int64_t)sums[1], K);
     p->epoch_loss = p->epoch_rows = 0;
-    if (!isfinite(res->loss))
+    if (!isfinite(row.loss))
         return rt_errorf(RT_ERR_NONFINITE, "step %lld (epoch %lld): training loss is %g",
-                         (long long)t->step, (long long)epoch + 1, res->loss);
-    if (!t->test) {
-        rt_log0("epoch %lld/%lld done | loss %.4f\n", (long long)epoch + 1,
-                (long long)t->cfg->epochs, res->loss);
-        return RT_OK;
+                         (long long)t->step, (long long)t->epoch + 1, row.loss);
+    char test[96] = "";
+    if (t->test) {
+        struct rt_eval_result e;
+        RT_TRY(evaluate(&t->model, t->test, t->comm, &e));
+        row.test_loss = e.loss;
+        row.test_acc = e.acc;
+        if (e.acc >= 0)
+            snprintf(test, sizeof test, " | test_loss %.4f | test_acc %.4f", e.loss, e.acc);
+        else
+            snprintf(test, sizeof test, " | test_loss %.6f", e.loss);
     }
-    struct rt_eval_result e;
-    RT_TRY(evaluate(&t->model, t->test, t->comm, &e));
-    res->has_test = 1;
-    res->test_loss = e.loss;
-    res->test_acc = e.acc;
-    if (e.acc >= 0)
-        rt_log0("epoch %lld/%lld done | loss %.4f | test_loss %.4f | test_acc %.4f\n",
-                (long long)epoch + 1, (long long)t->cfg->epochs, res->loss, e.loss, e.acc);
-    else
-        rt_log0("epoch %lld/%lld done | loss %.4f | test_loss %.6f\n", (long long)epoch + 1,
-                (long long)t->cfg->epochs, res->loss, e.loss);
+    row.samples_per_s = t->train_seconds > 0 ? t->samples / t->train_seconds : 0;
+    row.seconds = t->wall_before + rt_comm_wtime() - t->wall_start;
+    trainer_add_metric(t, &row);
+    result_from_metric(&row, res);
+    rt_log0("epoch %lld/%lld done | loss %.4f%s\n", (long long)t->epoch + 1,
+            (long long)t->cfg->epochs, row.loss, test);
     return RT_OK;
+}
+
+/* Steps of the current epoch from where the position says, until it ends or the run does. */
+static int run_steps(struct trainer *t)
+{
+    int st = rt_dataset_begin_epoch(t->train, t->epoch, t->step_in_epoch);
+    RT_TRY(rt_comm_agree(t->comm, st));
+    double t0 = rt_comm_wtime();
+    while (st == RT_OK && t->step_in_epoch < t->steps_per_epoch && t->step < t->total_steps) {
+        st = train_step(t);
+        if (st == RT_OK && t->cfg->log_every > 0 && t->step % t->cfg->log_every == 0)
+            st = report_progress(t);
+    }
+    t->train_seconds += rt_comm_wtime() - t0;
+    return st;
 }
 
 static int run_epochs(struct trainer *t, struct rt_train_result *res)
 {
-    struct progress p = {.t_last = rt_comm_wtime()};
-    double lr = t->cfg->optim.lr;
-    for (int64_t epoch = 0; epoch < t->cfg->epochs && t->step < t->total_steps; epoch++) {
-        double t0 = rt_comm_wtime();
-        int st = rt_dataset_begin_epoch(t->train, epoch, 0);
-        RT_TRY(rt_comm_agree(t->comm, st));
-        for (int64_t k = 0; k < t->steps_per_epoch && t->step < t->total_steps; k++) {
-            RT_TRY(train_step(t, &p, &lr));
-            if (t->cfg->log_every > 0 && t->step % t->cfg->log_every == 0)
-                RT_TRY(report_progress(t, &p, epoch, lr));
-        }
-        t->train_seconds += rt_comm_wtime() - t0;
-        RT_TRY(end_epoch(t, &p, epoch, res));
-        p.t_last = rt_comm_wtime(); /* evaluation time is not training throughput */
-        p.samples_last = t->samples;
-    }
-    res->steps = t->step;
-    res->epochs = (double)t->step / (double)t->steps_per_epoch;
-    res->samples_per_s = t->train_seconds > 0 ? t->samples / t->train_seconds : 0;
-    return RT_OK;
-}
-
-/* mkdir -p for the directories above path. */
-static int make_parent_dirs(const char *path)
-{
-    char dir[RT_PATH_MAX];
-    snprintf(dir, sizeof dir, "%s", path);
-    for (char *s = dir + 1; *s; s++) {
-        if (*s != '/') continue;
-        *s = '\0';
-        if (mkdir(dir, 0777) != 0 && errno != EEXIST)
-            return rt_errorf(RT_ERR_IO, "%s: cannot create directory %s: %s", path, dir,
-                             strerror(errno));
-        *s = '/';
+    t->prog.t_last = rt_comm_wtime();
+    t->prog.samples_last = t->samples;
+    if (t->n_metrics > 0) result_from_metric(&t->metrics[t->n_metrics - 1], res);
+    while (t->epoch < t->cfg->epochs && t->step < t->total_steps) {
+        int st = run_steps(t);
+        if (st != RT_OK) return st;
+        RT_TRY(end_epoch(t, res));
+        t->prog.t_last = rt_comm_wtime(); /* evaluation time is not training throughput */
+        t->prog.samples_last = t->samples;
+        if (t->step_in_epoch < t->steps_per_epoch) break; /* cut by train.max_steps */
+        t->epoch++;
+        t->step_in_epoch = 0;
     }
     return RT_OK;
 }
@@ -404,21 +426,43 @@ static int save_model(struct trainer *t)
     if (t->cfg->out[0] == '\0') return RT_OK;
     int st = RT_OK;
     if (t->rank == 0) {
-        st = make_parent_dirs(t->cfg->out);
+        char dir[RT_PATH_MAX];
+        const char *slash = strrchr(t->cfg->out, '/');
+        snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - t->cfg->out) : 0, t->cfg->out);
+        st = dir[0] ? trainer_make_dirs(dir, t->cfg->out) : RT_OK;
         if (st == RT_OK) st = rt_model_save(t->cfg->out, &t->model, t->config_text);
     }
     return rt_comm_agree(t->comm, st);
 }
 
-int rt_train_run(const struct rt_config *cfg, rt_comm_t *comm, struct rt_train_result *res)
+/* The run is over: its last checkpoint (named after the phase) and the model file. */
+static int finish(struct trainer *t)
+{
+    if (t->cfg->ckpt_keep > 0 && t->step != t->last_ckpt_step)
+        RT_TRY(trainer_checkpoint(t, "train"));
+    return save_model(t);
+}
+
+static void fill_result(const struct trainer *t, struct rt_train_result *res)
+{
+    res->steps = t->step;
+    res->epochs = (double)t->step / (double)t->steps_per_epoch;
+    res->samples_per_s = t->train_seconds > 0 ? t->samples / t->train_seconds : 0;
+    res->stop_signal = t->stop_signal;
+    snprintf(res->checkpoint, sizeof res->checkpoint, "%s", t->last_ckpt);
+}
+
+int rt_train_run(const struct rt_config *cfg, rt_comm_t *comm, const struct rt_train_opts *opts,
+                 struct rt_train_result *res)
 {
     struct trainer t = {.cfg = cfg, .comm = comm};
     t.rank = rt_comm_rank(comm);
     t.world = rt_comm_size(comm);
     memset(res, 0, sizeof *res);
-    double t0 = rt_comm_wtime();
+    t.wall_start = rt_comm_wtime();
     t.threads = choose_threads((int)cfg->threads, rt_comm_local_size(comm));
     int st = trainer_open(&t);
+    if (st == RT_OK && opts && opts->resume) st = trainer_resume(&t, opts->resume);
     if (st == RT_OK) {
         rt_log0("ringtrain: job %s | %d rank%s x %d thread%s | %zu parameters | %lld steps of "
                 "%lld samples\n",
@@ -426,8 +470,9 @@ int rt_train_run(const struct rt_config *cfg, rt_comm_t *comm, struct rt_train_r
                 t.model.n_params, (long long)t.total_steps, (long long)cfg->batch);
         st = run_epochs(&t, res);
     }
-    if (st == RT_OK) st = save_model(&t);
-    res->seconds = rt_comm_wtime() - t0;
+    if (st == RT_OK) st = finish(&t);
+    fill_result(&t, res);
+    res->seconds = rt_comm_wtime() - t.wall_start;
     trainer_close(&t);
     return st;
 }

@@ -105,12 +105,13 @@ int main(int argc, char **argv)
     /* A short run first: BLAS threads, page mappings and the CPU clock settle, so the
      * timed run measures the steady state that a long job lives in. */
     struct rt_train_result r;
+    cfg.ckpt_keep = 0; /* a benchmark leaves no checkpoints behind */
     long timed_steps = cfg.max_steps;
     cfg.max_steps = 10;
-    st = rt_train_run(&cfg, comm, &r); /* also sets the BLAS threads the GEMMs below use */
+    st = rt_train_run(&cfg, comm, NULL, &r); /* also sets the BLAS threads the GEMMs below use */
     cfg.max_steps = timed_steps;
     double rate0 = st == RT_OK ? gemm_rate(&cfg.model, B, fps) : 0;
-    if (st == RT_OK) st = rt_train_run(&cfg, comm, &r);
+    if (st == RT_OK) st = rt_train_run(&cfg, comm, NULL, &r);
     if (st != RT_OK) {
         fprintf(stderr, "bench_train: %s\n", rt_error_message(st));
         rt_comm_finalize(comm);

@@ -1,0 +1,119 @@
+/* ckpt.h - training checkpoints: one HDF5 file holds everything a resumed run needs to
+ * continue bit-identically, written by rank 0, atomically.
+ *
+ * Layout (h5py: f.attrs[...], f["model/layers/0/weight"][...]); README documents it too:
+ *   root attributes
+ *     format "ringtrain-checkpoint", format_version int32, created (UTC, ISO 8601),
+ *     ringtrain_version, world_size (ranks at save: informational, nothing depends on it),
+ *     config (the effective job as INI text), phase ("train"), step (global steps done),
+ *     epoch (0-based epoch in progress), step_in_epoch (its steps done), steps_per_epoch,
+ *     total_steps (the job's planned total when saved)
+ *   /model      the model file layout (model_file.h): format attributes, layers/<i>/weight, bias
+ *   /optim      attrs name, step (updates done), lr (last used), momentum, nesterov,
+ *               weight_decay, beta1, beta2, eps; datasets m, v: float32 (n_params) in the
+ *               flat parameter order (layer 0 weight, layer 0 bias, layer 1 weight, ...),
+ *               present when the optimizer keeps them (SGD momentum buffer is m)
+ *   /sampler    attrs shuffle, seed, epoch, step_in_epoch, global_batch, rows (training rows)
+ *   /rng        attrs generator, seed: nothing random carries state across steps; every draw
+ *               derives from (seed, stream, index), so the seed is the whole RNG state
+ *   /progress   attrs samples (training samples seen), train_seconds, epoch_loss_sum and
+ *               epoch_rows (the epoch in progress, for its mean loss), last_lr
+ *   /metrics/epochs  compound table, one row per finished epoch: phase (string), epoch,
+ *               step, loss, test_loss, test_acc (-1: regression or no test set), lr,
+ *               samples_per_s, seconds (wall time since the job started, across resumes)
+ * Every float dataset is chunked with Fletcher32 checksums (src/ckpt/h5io.h). Later phases
+ * add groups (/prune, /distill) beside these; readers ignore groups they do not know, and
+ * format_version rises only when an existing meaning changes.
+ *
+ * Files in a checkpoint directory are named ckpt-<step, 8+ digits>[-<tag>].h5; newer means
+ * a larger step (then a later name).
+ *
+ * No MPI: the trainer decides who writes and broadcasts what was read. */
+#ifndef RT_CKPT_H
+#define RT_CKPT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "ringtrain/dataset.h"
+#include "ringtrain/model.h"
+#include "ringtrain/optim.h"
+
+#define RT_CKPT_FORMAT         "ringtrain-checkpoint"
+#define RT_CKPT_FORMAT_VERSION 1
+#define RT_CKPT_PHASE_MAX      16
+
+/* One finished epoch, as the metrics table stores it. */
+struct rt_ckpt_metric {
+    char phase[RT_CKPT_PHASE_MAX];
+    int64_t epoch, step;
+    double loss, test_loss, test_acc, lr, samples_per_s, seconds;
+};
+
+/* The scalar state of a run: plain old data, broadcast as bytes. */
+struct rt_ckpt_state {
+    char phase[RT_CKPT_PHASE_MAX];
+    int64_t step, epoch, step_in_epoch, steps_per_epoch, total_steps;
+    int32_t world_size;
+    /* optimizer */
+    int64_t optim_step;
+    /* sampler and RNG */
+    enum rt_shuffle shuffle;
+    uint64_t seed;
+    int64_t global_batch, rows;
+    /* progress */
+    double samples, train_seconds, epoch_loss_sum, epoch_rows, last_lr, wall_seconds;
+    int64_t n_metrics; /* rows in the metrics table */
+};
+
+/* What a writer passes besides the state: borrowed, read only. */
+struct rt_ckpt_content {
+    const struct rt_model *model;
+    const struct rt_optim *optim;
+    const struct rt_ckpt_state *state;
+    const struct rt_ckpt_metric *metrics; /* (state->n_metrics) */
+    const char *config_text;              /* may be NULL */
+};
+
+/* Writes a checkpoint to path atomically (path.tmp, flush, fsync, rename, fsync of the
+ * directory): path is either absent/old or complete. RT_ERR_IO on any failure (directory
+ * not writable, disk full), with tmp removed. */
+int rt_ckpt_write(const char *path, const struct rt_ckpt_content *c);
+
+/* Reads the architecture and the scalar state, and checks format and version. RT_ERR_IO,
+ * RT_ERR_FORMAT ("format_version = 9 is newer than this ringtrain reads (1)"). */
+int rt_ckpt_read_header(const char *path, struct rt_model_spec *spec, struct rt_ckpt_state *st);
+
+/* Reads everything into an initialised model (same architecture, else RT_ERR_SHAPE naming
+ * both), an initialised optimizer (same kind and size), st, and up to metrics_cap metric
+ * rows (st->n_metrics is clipped to what was stored in metrics). Every chunk's checksum is
+ * verified: a corrupt file fails with RT_ERR_IO naming the dataset. */
+int rt_ckpt_read(const char *path, struct rt_model *m, struct rt_optim *o, struct rt_ckpt_state *st,
+                 struct rt_ckpt_metric *metrics, int64_t metrics_cap);
+
+/* Up to cap rows of the metrics table into rows; *n rows read. Checksums verified. */
+int rt_ckpt_read_metrics(const char *path, struct rt_ckpt_metric *rows, int64_t cap, int64_t *n);
+
+/* The effective job text stored in the checkpoint, malloc'ed into *text (caller frees);
+ * *text is NULL when none was stored. */
+int rt_ckpt_read_config(const char *path, char **text);
+
+/* dir/ckpt-<step>[-tag].h5 into buf. RT_ERR_INVAL when it does not fit. */
+int rt_ckpt_path(char *buf, size_t cap, const char *dir, int64_t step, const char *tag);
+
+/* Checkpoint files in dir, newest first, as full paths in a malloc'ed array of *n strings
+ * (rt_ckpt_list_free). A missing directory is an empty list, not an error. */
+int rt_ckpt_list(const char *dir, char ***paths, int *n);
+void rt_ckpt_list_free(char **paths, int n);
+
+/* After a successful write: removes the oldest checkpoints beyond keep (keep >= 1) and any
+ * leftover ckpt-*.h5.tmp of an interrupted writer. Never touches other files. Failures to
+ * remove are reported as RT_ERR_IO (the new checkpoint is intact either way). */
+int rt_ckpt_prune(const char *dir, int keep);
+
+/* Prints a human summary (format, phase, step, epoch, architecture, parameter count,
+ * sparsity per layer, optimizer, metrics at save time), verifying every checksum. */
+int rt_ckpt_inspect(const char *path, FILE *out);
+
+#endif

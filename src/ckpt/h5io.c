@@ -1,0 +1,268 @@
+/* h5io.c - typed attributes and checksummed datasets (contract in h5io.h). */
+#include "ckpt/h5io.h"
+#include "data/h5util.h"
+#include "ringtrain/model.h"
+#include "ringtrain/status.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define CHUNK_FLOATS (256 * 1024) /* 1 MiB: Fletcher32 per chunk, and bounded read-ahead */
+
+/* ---- writers ---------------------------------------------------------------------------- */
+
+static int put_attr(hid_t obj, const char *name, hid_t ftype, hid_t mtype, hid_t space,
+                    const void *val)
+{
+    hid_t a = H5Acreate2(obj, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = a < 0 || H5Awrite(a, mtype, val) < 0 ? -1 : 0;
+    rt_h5_close(a);
+    return rc;
+}
+
+static int put_scalar(hid_t obj, const char *name, hid_t ftype, hid_t mtype, const void *val)
+{
+    hid_t sp = H5Screate(H5S_SCALAR);
+    int rc = sp < 0 ? -1 : put_attr(obj, name, ftype, mtype, sp, val);
+    rt_h5_close(sp);
+    return rc;
+}
+
+int rt_h5_put_str(hid_t obj, const char *name, const char *val)
+{
+    hid_t t = H5Tcopy(H5T_C_S1);
+    int rc = -1;
+    if (t >= 0 && H5Tset_size(t, H5T_VARIABLE) >= 0 && H5Tset_cset(t, H5T_CSET_UTF8) >= 0)
+        rc = put_scalar(obj, name, t, t, &val);
+    rt_h5_close(t);
+    return rc;
+}
+
+int rt_h5_put_i32s(hid_t obj, const char *name, const int *v, int n)
+{
+    hsize_t dim = (hsize_t)n;
+    int32_t buf[RT_MAX_LAYERS + 2];
+    if (n < 1 || n > (int)(sizeof buf / sizeof buf[0])) return -1;
+    for (int i = 0; i < n; i++)
+        buf[i] = v[i];
+    hid_t sp = H5Screate_simple(1, &dim, NULL);
+    int rc = sp < 0 ? -1 : put_attr(obj, name, H5T_STD_I32LE, H5T_NATIVE_INT32, sp, buf);
+    rt_h5_close(sp);
+    return rc;
+}
+
+int rt_h5_put_i64(hid_t obj, const char *name, int64_t v)
+{
+    return put_scalar(obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &v);
+}
+
+int rt_h5_put_u64(hid_t obj, const char *name, uint64_t v)
+{
+    return put_scalar(obj, name, H5T_STD_U64LE, H5T_NATIVE_UINT64, &v);
+}
+
+int rt_h5_put_f64(hid_t obj, const char *name, double v)
+{
+    return put_scalar(obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v);
+}
+
+hid_t rt_h5_group(hid_t loc, const char *name)
+{
+    return H5Gcreate2(loc, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+}
+
+/* Chunks of whole rows (rank 2) or of CHUNK_FLOATS (rank 1), never larger than the data. */
+static hid_t checksummed_layout(int rank, const hsize_t *dims)
+{
+    hsize_t chunk[2] = {dims[0], rank == 2 ? dims[1] : 1};
+    if (rank == 2) {
+        hsize_t rows = dims[1] ? CHUNK_FLOATS / dims[1] : dims[0];
+        chunk[0] = rows < 1 ? 1 : rows < dims[0] ? rows : dims[0];
+    } else if (chunk[0] > CHUNK_FLOATS) {
+        chunk[0] = CHUNK_FLOATS;
+    }
+    for (int i = 0; i < rank; i++)
+        if (chunk[i] < 1) chunk[i] = 1; /* HDF5 refuses zero-sized chunks */
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    if (dcpl < 0) return -1;
+    if (H5Pset_chunk(dcpl, rank, chunk) < 0 || H5Pset_fletcher32(dcpl) < 0) {
+        H5Pclose(dcpl);
+        return -1;
+    }
+    return dcpl;
+}
+
+int rt_h5_put_f32(hid_t loc, const char *name, const float *v, int rank, const hsize_t *dims)
+{
+    hid_t sp = H5Screate_simple(rank, dims, NULL);
+    hid_t dcpl = checksummed_layout(rank, dims);
+    hid_t ds = sp < 0 || dcpl < 0
+                   ? -1
+                   : H5Dcreate2(loc, name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    hsize_t n = dims[0] * (rank == 2 ? dims[1] : 1);
+    int rc =
+        ds < 0 || (n > 0 && H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0)
+            ? -1
+            : 0;
+    rt_h5_close(ds);
+    rt_h5_close(dcpl);
+    rt_h5_close(sp);
+    return rc;
+}
+
+/* ---- readers ---------------------------------------------------------------------------- */
+
+int rt_h5_has_attr(hid_t obj, const char *name)
+{
+    htri_t ex = H5Aexists(obj, name);
+    return ex > 0 ? 1 : ex == 0 ? 0 : -1;
+}
+
+static int missing(const char *path, const char *where, const char *name, const char *what)
+{
+    return rt_errorf(RT_ERR_FORMAT, "%s: attribute %s%s missing or not %s", path, where, name,
+                     what);
+}
+
+/* Opens attribute `name` when it exists with a type of class cls; -1 otherwise. */
+static hid_t open_attr(hid_t obj, const char *name, H5T_class_t cls, hssize_t max_points)
+{
+    if (rt_h5_has_attr(obj, name) != 1) return -1;
+    hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+    hid_t t = a < 0 ? -1 : H5Aget_type(a);
+    hid_t sp = a < 0 ? -1 : H5Aget_space(a);
+    hssize_t np = sp < 0 ? -1 : H5Sget_simple_extent_npoints(sp);
+    int ok = t >= 0 && H5Tget_class(t) == cls && np >= 1 && np <= max_points &&
+             H5Sget_simple_extent_ndims(sp) <= 1;
+    rt_h5_close(t);
+    rt_h5_close(sp);
+    if (!ok) a = rt_h5_close(a);
+    return a;
+}
+
+int rt_h5_get_str(hid_t obj, const char *path, const char *where, const char *name, char *buf,
+                  size_t cap)
+{
+    hid_t a = open_attr(obj, name, H5T_STRING, 1);
+    if (a < 0) return missing(path, where, name, "a string");
+    hid_t t = H5Aget_type(a), mt = -1;
+    int ok = 0;
+    htri_t vl = t < 0 ? -1 : H5Tis_variable_str(t);
+    if (vl > 0) {
+        char *s = NULL;
+        mt = H5Tcopy(H5T_C_S1);
+        if (mt >= 0 && H5Tset_size(mt, H5T_VARIABLE) >= 0 && H5Tset_cset(mt, H5Tget_cset(t)) >= 0 &&
+            H5Aread(a, mt, &s) >= 0) {
+            snprintf(buf, cap, "%s", s ? s : "");
+            H5free_memory(s);
+            ok = 1;
+        }
+    } else if (vl == 0) {
+        size_t n = H5Tget_size(t);
+        char tmp[4096];
+        mt = H5Tcopy(t);
+        if (n > 0 && n < sizeof tmp && mt >= 0 && H5Aread(a, mt, tmp) >= 0) {
+            tmp[n] = '\0';
+            snprintf(buf, cap, "%s", tmp);
+            ok = 1;
+        }
+    }
+    rt_h5_close(mt);
+    rt_h5_close(t);
+    rt_h5_close(a);
+    return ok ? RT_OK : missing(path, where, name, "a string");
+}
+
+/* Reads a numeric attribute of class cls, converting to mtype, into v (at most cap). */
+static int get_numbers(hid_t obj, const char *path, const char *where, const char *name,
+                       H5T_class_t cls, hid_t mtype, void *v, int cap, int *n, const char *what)
+{
+    hid_t a = open_attr(obj, name, cls, cap);
+    if (a < 0) return missing(path, where, name, what);
+    hid_t sp = H5Aget_space(a);
+    hssize_t np = sp < 0 ? -1 : H5Sget_simple_extent_npoints(sp);
+    int rc = np < 1 || H5Aread(a, mtype, v) < 0 ? -1 : 0;
+    rt_h5_close(sp);
+    rt_h5_close(a);
+    if (rc < 0) return missing(path, where, name, what);
+    if (n) *n = (int)np;
+    return RT_OK;
+}
+
+int rt_h5_get_i32s(hid_t obj, const char *path, const char *where, const char *name, int *v,
+                   int cap, int *n)
+{
+    int32_t buf[RT_MAX_LAYERS + 2];
+    if (cap > (int)(sizeof buf / sizeof buf[0])) cap = (int)(sizeof buf / sizeof buf[0]);
+    RT_TRY(get_numbers(obj, path, where, name, H5T_INTEGER, H5T_NATIVE_INT32, buf, cap, n,
+                       "integers"));
+    for (int i = 0; i < *n; i++)
+        v[i] = buf[i];
+    return RT_OK;
+}
+
+int rt_h5_get_i64(hid_t obj, const char *path, const char *where, const char *name, int64_t *v)
+{
+    return get_numbers(obj, path, where, name, H5T_INTEGER, H5T_NATIVE_INT64, v, 1, NULL,
+                       "an integer");
+}
+
+int rt_h5_get_u64(hid_t obj, const char *path, const char *where, const char *name, uint64_t *v)
+{
+    return get_numbers(obj, path, where, name, H5T_INTEGER, H5T_NATIVE_UINT64, v, 1, NULL,
+                       "an integer");
+}
+
+int rt_h5_get_f64(hid_t obj, const char *path, const char *where, const char *name, double *v)
+{
+    return get_numbers(obj, path, where, name, H5T_FLOAT, H5T_NATIVE_DOUBLE, v, 1, NULL,
+                       "a number");
+}
+
+static void shape_text(char *buf, size_t cap, int rank, const hsize_t *d)
+{
+    if (rank == 2)
+        snprintf(buf, cap, "(%llu, %llu)", (unsigned long long)d[0], (unsigned long long)d[1]);
+    else if (rank == 1)
+        snprintf(buf, cap, "(%llu)", (unsigned long long)d[0]);
+    else
+        snprintf(buf, cap, "rank %d", rank);
+}
+
+/* Type and shape of an open dataset against what the caller needs. */
+static int check_f32_shape(hid_t ds, const char *path, const char *name, int rank,
+                           const hsize_t *dims)
+{
+    char tn[32], want[64], have[64];
+    hid_t t = H5Dget_type(ds), sp = H5Dget_space(ds);
+    int st = RT_OK;
+    hsize_t got[H5S_MAX_RANK] = {0};
+    int r = sp < 0 ? -1 : H5Sget_simple_extent_dims(sp, got, NULL);
+    if (t < 0 || H5Tget_class(t) != H5T_FLOAT || H5Tget_size(t) != 4) {
+        st = rt_errorf(RT_ERR_FORMAT, "%s: %s is %s: expected float32", path, name,
+                       t < 0 ? "unreadable" : rt_h5_type_name(t, tn, sizeof tn));
+    } else if (r != rank || got[0] != dims[0] || (rank == 2 && got[1] != dims[1])) {
+        shape_text(want, sizeof want, rank, dims);
+        shape_text(have, sizeof have, r, got);
+        st = rt_errorf(RT_ERR_SHAPE, "%s: %s has shape %s but the model needs %s", path, name, have,
+                       want);
+    }
+    rt_h5_close(t);
+    rt_h5_close(sp);
+    return st;
+}
+
+int rt_h5_get_f32(hid_t loc, const char *path, const char *name, float *v, int rank,
+                  const hsize_t *dims)
+{
+    /* Error printing is off (rt_h5_quiet), so a failed open is just "not there". */
+    hid_t ds = H5Dopen2(loc, name, H5P_DEFAULT);
+    if (ds < 0) return rt_errorf(RT_ERR_FORMAT, "%s: no readable dataset %s", path, name);
+    int st = check_f32_shape(ds, path, name, rank, dims);
+    hsize_t n = dims[0] * (rank == 2 ? dims[1] : 1);
+    if (st == RT_OK && n > 0 && H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0)
+        st = rt_errorf(RT_ERR_IO, "%s: %s: checksum mismatch or unreadable chunk (corrupt file)",
+                       path, name);
+    rt_h5_close(ds);
+    return st;
+}

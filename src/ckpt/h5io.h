@@ -1,0 +1,49 @@
+/* h5io.h - typed attributes and checksummed datasets for our HDF5 files (private to
+ * src/ckpt: model files and checkpoints).
+ *
+ * Writers return 0 or -1 without a message (the caller names the file being written, which
+ * is where a failure is reported: disk full, quota). Readers return RT_OK or a negative
+ * status with a message "<path>: <object> ..." naming what is missing or wrong, because a
+ * bad file is the user's problem and the message is all they get.
+ *
+ * Every float dataset is chunked (at most 1 MiB per chunk) with HDF5's Fletcher32 filter:
+ * a flipped bit or a torn write in any chunk fails the read of that chunk instead of
+ * quietly loading wrong numbers. */
+#ifndef RT_CKPT_H5IO_H
+#define RT_CKPT_H5IO_H
+
+#include <hdf5.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- writers: 0 or -1 ------------------------------------------------------------------ */
+int rt_h5_put_str(hid_t obj, const char *name, const char *val);      /* variable-length UTF-8 */
+int rt_h5_put_i32s(hid_t obj, const char *name, const int *v, int n); /* 1-D int32 (n) */
+int rt_h5_put_i64(hid_t obj, const char *name, int64_t v);            /* scalar int64 */
+int rt_h5_put_u64(hid_t obj, const char *name, uint64_t v);           /* scalar uint64 */
+int rt_h5_put_f64(hid_t obj, const char *name, double v);             /* scalar float64 */
+/* float32 dataset of rank 1 or 2 (dims), chunked with Fletcher32; n = 0 elements allowed. */
+int rt_h5_put_f32(hid_t loc, const char *name, const float *v, int rank, const hsize_t *dims);
+/* Creates group `name` under loc; returns its id or -1. */
+hid_t rt_h5_group(hid_t loc, const char *name);
+
+/* ---- readers ---------------------------------------------------------------------------- */
+/* 1 when attribute `name` of obj exists, 0 when it does not, -1 when HDF5 cannot tell. */
+int rt_h5_has_attr(hid_t obj, const char *name);
+/* String attribute into buf (cap bytes, truncated). RT_ERR_FORMAT "<path>: attribute
+ * <where><name> missing or not a string" (where: "" or "optim/"...). */
+int rt_h5_get_str(hid_t obj, const char *path, const char *where, const char *name, char *buf,
+                  size_t cap);
+/* Integer attribute, scalar or 1-D of at most cap values, into v; *n values. */
+int rt_h5_get_i32s(hid_t obj, const char *path, const char *where, const char *name, int *v,
+                   int cap, int *n);
+int rt_h5_get_i64(hid_t obj, const char *path, const char *where, const char *name, int64_t *v);
+int rt_h5_get_u64(hid_t obj, const char *path, const char *where, const char *name, uint64_t *v);
+int rt_h5_get_f64(hid_t obj, const char *path, const char *where, const char *name, double *v);
+/* float32 dataset `name` (a path relative to loc) of exactly `rank` and dims into v. Errors:
+ * RT_ERR_FORMAT (missing, not float32), RT_ERR_SHAPE (other shape, both named), RT_ERR_IO
+ * ("checksum mismatch or unreadable chunk": Fletcher32 caught corruption). */
+int rt_h5_get_f32(hid_t loc, const char *path, const char *name, float *v, int rank,
+                  const hsize_t *dims);
+
+#endif

@@ -1,0 +1,217 @@
+/* resume.c - checkpoints of a training run: writing them (rank 0, atomically, outcome
+ * agreed) and resuming from them (rank 0 reads and verifies, everyone receives).
+ *
+ * Nothing a checkpoint holds depends on the rank count: parameters and optimizer state are
+ * replicated, and the sampler position is global (epoch, step in epoch) under a global
+ * batch. So a checkpoint resumes at any rank count; at the same count it continues
+ * bit-identically. */
+#include "train/trainer.h"
+#include "ringtrain/log.h"
+#include "ringtrain/status.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+void trainer_add_metric(struct trainer *t, const struct rt_ckpt_metric *row)
+{
+    if (t->metrics_cap < 1) return;
+    if (t->n_metrics == t->metrics_cap) {
+        memmove(t->metrics, t->metrics + 1, (size_t)(t->metrics_cap - 1) * sizeof *t->metrics);
+        t->n_metrics--;
+    }
+    t->metrics[t->n_metrics++] = *row;
+}
+
+int trainer_make_dirs(const char *dir, const char *what)
+{
+    char buf[RT_PATH_MAX + 2];
+    snprintf(buf, sizeof buf, "%s/", dir);
+    for (char *s = buf + 1; *s; s++) {
+        if (*s != '/') continue;
+        *s = '\0';
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+            return rt_errorf(RT_ERR_IO, "%s: cannot create directory %s: %s", what, buf,
+                             strerror(errno));
+        *s = '/';
+    }
+    return RT_OK;
+}
+
+static void fill_state(const struct trainer *t, struct rt_ckpt_state *s, const double *epoch_sums)
+{
+    memset(s, 0, sizeof *s);
+    snprintf(s->phase, sizeof s->phase, "train");
+    s->step = t->step;
+    s->epoch = t->epoch;
+    s->step_in_epoch = t->step_in_epoch;
+    s->steps_per_epoch = t->steps_per_epoch;
+    s->total_steps = t->total_steps;
+    s->world_size = t->world;
+    s->optim_step = t->opt.step;
+    s->shuffle = t->cfg->shuffle;
+    s->seed = t->cfg->seed;
+    s->global_batch = t->cfg->batch;
+    s->rows = rt_dataset_info(t->train)->rows;
+    s->samples = t->samples;
+    s->train_seconds = t->train_seconds;
+    s->wall_seconds = t->wall_before + rt_comm_wtime() - t->wall_start;
+    s->epoch_loss_sum = epoch_sums[0];
+    s->epoch_rows = epoch_sums[1];
+    s->last_lr = t->lr;
+    s->n_metrics = t->n_metrics;
+}
+
+int trainer_checkpoint(struct trainer *t, const char *tag)
+{
+    /* The epoch's partial loss is summed over ranks so that it survives a change of the
+     * rank count; every rank takes part in that sum, so it precedes the rank-0 branch. */
+    double sums[2] = {t->prog.epoch_loss, t->prog.epoch_rows};
+    rt_comm_sum_f64(t->comm, sums, 2);
+    double t0 = rt_comm_wtime();
+    char path[RT_PATH_MAX + 64];
+    int st = rt_ckpt_path(path, sizeof path, t->ckpt_dir, t->step, tag);
+    if (t->rank == 0 && st == RT_OK) {
+        struct rt_ckpt_state s;
+        fill_state(t, &s, sums);
+        struct rt_ckpt_content c = {.model = &t->model,
+                                    .optim = &t->opt,
+                                    .state = &s,
+                                    .metrics = t->metrics,
+                                    .config_text = t->config_text};
+        st = trainer_make_dirs(t->ckpt_dir, t->ckpt_dir);
+        if (st == RT_OK) st = rt_ckpt_write(path, &c);
+        if (st == RT_OK) st = rt_ckpt_prune(t->ckpt_dir, (int)t->cfg->ckpt_keep);
+    }
+    RT_TRY(rt_comm_agree(t->comm, st));
+    t->last_ckpt_step = t->step;
+    t->last_ckpt_time = rt_comm_wtime();
+    snprintf(t->last_ckpt, sizeof t->last_ckpt, "%s", path);
+    rt_log0("checkpoint %s (step %lld, %.2f s)\n", path, (long long)t->step,
+            t->last_ckpt_time - t0);
+    return RT_OK;
+}
+
+/* Damage (unreadable, truncated, a checksum mismatch, not our file) makes `auto` fall back
+ * to an older checkpoint; a valid checkpoint that does not fit the job stops the run,
+ * because skipping it would silently throw away progress. */
+static int is_damage(int st)
+{
+    return st == RT_ERR_IO || st == RT_ERR_FORMAT || st == RT_ERR_HDF5;
+}
+
+static int read_one(struct trainer *t, const char *path, struct rt_ckpt_state *s)
+{
+    return rt_ckpt_read(path, &t->model, &t->opt, s, t->metrics, t->metrics_cap);
+}
+
+/* Rank 0: the newest checkpoint of the directory that reads back clean. */
+static int find_newest(struct trainer *t, struct rt_ckpt_state *s, char *chosen, size_t cap,
+                       int *found)
+{
+    char **paths;
+    int n;
+    *found = 0;
+    RT_TRY(rt_ckpt_list(t->ckpt_dir, &paths, &n));
+    int st = RT_OK;
+    for (int i = 0; i < n && !*found; i++) {
+        st = read_one(t, paths[i], s);
+        if (st == RT_OK) {
+            *found = 1;
+            snprintf(chosen, cap, "%s", paths[i]);
+        } else if (is_damage(st)) {
+            rt_warn("skipping a damaged checkpoint: %s\n", rt_error_message(st));
+            rt_error_clear();
+            st = RT_OK;
+        } else {
+            break;
+        }
+    }
+    if (st == RT_OK && n > 0 && !*found)
+        st =
+            rt_errorf(RT_ERR_IO, "%s: none of the %d checkpoints reads back clean", t->ckpt_dir, n);
+    rt_ckpt_list_free(paths, n);
+    return st;
+}
+
+/* What the checkpoint's position means depends on the global batch and the training rows;
+ * other changed settings (learning rate, epochs, seed) are the user's to make. */
+static int check_compatible(const struct trainer *t, const struct rt_ckpt_state *s,
+                            const char *path)
+{
+    int64_t rows = rt_dataset_info(t->train)->rows;
+    if (s->global_batch != t->cfg->batch)
+        return rt_errorf(RT_ERR_INCOMPAT,
+                         "%s: made with [train] batch = %lld, the job has %lld: the sampler "
+                         "position would not mean the same rows",
+                         path, (long long)s->global_batch, (long long)t->cfg->batch);
+    if (s->rows != rows)
+        return rt_errorf(RT_ERR_INCOMPAT, "%s: made on a training set of %lld rows, %s has %lld",
+                         path, (long long)s->rows, t->cfg->train, (long long)rows);
+    if (s->seed != t->cfg->seed || s->shuffle != t->cfg->shuffle)
+        rt_log0("resume: note: the checkpoint used shuffle = %s, seed = %llu; the job has %s, "
+                "%llu: the data order changes from here on\n",
+                rt_shuffle_name(s->shuffle), (unsigned long long)s->seed,
+                rt_shuffle_name(t->cfg->shuffle), (unsigned long long)t->cfg->seed);
+    return RT_OK;
+}
+
+static void broadcast_state(struct trainer *t, struct rt_ckpt_state *s)
+{
+    rt_comm_bcast(t->comm, s, sizeof *s, 0);
+    struct rt_model *m = &t->model;
+    rt_comm_bcast(t->comm, m->params, m->n_params * sizeof(float), 0);
+    if (t->opt.m) rt_comm_bcast(t->comm, t->opt.m, t->opt.n * sizeof(float), 0);
+    if (t->opt.v) rt_comm_bcast(t->comm, t->opt.v, t->opt.n * sizeof(float), 0);
+    rt_comm_bcast(t->comm, &t->opt.step, sizeof t->opt.step, 0);
+    if (s->n_metrics > 0)
+        rt_comm_bcast(t->comm, t->metrics, (size_t)s->n_metrics * sizeof *t->metrics, 0);
+}
+
+static void apply_state(struct trainer *t, const struct rt_ckpt_state *s)
+{
+    t->step = s->step;
+    t->epoch = s->epoch;
+    t->step_in_epoch = s->step_in_epoch;
+    t->samples = s->samples;
+    t->train_seconds = s->train_seconds;
+    t->wall_before = s->wall_seconds;
+    t->lr = s->last_lr;
+    /* The epoch's partial sums were reduced when saved: one rank carries them. */
+    t->prog.epoch_loss = t->rank == 0 ? s->epoch_loss_sum : 0;
+    t->prog.epoch_rows = t->rank == 0 ? s->epoch_rows : 0;
+    t->n_metrics = s->n_metrics;
+    t->last_ckpt_step = s->step;
+}
+
+int trainer_resume(struct trainer *t, const char *resume)
+{
+    struct rt_ckpt_state s;
+    memset(&s, 0, sizeof s);
+    char chosen[RT_PATH_MAX + 64] = "";
+    int found = 0, st = RT_OK;
+    if (t->rank == 0 && strcmp(resume, "auto") == 0) {
+        st = find_newest(t, &s, chosen, sizeof chosen, &found);
+    } else if (t->rank == 0) {
+        st = read_one(t, resume, &s);
+        found = st == RT_OK;
+        snprintf(chosen, sizeof chosen, "%s", resume);
+    }
+    RT_TRY(rt_comm_agree(t->comm, st));
+    rt_comm_bcast(t->comm, &found, sizeof found, 0);
+    if (!found) {
+        rt_log0("resume: no checkpoint in %s: starting from step 0\n", t->ckpt_dir);
+        return RT_OK;
+    }
+    broadcast_state(t, &s);
+    rt_comm_bcast(t->comm, chosen, sizeof chosen, 0);
+    RT_TRY(check_compatible(t, &s, chosen));
+    apply_state(t, &s);
+    snprintf(t->last_ckpt, sizeof t->last_ckpt, "%s", chosen);
+    rt_log0("resume: %s: step %lld, epoch %lld (%lld of %lld steps done), written by %d rank%s\n",
+            chosen, (long long)s.step, (long long)s.epoch + 1, (long long)s.step_in_epoch,
+            (long long)s.steps_per_epoch, s.world_size, s.world_size == 1 ? "" : "s");
+    return RT_OK;
+}

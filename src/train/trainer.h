@@ -1,0 +1,71 @@
+/* trainer.h - the state of one training run on one rank, shared by the step loop
+ * (train.c) and checkpointing (resume.c). Private to src/train.
+ *
+ * Position: `step` global steps are done; the run is in epoch `epoch` (0-based) with
+ * `step_in_epoch` of its steps done. That triple, with the seed, fixes the data order, so
+ * it is all a checkpoint needs to continue the sampler exactly. */
+#ifndef RT_TRAIN_TRAINER_H
+#define RT_TRAIN_TRAINER_H
+
+#include "ringtrain/buckets.h"
+#include "ringtrain/ckpt.h"
+#include "ringtrain/comm.h"
+#include "ringtrain/config.h"
+#include "ringtrain/dataset.h"
+#include "ringtrain/model.h"
+#include "ringtrain/optim.h"
+#include "ringtrain/train.h"
+
+/* Running sums between progress lines and over the epoch in progress, this rank's share;
+ * reduced across ranks only when printed or checkpointed. */
+struct progress {
+    double loss_sum, rows; /* since the last line */
+    double epoch_loss, epoch_rows;
+    double t_last, samples_last;
+};
+
+struct trainer {
+    const struct rt_config *cfg;
+    rt_comm_t *comm;
+    int rank, world;
+    struct rt_model model;
+    struct rt_optim opt;
+    struct rt_dataset *train, *test;
+    struct rt_buckets *buckets; /* owned: gradient averaging overlapped with backward */
+    uint64_t *checksums;        /* (world) owned: replica checksums of the last check */
+    int fault_rank;             /* test hook: RINGTRAIN_FAULT_CORRUPT=RANK:STEP */
+    int64_t fault_step;
+    int threads;
+    int64_t steps_per_epoch, total_steps;
+    int64_t step, epoch, step_in_epoch; /* position, see above */
+    double train_seconds, samples;      /* across resumes */
+    double wall_start, wall_before;     /* this process's start; wall time of earlier runs */
+    double lr;                          /* of the last step */
+    int stop_signal;                    /* agreed stop request (signal number), 0 if none */
+    struct progress prog;
+    struct rt_ckpt_metric *metrics; /* (metrics_cap) owned: one row per finished epoch */
+    int64_t n_metrics, metrics_cap;
+    char ckpt_dir[RT_PATH_MAX];
+    int64_t last_ckpt_step; /* -1: none written or loaded by this run */
+    double last_ckpt_time;
+    char last_ckpt[RT_PATH_MAX + 64];
+    char *config_text; /* owned: the effective job, saved with the model */
+};
+
+/* Collective. Loads the checkpoint named by resume ("auto": the newest readable one in
+ * the checkpoint directory, or none) into the model, optimizer and position. Rank 0 reads
+ * and broadcasts. With "auto" and an empty directory the run starts from scratch. */
+int trainer_resume(struct trainer *t, const char *resume);
+
+/* Collective. Rank 0 writes a checkpoint of the current state tagged tag ("" for periodic
+ * ones), then removes the oldest beyond checkpoint.keep; every rank learns the outcome. */
+int trainer_checkpoint(struct trainer *t, const char *tag);
+
+/* mkdir -p dir; errors name `what` (the key or file the directory is for). */
+int trainer_make_dirs(const char *dir, const char *what);
+
+/* Appends a finished (or cut) epoch's row to the metrics table, dropping the oldest row
+ * when full. */
+void trainer_add_metric(struct trainer *t, const struct rt_ckpt_metric *row);
+
+#endif
