@@ -30,7 +30,8 @@ const char *rt_overlap_name(enum rt_overlap o);
 struct rt_buckets;
 
 /* Lays out buckets over grads (n floats) for layers whose blocks start at offset[i],
- * contiguous and in layer order (layer i ends where layer i+1 starts). bucket_bytes >= 4.
+ * contiguous and in layer order (layer i ends where layer i+1 starts). bucket_bytes >= 4;
+ * it is raised when needed so that there are at most RT_MAX_INFLIGHT buckets.
  * Averaging: every bucket is multiplied by scale after the sum. With RT_OVERLAP_THREAD on an MPI
  * that cannot take it, falls back to RT_OVERLAP_POLL (rt_buckets_overlap says which). Fails with
  * RT_ERR_NOMEM or RT_ERR_INVAL. */

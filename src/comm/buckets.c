@@ -66,6 +66,11 @@ static int layer_of(const size_t *offset, int n_layers, size_t pos)
  * segments full and the layout independent of the architecture's quirks. */
 static int lay_out(struct rt_buckets *b, size_t n, const size_t *offset, size_t cap)
 {
+    /* Every bucket may be in flight at once (poll mode starts each as its layers finish),
+     * and the request queue has RT_MAX_INFLIGHT slots: a small bucket size on a
+     * large model is raised until the buckets fit. */
+    if (n > 0 && (n + cap - 1) / cap > RT_MAX_INFLIGHT)
+        cap = (n + RT_MAX_INFLIGHT - 1) / RT_MAX_INFLIGHT;
     size_t nb = n == 0 ? 0 : (n + cap - 1) / cap;
     b->bucket = calloc(nb ? nb : 1, sizeof *b->bucket);
     if (!b->bucket)

@@ -4,6 +4,7 @@
  * every algorithm computes. Assertions are made on agreed values only (failure counts summed
  * over ranks); the exit code is the failure count summed over ranks. */
 #include "check_util.h"
+#include "ringtrain/buckets.h"
 #include "ringtrain/comm.h"
 #include "ringtrain/status.h"
 
@@ -240,6 +241,35 @@ START_TEST(blocking_on_thread)
 }
 END_TEST
 
+/* A bucket size far below the model's size used to make more buckets than the request
+ * queue holds, and the job aborted ("more than 64 requests outstanding"): the layout now
+ * raises the bucket size to fit, in every overlap mode, and the sums stay exact. */
+START_TEST(buckets_many_small)
+{
+    const enum rt_overlap modes[] = {RT_OVERLAP_POLL, RT_OVERLAP_THREAD, RT_OVERLAP_OFF};
+    size_t n = 200001, offset[3] = {0, 150000, 200000};
+    float *g = malloc(n * sizeof *g);
+    ck_assert_ptr_nonnull(g);
+    for (int m = 0; m < 3; m++) {
+        struct rt_buckets *b;
+        fill(g, n);
+        ck_assert_int_eq(rt_buckets_init(&b, comm, g, n, offset, 3, 4, modes[m], 1.0f), RT_OK);
+        ck_assert_int_le(rt_buckets_count(b), RT_MAX_INFLIGHT);
+        rt_buckets_begin(b);
+        for (int layer = 2; layer >= 0; layer--)
+            rt_buckets_layer_ready(b, layer, offset[layer],
+                                   (layer == 2 ? n : offset[layer + 1]) - offset[layer]);
+        size_t lo, hi, covered = 0;
+        while (rt_buckets_next(b, &lo, &hi))
+            covered += hi - lo;
+        rt_buckets_free(b);
+        ck_assert_uint_eq(covered, n);
+        ck_assert_int_eq(total(wrong(g, n, 1.0f)), 0);
+    }
+    free(g);
+}
+END_TEST
+
 START_TEST(names_and_options)
 {
     for (int a = RT_ALLREDUCE_AUTO; a <= RT_ALLREDUCE_MPI; a++) {
@@ -271,6 +301,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, queued_polling);
     tcase_add_test(tc, queued_wait_and_blocking);
     tcase_add_test(tc, deterministic_identical);
+    tcase_add_test(tc, buckets_many_small);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_NOFORK);
