@@ -12,6 +12,11 @@
 /* Installs the handlers (idempotent). 0, or -1 when sigaction fails. */
 int rt_signals_install(void);
 
+/* Restores the default actions, once the run is over. mpirun tears a job down that ends
+ * with a non-zero code (75) by sending SIGTERM to the ranks still finalising; a handler
+ * left in place would swallow it and mpirun would wait odls_base_sigkill_timeout seconds. */
+void rt_signals_restore(void);
+
 /* The first stop signal received since install (SIGTERM, SIGINT or SIGUSR1), or 0. */
 int rt_signal_pending(void);
 

@@ -183,6 +183,7 @@ static int cmd_train(rt_comm_t *comm, int argc, char **argv)
     if (rt_signals_install() != 0) rt_warn("cannot install signal handlers: stop signals kill\n");
     static struct rt_train_result r;
     st = rt_train_run(&cfg, comm, &opts, &r);
+    rt_signals_restore();
     if (st == RT_OK) print_final(&r);
     if (st == RT_STOPPED) {
         rt_log0("stopped: %s at step %lld; checkpoint %s; continue with --resume auto\n",

@@ -31,6 +31,13 @@ int rt_signals_install(void)
     return 0;
 }
 
+void rt_signals_restore(void)
+{
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGUSR1, SIG_DFL);
+}
+
 int rt_signal_pending(void)
 {
     return pending;

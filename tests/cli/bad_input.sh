@@ -27,7 +27,7 @@ label-range)      mk label-range 96 16 4; expect="bad.h5" ;;
 nan-input)        mk nan 96 16 4; expect="bad.h5" ;;
 inf-input)        mk inf 96 16 4; expect="bad.h5" ;;
 zero-rows)        mk blobs 0 16 4; expect="bad.h5" ;;
-fewer-rows)       mk blobs 2 16 4; overrides+=(train.batch=$np); expect="bad.h5" ;;
+fewer-rows)       mk blobs 2 16 4; overrides+=("train.batch=$np"); expect="bad.h5" ;;
 input-width)      overrides+=("model.layers=20,8,4"); expect="train.h5" ;;
 mse-on-labels)    overrides+=(model.loss=mse); expect="train.h5" ;;
 batch-divisible)  overrides+=(train.batch=$((np * 4 + 1))); expect="batch" ;;
@@ -65,7 +65,7 @@ ms=$((($(date +%s%N) - start) / 1000000))
 cat "$tmp/err"
 fail() { echo "FAIL [$case_ np=$np]: $*"; exit 1; }
 [ $code -ne 0 ] || fail "exit code 0"
-[ $code -ne 124 ] && [ $code -ne 137 ] || fail "hung: killed by timeout"
+if [ $code -eq 124 ] || [ $code -eq 137 ]; then fail "hung: killed by timeout"; fi
 [ "$ms" -lt 10000 ] || fail "took ${ms} ms (limit 10 s)"
 n=$(grep -c '^ringtrain: error: ' "$tmp/err")
 [ "$n" -eq 1 ] || fail "expected exactly one 'ringtrain: error:' line, got $n"
