@@ -144,9 +144,8 @@ static int put_sampler_rng_progress(hid_t f, const struct rt_ckpt_state *s)
 
 int rt_ckpt_write(const char *path, const struct rt_ckpt_content *c)
 {
-    char tmp[4096];
     hid_t f = -1;
-    RT_TRY(rt_h5_create_tmp(path, tmp, sizeof tmp, &f));
+    RT_TRY(rt_h5_create_mem(path, &f));
     hid_t g = rt_h5_group(f, "model");
     int rc = g < 0 || put_root(f, c->state, c->config_text) < 0 ||
                      rt_model_write_loc(g, c->model, NULL) < 0 ||
@@ -157,10 +156,10 @@ int rt_ckpt_write(const char *path, const struct rt_ckpt_content *c)
                  : 0;
     rt_h5_close(g);
     if (rc < 0) {
-        rt_h5_discard(f, tmp);
-        return rt_errorf(RT_ERR_IO, "%s: writing the checkpoint failed (disk full?)", tmp);
+        H5Fclose(f);
+        return rt_errorf(RT_ERR_HDF5, "%s: HDF5 refused to build the checkpoint", path);
     }
-    return rt_h5_commit(f, tmp, path);
+    return rt_h5_commit_mem(f, path);
 }
 
 /* ---- reading ---------------------------------------------------------------------------- */

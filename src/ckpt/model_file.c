@@ -54,14 +54,13 @@ int rt_model_write_loc(hid_t loc, const struct rt_model *m, const char *config_t
 
 int rt_model_save(const char *path, const struct rt_model *m, const char *config_text)
 {
-    char tmp[4096];
     hid_t f = -1;
-    RT_TRY(rt_h5_create_tmp(path, tmp, sizeof tmp, &f));
+    RT_TRY(rt_h5_create_mem(path, &f));
     if (rt_model_write_loc(f, m, config_text) < 0) {
-        rt_h5_discard(f, tmp);
-        return rt_errorf(RT_ERR_IO, "%s: writing the model failed (disk full?)", tmp);
+        H5Fclose(f);
+        return rt_errorf(RT_ERR_HDF5, "%s: HDF5 refused to build the model file", path);
     }
-    return rt_h5_commit(f, tmp, path);
+    return rt_h5_commit_mem(f, path);
 }
 
 /* ---- reading --------------------------------------------------------------------------- */

@@ -180,7 +180,6 @@ static int cmd_train(rt_comm_t *comm, int argc, char **argv)
         return EXIT_OK;
     }
     struct rt_train_opts opts = {.resume = option_str(argc, argv, "--resume")};
-    if (rt_signals_install() != 0) rt_warn("cannot install signal handlers: stop signals kill\n");
     static struct rt_train_result r;
     st = rt_train_run(&cfg, comm, &opts, &r);
     rt_signals_restore();
@@ -305,9 +304,13 @@ int main(int argc, char **argv)
         rt_config_print_keys(stdout);
         return EXIT_OK;
     }
+    /* Before MPI start-up and data loading: a stop signal in the first second of a job
+     * (a requeued Slurm job can get one) must checkpoint, not kill. */
+    int signals_ok = strcmp(argv[1], "train") != 0 || rt_signals_install() == 0;
     rt_comm_t *comm;
     rt_comm_init(&comm, &argc, &argv);
     rt_log_set_rank(rt_comm_rank(comm), rt_comm_size(comm));
+    if (!signals_ok) rt_warn("cannot install signal handlers: a stop signal will kill\n");
     int code;
     if (strcmp(argv[1], "train") == 0)
         code = cmd_train(comm, argc - 2, argv + 2);

@@ -5,6 +5,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
+#include <sys/statvfs.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -113,11 +115,14 @@ int rt_h5_create_tmp(const char *path, char *tmp, size_t tmp_cap, hid_t *out)
 #if H5_VERSION_GE(1, 10, 7)
     H5Pset_file_locking(fapl, 1, 1); /* lock where the file system can, go on where not */
 #endif
+    errno = 0;
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    int err = errno;
     H5Pclose(fapl);
     if (f < 0) {
+        const char *why = rt_h5_write_error(tmp, err);
         unlink(tmp);
-        return rt_errorf(RT_ERR_HDF5, "%s: HDF5 cannot create the file", tmp);
+        return rt_errorf(RT_ERR_IO, "%s: cannot create: %s", tmp, why);
     }
     *out = f;
     return RT_OK;
@@ -188,21 +193,8 @@ static int fsync_path(const char *path, int dir)
     return rc;
 }
 
-int rt_h5_commit(hid_t file, const char *tmp, const char *path)
+static int rename_into_place(const char *tmp, const char *path)
 {
-    if (H5Fflush(file, H5F_SCOPE_GLOBAL) < 0) {
-        rt_h5_discard(file, tmp);
-        return rt_errorf(RT_ERR_IO, "%s: HDF5 flush failed (disk full?)", tmp);
-    }
-    if (H5Fclose(file) < 0) {
-        unlink(tmp);
-        return rt_errorf(RT_ERR_IO, "%s: HDF5 close failed (disk full?)", tmp);
-    }
-    if (fsync_path(tmp, 0) != 0) {
-        int err = errno;
-        unlink(tmp);
-        return rt_errorf(RT_ERR_IO, "%s: fsync: %s", tmp, strerror(err));
-    }
     if (rename(tmp, path) != 0) {
         int err = errno;
         unlink(tmp);
@@ -219,6 +211,41 @@ int rt_h5_commit(hid_t file, const char *tmp, const char *path)
     if (fsync_path(dir, 1) != 0)
         return rt_errorf(RT_ERR_IO, "%s: fsync of the directory: %s", dir, strerror(errno));
     return RT_OK;
+}
+
+const char *rt_h5_write_error(const char *path, int err)
+{
+    if (err != 0 && err != EINVAL && err != ENOENT) return strerror(err);
+    /* HDF5 does not always leave errno set; an (almost) full file system is the usual cause
+     * and the one the user can act on. */
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+    struct statvfs fs;
+    if (statvfs(dir[0] ? dir : "/", &fs) == 0 && (double)fs.f_bavail * (double)fs.f_frsize < 1e6)
+        return strerror(ENOSPC);
+    return "the HDF5 library refused a write";
+}
+
+int rt_h5_commit(hid_t file, const char *tmp, const char *path)
+{
+    errno = 0;
+    if (H5Fflush(file, H5F_SCOPE_GLOBAL) < 0) {
+        const char *why = rt_h5_write_error(tmp, errno);
+        rt_h5_discard(file, tmp);
+        return rt_errorf(RT_ERR_IO, "%s: writing failed: %s", tmp, why);
+    }
+    if (H5Fclose(file) < 0) {
+        const char *why = rt_h5_write_error(tmp, errno);
+        unlink(tmp);
+        return rt_errorf(RT_ERR_IO, "%s: writing failed: %s", tmp, why);
+    }
+    if (fsync_path(tmp, 0) != 0) {
+        int err = errno;
+        unlink(tmp);
+        return rt_errorf(RT_ERR_IO, "%s: fsync: %s", tmp, strerror(err));
+    }
+    return rename_into_place(tmp, path);
 }
 
 const char *rt_h5_type_name(hid_t type, char *buf, size_t cap)
@@ -260,4 +287,78 @@ const char *rt_h5_type_name(hid_t type, char *buf, size_t cap)
         break;
     }
     return buf;
+}
+
+/* ---- whole files built in memory ---------------------------------------------------------- */
+
+int rt_h5_create_mem(const char *path, hid_t *out)
+{
+    *out = -1;
+    rt_h5_quiet();
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    /* No backing store: HDF5 never touches the disk, so a full disk cannot leave it with a
+     * file it fails to close (it crashed at exit when that happened, HDF5 1.10.8). */
+    if (fapl < 0 || H5Pset_fapl_core(fapl, (size_t)1 << 20, 0) < 0) {
+        if (fapl >= 0) H5Pclose(fapl);
+        return rt_errorf(RT_ERR_HDF5, "%s: cannot set up an in-memory HDF5 file", path);
+    }
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+    if (f < 0) return rt_errorf(RT_ERR_HDF5, "%s: HDF5 cannot create the file in memory", path);
+    *out = f;
+    return RT_OK;
+}
+
+/* Writes n bytes to tmp and fsyncs it; errno-based message on failure, tmp removed. */
+static int write_file(const char *tmp, const void *buf, size_t n)
+{
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return rt_errorf(RT_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+    const char *p = buf;
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = write(fd, p + done, n - done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            int err = w < 0 ? errno : ENOSPC;
+            close(fd);
+            unlink(tmp);
+            return rt_errorf(RT_ERR_IO, "%s: writing failed: %s", tmp, strerror(err));
+        }
+        done += (size_t)w;
+    }
+    if (fsync(fd) != 0) {
+        int err = errno;
+        close(fd);
+        unlink(tmp);
+        return rt_errorf(RT_ERR_IO, "%s: fsync: %s", tmp, strerror(err));
+    }
+    if (close(fd) != 0) {
+        int err = errno;
+        unlink(tmp);
+        return rt_errorf(RT_ERR_IO, "%s: writing failed: %s", tmp, strerror(err));
+    }
+    return RT_OK;
+}
+
+int rt_h5_commit_mem(hid_t file, const char *path)
+{
+    char tmp[4096];
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp) {
+        H5Fclose(file);
+        return rt_errorf(RT_ERR_INVAL, "%s: path too long", path);
+    }
+    ssize_t size = H5Fflush(file, H5F_SCOPE_GLOBAL) < 0 ? -1 : H5Fget_file_image(file, NULL, 0);
+    void *image = size > 0 ? malloc((size_t)size) : NULL;
+    int ok = image && H5Fget_file_image(file, image, (size_t)size) == size;
+    H5Fclose(file);
+    if (!ok) {
+        free(image);
+        return rt_errorf(size > 0 ? RT_ERR_NOMEM : RT_ERR_HDF5,
+                         "%s: cannot take the file image (%zd bytes)", path, size);
+    }
+    int st = write_file(tmp, image, (size_t)size);
+    free(image);
+    RT_TRY(st);
+    return rename_into_place(tmp, path);
 }

@@ -32,6 +32,20 @@ int rt_h5_create_tmp(const char *path, char *tmp, size_t tmp_cap, hid_t *out);
  * in every case. */
 int rt_h5_commit(hid_t file, const char *tmp, const char *path);
 
+/* Whole small files (models, checkpoints) are built in memory and written in one go:
+ * rt_h5_create_mem makes an in-memory HDF5 file (path only names it); rt_h5_commit_mem
+ * takes its image, closes it, and writes path atomically with plain POSIX calls (path.tmp,
+ * write, fsync, rename, fsync of the directory), so a full disk or a read-only directory
+ * is an errno with its own message ("No space left on device") and HDF5 is never left
+ * holding a file it cannot close. file is closed in every case. */
+int rt_h5_create_mem(const char *path, hid_t *out);
+int rt_h5_commit_mem(hid_t file, const char *path);
+
+/* Why a write to path failed, for messages: strerror(err) when the caller's errno says,
+ * else "No space left on device" when path's file system is (nearly) full, else a generic
+ * text. Call right after the failure, with errno. */
+const char *rt_h5_write_error(const char *path, int err);
+
 /* Closes file (if >= 0) and removes tmp: the failure path of a write. */
 void rt_h5_discard(hid_t file, const char *tmp);
 
