@@ -8,4 +8,5 @@ shift
 extra=()
 [ "$(id -u)" -eq 0 ] && extra+=(--allow-run-as-root)
 [ "$np" -gt "$(nproc)" ] && extra+=(--oversubscribe)
-exec ${MPIRUN:-mpirun} "${extra[@]}" -np "$np" ${MPIRUN_ARGS:-} "$@"
+read -r -a user_args <<<"${MPIRUN_ARGS:-}" # extra mpirun options, split on blanks
+exec "${MPIRUN:-mpirun}" "${extra[@]}" -np "$np" "${user_args[@]}" "$@"

@@ -3,6 +3,8 @@
 # builds. Idempotent: with everything present it only runs ninja, which does nothing when
 # nothing changed.
 #   BUILD_DIR   build directory (default: build)
+#   SETUP_EXTRA_PACKAGES  more packages to install if missing (scripts/test.sh asks for
+#               what the system tests use: a real Slurm, munge, iproute2)
 #   any arguments are passed to `meson setup` on first configuration (e.g. -Dnative=true)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +12,8 @@ BUILD_DIR=${BUILD_DIR:-build}
 
 packages=(gcc pkg-config meson ninja-build openmpi-bin libopenmpi-dev libopenblas-dev
           libhdf5-dev hdf5-tools check libinih-dev zlib1g-dev dataset-fashion-mnist)
+read -r -a extra <<<"${SETUP_EXTRA_PACKAGES:-}"
+packages+=("${extra[@]}")
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
