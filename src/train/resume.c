@@ -186,6 +186,79 @@ static void apply_state(struct trainer *t, const struct rt_ckpt_state *s)
     t->last_ckpt_step = s->step;
 }
 
+/* One "key = value" line of an INI text as rt_config_format writes it: 1 with key and
+ * value filled, 2 for a "[section]" header (in key), 0 otherwise. */
+static int ini_line(const char *line, int len, char *key, size_t kcap, char *val, size_t vcap)
+{
+    char buf[RT_PATH_MAX + 128];
+    snprintf(buf, sizeof buf, "%.*s", len, line);
+    if (len > 2 && buf[0] == '[' && buf[len - 1] == ']') {
+        snprintf(key, kcap, "%.*s", len - 2 < 63 ? len - 2 : 63, buf + 1);
+        return 2;
+    }
+    char *eq = strstr(buf, " = ");
+    if (!eq) eq = strstr(buf, " =");
+    if (!eq) return 0;
+    *eq = '\0';
+    snprintf(key, kcap, "%.63s", buf);
+    snprintf(val, vcap, "%s", eq[2] == ' ' ? eq + 3 : eq + 2);
+    return 1;
+}
+
+/* Calls fn for every key of text with its section and value. */
+static void ini_each(const char *text, void (*fn)(void *, const char *, const char *, const char *),
+                     void *ctx)
+{
+    char sec[64] = "", key[64], val[RT_PATH_MAX];
+    for (const char *line = text; line && *line;) {
+        const char *end = strchr(line, '\n');
+        int len = end ? (int)(end - line) : (int)strlen(line);
+        int kind = ini_line(line, len, key, sizeof key, val, sizeof val);
+        if (kind == 2) snprintf(sec, sizeof sec, "%s", key);
+        if (kind == 1) fn(ctx, sec, key, val);
+        line = end ? end + 1 : NULL;
+    }
+}
+
+struct lookup {
+    const char *sec, *key;
+    char *val;
+    int found;
+};
+
+static void lookup_fn(void *ctx, const char *sec, const char *key, const char *val)
+{
+    struct lookup *l = ctx;
+    if (!l->found && strcmp(sec, l->sec) == 0 && strcmp(key, l->key) == 0) {
+        snprintf(l->val, RT_PATH_MAX, "%s", val);
+        l->found = 1;
+    }
+}
+
+static void compare_fn(void *ctx, const char *sec, const char *key, const char *val)
+{
+    char was[RT_PATH_MAX] = "";
+    struct lookup l = {sec, key, was, 0};
+    ini_each(ctx, lookup_fn, &l);
+    if (!l.found || strcmp(was, val) != 0)
+        rt_log0("resume: changed %s.%s = %s (the checkpoint's run had %s)\n", sec, key,
+                val[0] ? val : "(empty)",
+                !l.found ? "none"
+                : was[0] ? was
+                         : "(empty)");
+}
+
+/* Rank 0: names the job keys that changed since the checkpoint was written, so a resumed
+ * run's log says what differs from the run it continues. */
+static void log_changed_keys(const struct trainer *t, const char *path)
+{
+    char *old = NULL;
+    if (t->rank == 0 && rt_ckpt_read_config(path, &old) == RT_OK && old)
+        ini_each(t->config_text, compare_fn, old);
+    rt_error_clear();
+    free(old);
+}
+
 int trainer_resume(struct trainer *t, const char *resume)
 {
     struct rt_ckpt_state s;
@@ -213,5 +286,6 @@ int trainer_resume(struct trainer *t, const char *resume)
     rt_log0("resume: %s: step %lld, epoch %lld (%lld of %lld steps done), written by %d rank%s\n",
             chosen, (long long)s.step, (long long)s.epoch + 1, (long long)s.step_in_epoch,
             (long long)s.steps_per_epoch, s.world_size, s.world_size == 1 ? "" : "s");
+    log_changed_keys(t, chosen);
     return RT_OK;
 }

@@ -71,6 +71,9 @@ for opt in adam sgd; do
     grep -q "^resume: .*ckpt-00000026.h5: step 26, epoch 3 (4 of 11 steps done)" "$tmp/b.log" ||
         fail "$opt: no resume line: $(head -3 "$tmp/b.log")"
     same "$tmp/a/model.h5" "$tmp/b/model.h5"
+    grep -qx "resume: changed train.out = $tmp/b/model.h5 (the checkpoint's run had $tmp/a/model.h5)" "$tmp/b.log" ||
+        fail "$opt: changed keys not reported: $(grep '^resume' "$tmp/b.log")"
+    [ "$(grep -c '^resume: changed' "$tmp/b.log")" -eq 1 ] || fail "$opt: unchanged keys reported"
     # The epoch in progress at the checkpoint reports the same loss as without the stop.
     want=$(grep '^epoch 3/5 done' "$tmp/a.log")
     grep -qxF "$want" "$tmp/b.log" || fail "$opt: epoch 3 line differs: $want"
@@ -140,4 +143,14 @@ for want in "^format     ringtrain-checkpoint v1, .* on $np rank" "^phase      t
 done
 "$MPIRUN_SH" "$np" "$RINGTRAIN" eval "$tmp/k/checkpoints/ckpt-00000055-train.h5" "$tmp/test.h5" >"$tmp/ev" 2>&1 ||
     fail "eval of a checkpoint: $(cat "$tmp/ev")"
-echo "ok [np=$np] resume exact, auto skips damage, refusals, keep, inspect"
+# Timed checkpoints: rank 0's clock decides and every rank follows (a 0.6 ms period here).
+run "$np" "$tmp/t" train.out="$tmp/t/model.h5" checkpoint.every_steps=0 checkpoint.every_minutes=0.00001 ||
+    fail "timed run: $(tail -3 "$tmp/t.log")"
+n=$(find "$tmp/t/checkpoints" -name 'ckpt-*.h5' ! -name '*-train.h5' | wc -l)
+[ "$n" -ge 2 ] || fail "timed checkpoints: only $n besides the final one"
+same "$tmp/a/model.h5" "$tmp/t/model.h5"
+# Standard HDF5 tools read every object (no custom filter, no custom type).
+if command -v h5dump >/dev/null; then
+    h5dump "$tmp/k/checkpoints/ckpt-00000052.h5" >/dev/null 2>&1 || fail "h5dump cannot read a checkpoint"
+fi
+echo "ok [np=$np] resume exact, auto skips damage, refusals, keep, inspect, timed checkpoints"
