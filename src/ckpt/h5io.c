@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define CHUNK_FLOATS (256 * 1024) /* 1 MiB: Fletcher32 per chunk, and bounded read-ahead */
+#define CHUNK_FLOATS ((hsize_t)256 * 1024) /* 1 MiB: Fletcher32 per chunk, and bounded read-ahead */
 
 /* ---- writers ---------------------------------------------------------------------------- */
 
@@ -74,6 +74,7 @@ hid_t rt_h5_group(hid_t loc, const char *name)
 /* Chunks of whole rows (rank 2) or of CHUNK_FLOATS (rank 1), never larger than the data. */
 static hid_t checksummed_layout(int rank, const hsize_t *dims)
 {
+    if (rank < 1 || rank > 2) return -1;
     hsize_t chunk[2] = {dims[0], rank == 2 ? dims[1] : 1};
     if (rank == 2) {
         hsize_t rows = dims[1] ? CHUNK_FLOATS / dims[1] : dims[0];
@@ -192,7 +193,7 @@ static int get_numbers(hid_t obj, const char *path, const char *where, const cha
 int rt_h5_get_i32s(hid_t obj, const char *path, const char *where, const char *name, int *v,
                    int cap, int *n)
 {
-    int32_t buf[RT_MAX_LAYERS + 2];
+    int32_t buf[RT_MAX_LAYERS + 2] = {0};
     if (cap > (int)(sizeof buf / sizeof buf[0])) cap = (int)(sizeof buf / sizeof buf[0]);
     RT_TRY(get_numbers(obj, path, where, name, H5T_INTEGER, H5T_NATIVE_INT32, buf, cap, n,
                        "integers"));
@@ -233,12 +234,13 @@ static void shape_text(char *buf, size_t cap, int rank, const hsize_t *d)
 static int check_f32_shape(hid_t ds, const char *path, const char *name, int rank,
                            const hsize_t *dims)
 {
-    char tn[32], want[64], have[64];
+    char want[64], have[64];
     hid_t t = H5Dget_type(ds), sp = H5Dget_space(ds);
     int st = RT_OK;
     hsize_t got[H5S_MAX_RANK] = {0};
     int r = sp < 0 ? -1 : H5Sget_simple_extent_dims(sp, got, NULL);
     if (t < 0 || H5Tget_class(t) != H5T_FLOAT || H5Tget_size(t) != 4) {
+        char tn[32];
         st = rt_errorf(RT_ERR_FORMAT, "%s: %s is %s: expected float32", path, name,
                        t < 0 ? "unreadable" : rt_h5_type_name(t, tn, sizeof tn));
     } else if (r != rank || got[0] != dims[0] || (rank == 2 && got[1] != dims[1])) {

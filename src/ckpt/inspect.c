@@ -4,6 +4,7 @@
 #include "ckpt/model_io.h"
 #include "data/h5util.h"
 #include "ringtrain/ckpt.h"
+#include "ringtrain/model_file.h"
 #include "ringtrain/status.h"
 
 #include <stdlib.h>
@@ -104,13 +105,9 @@ int rt_ckpt_inspect(const char *path, FILE *out)
     struct rt_model m;
     memset(&m, 0, sizeof m);
     struct rt_ckpt_metric *rows = calloc((size_t)(s.n_metrics ? s.n_metrics : 1), sizeof *rows);
-    int st = rows ? rt_model_init(&m, &spec, 1) : rt_errorf(RT_ERR_NOMEM, "metrics table");
-    hid_t f = -1, g = -1;
-    if (st == RT_OK) st = rt_h5_open_read(path, &f);
-    if (st == RT_OK) g = H5Gopen2(f, "model", H5P_DEFAULT);
-    if (st == RT_OK) st = rt_model_read_params_loc(g, path, &m);
-    rt_h5_close(g);
-    if (f >= 0) H5Fclose(f);
+    if (!rows) return rt_errorf(RT_ERR_NOMEM, "%s: cannot allocate the metrics table", path);
+    int st = rt_model_init(&m, &spec, 1);
+    if (st == RT_OK) st = rt_model_file_load(path, &m); /* reads a checkpoint's /model */
     char moments[32] = "";
     if (st == RT_OK) st = verify_moments(path, m.n_params, moments, sizeof moments);
     if (st == RT_OK) st = rt_ckpt_read_metrics(path, rows, s.n_metrics, &s.n_metrics);
