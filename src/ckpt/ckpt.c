@@ -145,7 +145,8 @@ static int put_sampler_rng_progress(hid_t f, const struct rt_ckpt_state *s)
 int rt_ckpt_write(const char *path, const struct rt_ckpt_content *c)
 {
     hid_t f = -1;
-    RT_TRY(rt_h5_create_mem(path, &f));
+    size_t arrays = 1 + (c->optim->m != NULL) + (c->optim->v != NULL);
+    RT_TRY(rt_h5_create_mem(path, c->model->n_params * sizeof(float) * arrays + (1 << 20), &f));
     hid_t g = rt_h5_group(f, "model");
     int rc = g < 0 || put_root(f, c->state, c->config_text) < 0 ||
                      rt_model_write_loc(g, c->model, NULL) < 0 ||

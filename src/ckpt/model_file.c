@@ -55,7 +55,7 @@ int rt_model_write_loc(hid_t loc, const struct rt_model *m, const char *config_t
 int rt_model_save(const char *path, const struct rt_model *m, const char *config_text)
 {
     hid_t f = -1;
-    RT_TRY(rt_h5_create_mem(path, &f));
+    RT_TRY(rt_h5_create_mem(path, m->n_params * sizeof(float) + (1 << 20), &f));
     if (rt_model_write_loc(f, m, config_text) < 0) {
         H5Fclose(f);
         return rt_errorf(RT_ERR_HDF5, "%s: HDF5 refused to build the model file", path);

@@ -291,14 +291,17 @@ const char *rt_h5_type_name(hid_t type, char *buf, size_t cap)
 
 /* ---- whole files built in memory ---------------------------------------------------------- */
 
-int rt_h5_create_mem(const char *path, hid_t *out)
+int rt_h5_create_mem(const char *path, size_t size_hint, hid_t *out)
 {
     *out = -1;
     rt_h5_quiet();
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     /* No backing store: HDF5 never touches the disk, so a full disk cannot leave it with a
      * file it fails to close (it crashed at exit when that happened, HDF5 1.10.8). */
-    if (fapl < 0 || H5Pset_fapl_core(fapl, (size_t)1 << 20, 0) < 0) {
+    /* The image grows by `increment` bytes at a time, each growth a realloc and a memset: a
+     * good hint makes it one allocation (a 50 MB checkpoint took 0.9 s with 1 MiB steps). */
+    size_t increment = size_hint > ((size_t)1 << 20) ? size_hint : (size_t)1 << 20;
+    if (fapl < 0 || H5Pset_fapl_core(fapl, increment, 0) < 0) {
         if (fapl >= 0) H5Pclose(fapl);
         return rt_errorf(RT_ERR_HDF5, "%s: cannot set up an in-memory HDF5 file", path);
     }

@@ -38,7 +38,7 @@ int rt_h5_commit(hid_t file, const char *tmp, const char *path);
  * write, fsync, rename, fsync of the directory), so a full disk or a read-only directory
  * is an errno with its own message ("No space left on device") and HDF5 is never left
  * holding a file it cannot close. file is closed in every case. */
-int rt_h5_create_mem(const char *path, hid_t *out);
+int rt_h5_create_mem(const char *path, size_t size_hint, hid_t *out); /* hint: bytes expected */
 int rt_h5_commit_mem(hid_t file, const char *path);
 
 /* Why a write to path failed, for messages: strerror(err) when the caller's errno says,
