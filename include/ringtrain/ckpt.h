@@ -82,7 +82,8 @@ struct rt_ckpt_content {
 int rt_ckpt_write(const char *path, const struct rt_ckpt_content *c);
 
 /* Reads the architecture and the scalar state, and checks format and version. RT_ERR_IO,
- * RT_ERR_FORMAT ("format_version = 9 is newer than this ringtrain reads (1)"). */
+ * RT_ERR_FORMAT (not a checkpoint), RT_ERR_INCOMPAT ("format_version = 9 is newer than this
+ * ringtrain reads (1)"). */
 int rt_ckpt_read_header(const char *path, struct rt_model_spec *spec, struct rt_ckpt_state *st);
 
 /* Reads everything into an initialised model (same architecture, else RT_ERR_SHAPE naming

@@ -281,6 +281,14 @@ static int get_optim(hid_t f, const char *path, struct rt_optim *o)
     if (st == RT_OK && kind != o->cfg.kind)
         st = rt_errorf(RT_ERR_INCOMPAT, "%s: the checkpoint's optimizer is %s, the job's is %s",
                        path, name, rt_optim_name(o->cfg.kind));
+    /* SGD keeps a momentum buffer only with momentum > 0: a buffer on one side only would
+     * be dropped or invented, and the continuation would not be the same run. */
+    int file_m = H5Lexists(g, "m", H5P_DEFAULT) > 0, file_v = H5Lexists(g, "v", H5P_DEFAULT) > 0;
+    if (st == RT_OK && (file_m != (o->m != NULL) || file_v != (o->v != NULL)))
+        st = rt_errorf(RT_ERR_INCOMPAT,
+                       "%s: the checkpoint's %s %s a momentum/moment buffer, the job's %s", path,
+                       name, file_m ? "has" : "has no",
+                       o->m ? "needs one (momentum > 0)" : "has none (momentum = 0)");
     hsize_t n = (hsize_t)o->n;
     if (st == RT_OK && o->m) st = rt_h5_get_f32(f, path, "optim/m", o->m, 1, &n);
     if (st == RT_OK && o->v) st = rt_h5_get_f32(f, path, "optim/v", o->v, 1, &n);
@@ -293,6 +301,7 @@ static int get_metrics(hid_t f, const char *path, struct rt_ckpt_metric *rows, i
                        int64_t *n)
 {
     int64_t have = *n;
+    if (cap < 0) cap = 0;
     if (have == 0) return RT_OK;
     hid_t ds = H5Dopen2(f, "metrics/epochs", H5P_DEFAULT), mt = metric_type();
     hid_t fs = ds < 0 ? -1 : H5Dget_space(ds);
@@ -412,7 +421,7 @@ int rt_ckpt_list(const char *dir, char ***paths, int *n)
             }
             v = nv;
         }
-        size_t len = strlen(dir) + strlen(e->d_name) + 2;
+        size_t len = strlen(dir[0] ? dir : ".") + strlen(e->d_name) + 2;
         v[count].path = malloc(len);
         if (!v[count].path) {
             st = rt_errorf(RT_ERR_NOMEM, "listing %s", dir);
