@@ -5,7 +5,9 @@
  *   root attributes
  *     format "ringtrain-checkpoint", format_version int32, created (UTC, ISO 8601),
  *     ringtrain_version, world_size (ranks at save: informational, nothing depends on it),
- *     config (the effective job as INI text), phase ("train"), step (global steps done),
+ *     config (the effective job as INI text), phase ("train", "prune"), phase_index (into
+ *     [job] phases), phase_step (steps done in the phase), phase_epoch0 (the phase's first
+ *     global epoch), step (global steps done),
  *     epoch (0-based epoch in progress), step_in_epoch (its steps done), steps_per_epoch,
  *     total_steps (the job's planned total when saved)
  *   /model      the model file layout (model_file.h): format attributes, layers/<i>/weight, bias
@@ -21,6 +23,9 @@
  *   /metrics/epochs  compound table, one row per finished epoch: phase (string), epoch,
  *               step, loss, test_loss, test_acc (-1: regression or no test set), lr,
  *               samples_per_s, seconds (wall time since the job started, across resumes)
+ *   /prune/mask uint8 (ceil(weights / 8)): the pruning mask of every layer's weights in
+ *               flat order, bit j of byte j/8 (LSB first) set when weight j is kept; attrs
+ *               sparsity (pruned fraction), weights (count). Present in a pruning phase.
  * Every float dataset is chunked with Fletcher32 checksums (src/ckpt/h5io.h). Later phases
  * add groups (/prune, /distill) beside these; readers ignore groups they do not know, and
  * format_version rises only when an existing meaning changes.
@@ -54,6 +59,8 @@ struct rt_ckpt_metric {
 /* The scalar state of a run: plain old data, broadcast as bytes. */
 struct rt_ckpt_state {
     char phase[RT_CKPT_PHASE_MAX];
+    int32_t phase_index;              /* into the job's [job] phases */
+    int64_t phase_step, phase_epoch0; /* steps done in the phase; its first global epoch */
     int64_t step, epoch, step_in_epoch, steps_per_epoch, total_steps;
     int32_t world_size;
     /* optimizer */
@@ -74,6 +81,9 @@ struct rt_ckpt_content {
     const struct rt_ckpt_state *state;
     const struct rt_ckpt_metric *metrics; /* (state->n_metrics) */
     const char *config_text;              /* may be NULL */
+    const uint8_t *mask;                  /* pruning mask, bit-packed (prune.h); NULL: none */
+    size_t mask_bytes;
+    double mask_sparsity; /* its pruned fraction, for readers */
 };
 
 /* Writes a checkpoint to path atomically (path.tmp, flush, fsync, rename, fsync of the
@@ -92,6 +102,10 @@ int rt_ckpt_read_header(const char *path, struct rt_model_spec *spec, struct rt_
  * verified: a corrupt file fails with RT_ERR_IO naming the dataset. */
 int rt_ckpt_read(const char *path, struct rt_model *m, struct rt_optim *o, struct rt_ckpt_state *st,
                  struct rt_ckpt_metric *metrics, int64_t metrics_cap);
+
+/* The pruning mask into buf (bytes, the exact packed size): 1 when read, 0 when the file
+ * has none; checksum verified. RT_ERR_SHAPE when the size differs. */
+int rt_ckpt_read_mask(const char *path, uint8_t *buf, size_t bytes, int *found);
 
 /* Up to cap rows of the metrics table into rows; *n rows read. Checksums verified. */
 int rt_ckpt_read_metrics(const char *path, struct rt_ckpt_metric *rows, int64_t cap, int64_t *n);

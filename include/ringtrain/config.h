@@ -17,10 +17,20 @@
 #include "ringtrain/dataset.h"
 #include "ringtrain/model.h"
 #include "ringtrain/optim.h"
+#include "ringtrain/prune.h"
 
-#define RT_PATH_MAX 1024
+#define RT_PATH_MAX   1024
+#define RT_MAX_PHASES 8
+
+/* The phases a job runs, in order ([job] phases). */
+enum rt_phase { RT_PHASE_TRAIN, RT_PHASE_PRUNE };
+int rt_phase_parse(const char *name, enum rt_phase *out); /* 0, or -1 if unknown */
+const char *rt_phase_name(enum rt_phase p);
 
 struct rt_config {
+    /* [job] */
+    int n_phases;
+    enum rt_phase phases[RT_MAX_PHASES];
     /* [model] */
     struct rt_model_spec model;
     /* [data] */
@@ -48,6 +58,11 @@ struct rt_config {
     int64_t ckpt_every_steps;   /* 0 = not by step count */
     double ckpt_every_minutes;  /* 0 = not by time */
     int64_t ckpt_keep;          /* newest checkpoints kept; 0 = checkpoints off */
+    /* [prune] */
+    enum rt_prune_scope prune_scope;
+    struct rt_prune_sched prune_sched; /* phase steps */
+    int64_t prune_finetune_epochs;     /* after the last mask update */
+    double prune_lr;                   /* 0 = optim.lr */
     /* provenance */
     char source[RT_PATH_MAX]; /* the job file, or "(built-in default)" */
 };

@@ -19,6 +19,7 @@ struct rt_train_result {
     double test_loss, test_acc; /* test_acc < 0 when the loss is not a classification */
     double samples_per_s;       /* training samples over training time (evaluation excluded) */
     double seconds;             /* wall time of this process's run */
+    double sparsity;            /* fraction of the weights (not biases) that are exactly 0 */
     int stop_signal;            /* with RT_STOPPED: the signal that stopped the run */
     char checkpoint[RT_PATH_MAX + 64]; /* the last checkpoint written or resumed from, or "" */
 };

@@ -80,12 +80,15 @@ static int put_root(hid_t f, const struct rt_ckpt_state *s, const char *config_t
     time_t now = time(NULL);
     struct tm tm;
     strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
-    int version = RT_CKPT_FORMAT_VERSION, world = s->world_size;
+    int version = RT_CKPT_FORMAT_VERSION, world = s->world_size, phase_index = s->phase_index;
     if (rt_h5_put_str(f, "format", RT_CKPT_FORMAT) < 0 ||
         rt_h5_put_i32s(f, "format_version", &version, 1) < 0 ||
         rt_h5_put_str(f, "created", created) < 0 ||
         rt_h5_put_str(f, "ringtrain_version", RT_VERSION) < 0 ||
         rt_h5_put_i32s(f, "world_size", &world, 1) < 0 || rt_h5_put_str(f, "phase", s->phase) < 0 ||
+        rt_h5_put_i32s(f, "phase_index", &phase_index, 1) < 0 ||
+        rt_h5_put_i64(f, "phase_step", s->phase_step) < 0 ||
+        rt_h5_put_i64(f, "phase_epoch0", s->phase_epoch0) < 0 ||
         rt_h5_put_i64(f, "step", s->step) < 0 || rt_h5_put_i64(f, "epoch", s->epoch) < 0 ||
         rt_h5_put_i64(f, "step_in_epoch", s->step_in_epoch) < 0 ||
         rt_h5_put_i64(f, "steps_per_epoch", s->steps_per_epoch) < 0 ||
@@ -142,6 +145,56 @@ static int put_sampler_rng_progress(hid_t f, const struct rt_ckpt_state *s)
     return rc;
 }
 
+/* The mask as uint8 bytes, chunked with Fletcher32 like every other dataset. */
+static int put_mask(hid_t f, const struct rt_ckpt_content *c)
+{
+    if (!c->mask) return 0;
+    hid_t g = rt_h5_group(f, "prune");
+    hsize_t n = (hsize_t)c->mask_bytes, chunk = n < (1u << 20) ? (n ? n : 1) : 1u << 20;
+    hid_t sp = H5Screate_simple(1, &n, NULL), dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    int rc = g < 0 || sp < 0 || dcpl < 0 || H5Pset_chunk(dcpl, 1, &chunk) < 0 ||
+                     H5Pset_fletcher32(dcpl) < 0 ||
+                     rt_h5_put_f64(g, "sparsity", c->mask_sparsity) < 0 ||
+                     rt_h5_put_i64(g, "weights", (int64_t)(c->mask_bytes * 8)) < 0
+                 ? -1
+                 : 0;
+    hid_t ds =
+        rc < 0 ? -1 : H5Dcreate2(g, "mask", H5T_STD_U8LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    if (ds < 0 ||
+        (n > 0 && H5Dwrite(ds, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, c->mask) < 0))
+        rc = -1;
+    rt_h5_close(ds);
+    rt_h5_close(dcpl);
+    rt_h5_close(sp);
+    rt_h5_close(g);
+    return rc;
+}
+
+int rt_ckpt_read_mask(const char *path, uint8_t *buf, size_t bytes, int *found)
+{
+    *found = 0;
+    hid_t f;
+    RT_TRY(rt_h5_open_read(path, &f));
+    int st = RT_OK;
+    if (H5Lexists(f, "prune", H5P_DEFAULT) > 0 && H5Lexists(f, "prune/mask", H5P_DEFAULT) > 0) {
+        hid_t ds = H5Dopen2(f, "prune/mask", H5P_DEFAULT);
+        hid_t sp = ds < 0 ? -1 : H5Dget_space(ds);
+        hssize_t n = sp < 0 ? -1 : H5Sget_simple_extent_npoints(sp);
+        if (n != (hssize_t)bytes)
+            st = rt_errorf(RT_ERR_SHAPE, "%s: prune/mask has %lld bytes, the model needs %zu", path,
+                           (long long)n, bytes);
+        else if (H5Dread(ds, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
+            st =
+                rt_errorf(RT_ERR_IO, "%s: prune/mask: checksum mismatch or unreadable chunk", path);
+        else
+            *found = 1;
+        rt_h5_close(sp);
+        rt_h5_close(ds);
+    }
+    H5Fclose(f);
+    return st;
+}
+
 int rt_ckpt_write(const char *path, const struct rt_ckpt_content *c)
 {
     hid_t f = -1;
@@ -152,7 +205,7 @@ int rt_ckpt_write(const char *path, const struct rt_ckpt_content *c)
                      rt_model_write_loc(g, c->model, NULL) < 0 ||
                      put_optim(f, c->optim, c->state) < 0 ||
                      put_sampler_rng_progress(f, c->state) < 0 ||
-                     put_metrics(f, c->metrics, c->state->n_metrics) < 0
+                     put_metrics(f, c->metrics, c->state->n_metrics) < 0 || put_mask(f, c) < 0
                  ? -1
                  : 0;
     rt_h5_close(g);
@@ -191,7 +244,7 @@ static int check_format(hid_t f, const char *path)
 static int get_state(hid_t f, const char *path, struct rt_ckpt_state *s)
 {
     char name[32];
-    int world = 0, n = 0;
+    int world = 0, n = 0, phase_index = 0;
     hid_t g = H5Gopen2(f, "sampler", H5P_DEFAULT), p = H5Gopen2(f, "progress", H5P_DEFAULT);
     hid_t o = H5Gopen2(f, "optim", H5P_DEFAULT);
     int st = g < 0 || p < 0 || o < 0
@@ -201,6 +254,9 @@ static int get_state(hid_t f, const char *path, struct rt_ckpt_state *s)
     if (st == RT_OK) st = (expr)
     GET(rt_h5_get_str(f, path, "", "phase", s->phase, sizeof s->phase));
     GET(rt_h5_get_i32s(f, path, "", "world_size", &world, 1, &n));
+    GET(rt_h5_get_i32s(f, path, "", "phase_index", &phase_index, 1, &n));
+    GET(rt_h5_get_i64(f, path, "", "phase_step", &s->phase_step));
+    GET(rt_h5_get_i64(f, path, "", "phase_epoch0", &s->phase_epoch0));
     GET(rt_h5_get_i64(f, path, "", "step", &s->step));
     GET(rt_h5_get_i64(f, path, "", "epoch", &s->epoch));
     GET(rt_h5_get_i64(f, path, "", "step_in_epoch", &s->step_in_epoch));
@@ -221,6 +277,7 @@ static int get_state(hid_t f, const char *path, struct rt_ckpt_state *s)
     GET(rt_h5_get_f64(p, path, "progress/", "last_lr", &s->last_lr));
 #undef GET
     s->world_size = world;
+    s->phase_index = phase_index;
     if (st == RT_OK && (s->step < 0 || s->epoch < 0 || s->step_in_epoch < 0 ||
                         s->steps_per_epoch < 1 || s->step_in_epoch > s->steps_per_epoch))
         st = rt_errorf(RT_ERR_FORMAT,

@@ -86,9 +86,12 @@ static void print_header(const char *path, const struct rt_model_spec *spec,
     fprintf(out, "checkpoint %s\n", path);
     fprintf(out, "format     %s v%d, written %s by ringtrain %s on %d rank%s\n", RT_CKPT_FORMAT,
             RT_CKPT_FORMAT_VERSION, created, version, s->world_size, s->world_size == 1 ? "" : "s");
-    fprintf(out, "phase      %s: step %lld of %lld, epoch %lld (%lld of %lld steps done)\n",
-            s->phase, (long long)s->step, (long long)s->total_steps, (long long)s->epoch + 1,
-            (long long)s->step_in_epoch, (long long)s->steps_per_epoch);
+    fprintf(out,
+            "phase      %s (phase %d of the job): step %lld of %lld in the phase, %lld in all; "
+            "epoch %lld (%lld of %lld steps done)\n",
+            s->phase, s->phase_index + 1, (long long)s->phase_step, (long long)s->total_steps,
+            (long long)s->step, (long long)s->epoch + 1, (long long)s->step_in_epoch,
+            (long long)s->steps_per_epoch);
     fprintf(out, "model      %s, %s hidden, %s loss: %zu parameters, %.2f MiB as float32\n", sizes,
             rt_act_name(spec->act), rt_loss_name(spec->loss), m->n_params,
             (double)m->n_params * 4 / (1 << 20));

@@ -57,7 +57,8 @@ static const char usage_train[] =
     "next step boundary; rank 0 writes a checkpoint and all ranks exit with code 75.\n"
     "\n"
     "Ends with one line on stdout:\n"
-    "  final: epochs=E steps=S loss=L test_loss=L2 test_acc=A samples_per_s=R seconds=T\n";
+    "  final: epochs=E steps=S loss=L test_loss=L2 test_acc=A sparsity=S samples_per_s=R "
+    "seconds=T\n";
 
 static const char usage_eval[] =
     "usage: mpirun -np N ringtrain eval MODEL.h5 DATA.h5 [--batch N] [--threads N]\n"
@@ -164,8 +165,9 @@ static void print_final(const struct rt_train_result *r)
         snprintf(test, sizeof test, " test_loss=%.6f test_acc=%.4f", r->test_loss, r->test_acc);
     else if (r->has_test)
         snprintf(test, sizeof test, " test_loss=%.6f", r->test_loss);
-    rt_log0("final: epochs=%s steps=%lld loss=%.6f%s samples_per_s=%.1f seconds=%.2f\n", epochs,
-            (long long)r->steps, r->loss, test, r->samples_per_s, r->seconds);
+    rt_log0("final: epochs=%s steps=%lld loss=%.6f%s sparsity=%.4f samples_per_s=%.1f "
+            "seconds=%.2f\n",
+            epochs, (long long)r->steps, r->loss, test, r->sparsity, r->samples_per_s, r->seconds);
 }
 
 static int cmd_train(rt_comm_t *comm, int argc, char **argv)

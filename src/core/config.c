@@ -16,7 +16,20 @@
 #include <string.h>
 #include <strings.h>
 
-enum key_type { K_INT, K_SEED, K_REAL, K_PATH, K_ENUM, K_SIZES, K_BETAS, K_BOOL };
+enum key_type { K_INT, K_SEED, K_REAL, K_PATH, K_ENUM, K_SIZES, K_BETAS, K_BOOL, K_PHASES };
+
+int rt_phase_parse(const char *name, enum rt_phase *out)
+{
+    if (strcmp(name, "train") == 0) *out = RT_PHASE_TRAIN;
+    else if (strcmp(name, "prune") == 0) *out = RT_PHASE_PRUNE;
+    else return -1;
+    return 0;
+}
+
+const char *rt_phase_name(enum rt_phase p)
+{
+    return p == RT_PHASE_PRUNE ? "prune" : "train";
+}
 
 /* Enum keys parse into an int through a per-enum adapter; `name` formats it back. */
 struct enum_io {
@@ -58,11 +71,16 @@ ENUM_IO(algo, enum rt_allreduce_algo, rt_allreduce_algo_parse, rt_allreduce_algo
         "auto, ring, rd, mpi")
 ENUM_IO(overlap, enum rt_overlap, rt_overlap_parse, rt_overlap_name, "thread, poll, off")
 ENUM_IO(sched, enum rt_sched_kind, rt_sched_parse, rt_sched_name, "constant, step, cosine")
+ENUM_IO(pscope, enum rt_prune_scope, rt_prune_scope_parse, rt_prune_scope_name, "global, layer")
+ENUM_IO(psched, enum rt_prune_schedule, rt_prune_schedule_parse, rt_prune_schedule_name,
+        "gradual, oneshot")
 
 #define OFF(field) offsetof(struct rt_config, field)
 #define BIG        9.0e18
 
 static const struct key keys[] = {
+    {"job", "phases", K_PHASES, OFF(phases), "train", 0, 0, NULL,
+     "the phases to run in order: train, then optionally prune [train, prune]"},
     {"model", "layers", K_SIZES, OFF(model), "784, 512, 256, 10", 1, 1 << 24, NULL,
      "layer widths, input first, output last"},
     {"model", "activation", K_ENUM, OFF(model.act), "relu", 0, 0, &io_act,
@@ -138,6 +156,24 @@ static const struct key keys[] = {
      "write a checkpoint when this many minutes passed since the last one; 0 = not by time"},
     {"checkpoint", "keep", K_INT, OFF(ckpt_keep), "3", 0, 1e6, NULL,
      "newest checkpoints kept (older ones are deleted after a new one is complete); 0 = off"},
+    {"prune", "scope", K_ENUM, OFF(prune_scope), "global", 0, 0, &io_pscope,
+     "magnitude ranking over all layers' weights together, or within each layer"},
+    {"prune", "schedule", K_ENUM, OFF(prune_sched.kind), "gradual", 0, 0, &io_psched,
+     "gradual: Zhu & Gupta cubic ramp; oneshot: everything at start_step"},
+    {"prune", "initial_sparsity", K_REAL, OFF(prune_sched.initial), "0", 0, 0.999999, NULL,
+     "gradual: sparsity of the first mask update (s_i)"},
+    {"prune", "target_sparsity", K_REAL, OFF(prune_sched.target), "0.9", 0, 0.999999, NULL,
+     "fraction of weights pruned at the end (s_f); biases are never pruned"},
+    {"prune", "start_step", K_INT, OFF(prune_sched.start), "0", 0, BIG, NULL,
+     "phase step of the first mask update (t0)"},
+    {"prune", "every_steps", K_INT, OFF(prune_sched.every), "100", 1, BIG, NULL,
+     "gradual: steps between mask updates (dt)"},
+    {"prune", "updates", K_INT, OFF(prune_sched.updates), "10", 1, 1e6, NULL,
+     "gradual: mask updates after the first (n): s_f is reached at t0 + n dt"},
+    {"prune", "finetune_epochs", K_INT, OFF(prune_finetune_epochs), "3", 0, 1e9, NULL,
+     "epochs of training with fixed masks after the last update"},
+    {"prune", "lr", K_REAL, OFF(prune_lr), "0", 0, 1e6, NULL,
+     "learning rate of the pruning phase (fresh optimizer, constant); 0 = optim.lr"},
 };
 #define N_KEYS (sizeof keys / sizeof keys[0])
 
@@ -233,6 +269,30 @@ static int set_sizes(struct rt_config *c, const struct key *k, const char *v, co
     return RT_OK;
 }
 
+/* "train, prune": known names, each once, train first (every later phase starts from a
+ * trained model). */
+static int set_phases(struct rt_config *c, const struct key *k, const char *v, const char *origin)
+{
+    char buf[RT_PATH_MAX];
+    snprintf(buf, sizeof buf, "%s", v);
+    int n = 0;
+    enum rt_phase p[RT_MAX_PHASES];
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        const char *name = trim(tok);
+        if (n == RT_MAX_PHASES || rt_phase_parse(name, &p[n]) != 0)
+            return bad_value(origin, k, v, "a list of phases from: train, prune");
+        for (int i = 0; i < n; i++)
+            if (p[i] == p[n]) return bad_value(origin, k, v, "each phase at most once");
+        n++;
+    }
+    if (n == 0 || p[0] != RT_PHASE_TRAIN)
+        return bad_value(origin, k, v, "a list starting with train, e.g. train, prune");
+    c->n_phases = n;
+    memcpy(c->phases, p, (size_t)n * sizeof p[0]);
+    return RT_OK;
+}
+
 static int set_range_error(const char *origin, const struct key *k, const char *v, int integer)
 {
     char what[160];
@@ -292,6 +352,8 @@ static int set_key(struct rt_config *c, const struct key *k, const char *v, cons
     }
     case K_SIZES:
         return set_sizes(c, k, v, origin);
+    case K_PHASES:
+        return set_phases(c, k, v, origin);
     }
     return rt_errorf(RT_ERR_INTERNAL, "config key type %d", (int)k->type);
 }
@@ -485,6 +547,10 @@ static void format_value(const struct rt_config *c, const struct key *k, struct 
     case K_SIZES:
         for (int i = 0; i < c->model.n_sizes; i++)
             put(o, "%s%d", i ? ", " : "", c->model.sizes[i]);
+        break;
+    case K_PHASES:
+        for (int i = 0; i < c->n_phases; i++)
+            put(o, "%s%s", i ? ", " : "", rt_phase_name(c->phases[i]));
         break;
     }
 }

@@ -43,7 +43,10 @@ int trainer_make_dirs(const char *dir, const char *what)
 static void fill_state(const struct trainer *t, struct rt_ckpt_state *s, const double *epoch_sums)
 {
     memset(s, 0, sizeof *s);
-    snprintf(s->phase, sizeof s->phase, "train");
+    snprintf(s->phase, sizeof s->phase, "%s", rt_phase_name(t->cfg->phases[t->phase_index]));
+    s->phase_index = t->phase_index;
+    s->phase_step = t->phase_step;
+    s->phase_epoch0 = t->phase_epoch0;
     s->step = t->step;
     s->epoch = t->epoch;
     s->step_in_epoch = t->step_in_epoch;
@@ -81,6 +84,11 @@ int trainer_checkpoint(struct trainer *t, const char *tag)
                                     .state = &s,
                                     .metrics = t->metrics,
                                     .config_text = t->config_text};
+        if (t->has_masks && t->cfg->phases[t->phase_index] == RT_PHASE_PRUNE) {
+            c.mask = t->masks.packed;
+            c.mask_bytes = t->masks.packed_bytes;
+            c.mask_sparsity = rt_masks_sparsity(&t->masks, -1);
+        }
         st = trainer_make_dirs(t->ckpt_dir, t->ckpt_dir);
         if (st == RT_OK) st = rt_ckpt_write(path, &c);
         if (st == RT_OK) st = rt_ckpt_prune(t->ckpt_dir, (int)t->cfg->ckpt_keep);
@@ -104,7 +112,12 @@ static int is_damage(int st)
 
 static int read_one(struct trainer *t, const char *path, struct rt_ckpt_state *s)
 {
-    return rt_ckpt_read(path, &t->model, &t->opt, s, t->metrics, t->metrics_cap);
+    RT_TRY(rt_ckpt_read(path, &t->model, &t->opt, s, t->metrics, t->metrics_cap));
+    if (!t->has_masks) return RT_OK;
+    int found = 0;
+    RT_TRY(rt_ckpt_read_mask(path, t->masks.packed, t->masks.packed_bytes, &found));
+    if (!found) rt_masks_keep_all(&t->masks);
+    return RT_OK;
 }
 
 /* Rank 0: the newest checkpoint of the directory that reads back clean. */
@@ -150,6 +163,13 @@ static int check_compatible(const struct trainer *t, const struct rt_ckpt_state 
     if (s->rows != rows)
         return rt_errorf(RT_ERR_INCOMPAT, "%s: made on a training set of %lld rows, %s has %lld",
                          path, (long long)s->rows, t->cfg->train, (long long)rows);
+    const struct rt_config *c = t->cfg;
+    if (s->phase_index < 0 || s->phase_index >= c->n_phases ||
+        strcmp(s->phase, rt_phase_name(c->phases[s->phase_index])) != 0)
+        return rt_errorf(RT_ERR_INCOMPAT,
+                         "%s: written in phase %d (%s), which [job] phases does not have at that "
+                         "place",
+                         path, s->phase_index + 1, s->phase);
     if (s->seed != t->cfg->seed || s->shuffle != t->cfg->shuffle)
         rt_log0("resume: note: the checkpoint used shuffle = %s, seed = %llu; the job has %s, "
                 "%llu: the data order changes from here on\n",
@@ -168,11 +188,18 @@ static void broadcast_state(struct trainer *t, struct rt_ckpt_state *s)
     rt_comm_bcast(t->comm, &t->opt.step, sizeof t->opt.step, 0);
     if (s->n_metrics > 0)
         rt_comm_bcast(t->comm, t->metrics, (size_t)s->n_metrics * sizeof *t->metrics, 0);
+    if (t->has_masks) {
+        rt_comm_bcast(t->comm, t->masks.packed, t->masks.packed_bytes, 0);
+        rt_masks_unpack(&t->masks);
+    }
 }
 
 static void apply_state(struct trainer *t, const struct rt_ckpt_state *s)
 {
     t->step = s->step;
+    t->phase_index = s->phase_index;
+    t->phase_step = s->phase_step;
+    t->phase_epoch0 = s->phase_epoch0;
     t->epoch = s->epoch;
     t->step_in_epoch = s->step_in_epoch;
     t->samples = s->samples;

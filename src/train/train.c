@@ -126,6 +126,23 @@ static int validate_data(struct trainer *t)
     return RT_OK;
 }
 
+/* Steps of phase i: training runs its epochs (cut at train.max_steps); pruning runs until
+ * its last mask update, then finetune_epochs more. */
+static int64_t phase_steps(const struct trainer *t, int i)
+{
+    const struct rt_config *c = t->cfg;
+    if (c->phases[i] == RT_PHASE_PRUNE)
+        return rt_prune_last_update(&c->prune_sched) +
+               c->prune_finetune_epochs * t->steps_per_epoch;
+    int64_t n = t->steps_per_epoch * c->epochs;
+    return c->max_steps > 0 && c->max_steps < n ? c->max_steps : n;
+}
+
+static enum rt_phase current_phase(const struct trainer *t)
+{
+    return t->cfg->phases[t->phase_index];
+}
+
 /* Every phase of set-up ends at an agreement point, so a bad file or value on any rank
  * stops every rank at the same place with the same message. */
 static int trainer_open(struct trainer *t)
@@ -146,9 +163,13 @@ static int trainer_open(struct trainer *t)
                                       : rt_errorf(RT_ERR_NOMEM, "cannot allocate the run record");
     RT_TRY(rt_comm_agree(t->comm, st));
     t->steps_per_epoch = rt_dataset_steps_per_epoch(t->train);
-    t->total_steps = t->steps_per_epoch * t->cfg->epochs;
-    if (t->cfg->max_steps > 0 && t->cfg->max_steps < t->total_steps)
-        t->total_steps = t->cfg->max_steps;
+    t->total_steps = phase_steps(t, 0);
+    for (int i = 0; i < t->cfg->n_phases; i++)
+        if (t->cfg->phases[i] == RT_PHASE_PRUNE && !t->has_masks) {
+            st = rt_masks_init(&t->masks, &t->model);
+            t->has_masks = st == RT_OK;
+            RT_TRY(rt_comm_agree(t->comm, st));
+        }
     t->lr = t->cfg->optim.lr;
     t->last_ckpt_step = -1;
     t->last_ckpt_time = rt_comm_wtime();
@@ -166,6 +187,7 @@ static void trainer_close(struct trainer *t)
     rt_model_free(&t->model);
     free(t->config_text);
     free(t->metrics);
+    if (t->has_masks) rt_masks_free(&t->masks);
 }
 
 /* Loss and accuracy over every row of d exactly once: the order is file order and the
@@ -204,11 +226,30 @@ static void format_eta(char *buf, size_t size, double seconds)
         snprintf(buf, size, "%ldm%02lds", s / 60, s % 60);
 }
 
+/* "epoch 3/15" in the training phase, "prune epoch 2/6" in others (epochs of the phase). */
+static void epoch_label(const struct trainer *t, char *buf, size_t cap)
+{
+    int64_t e = t->epoch - t->phase_epoch0 + 1;
+    if (current_phase(t) == RT_PHASE_TRAIN) {
+        snprintf(buf, cap, "epoch %lld/%lld", (long long)e, (long long)t->cfg->epochs);
+        return;
+    }
+    int64_t n = (t->total_steps + t->steps_per_epoch - 1) / t->steps_per_epoch;
+    snprintf(buf, cap, "%s epoch %lld/%lld", rt_phase_name(current_phase(t)), (long long)e,
+             (long long)n);
+}
+
+/* " | sparsity 0.900" while masks are in force. */
+static void sparsity_label(const struct trainer *t, char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    if (current_phase(t) == RT_PHASE_PRUNE)
+        snprintf(buf, cap, " | sparsity %.3f", rt_masks_sparsity(&t->masks, -1));
+}
+
 static int report_progress(struct trainer *t)
 {
     struct progress *p = &t->prog;
-    int64_t epoch = t->epoch;
-    double lr = t->lr;
     double sums[2] = {p->loss_sum, p->rows};
     rt_comm_sum_f64(t->comm, sums, 2);
     int K = t->model.spec.sizes[t->model.spec.n_sizes - 1];
@@ -216,15 +257,17 @@ static int report_progress(struct trainer *t)
     /* The reduced value is identical on every rank, so this branch needs no agreement. */
     if (!isfinite(loss))
         return rt_errorf(RT_ERR_NONFINITE, "step %lld (epoch %lld): training loss is %g",
-                         (long long)t->step, (long long)epoch + 1, loss);
+                         (long long)t->step, (long long)t->epoch + 1, loss);
     double now = rt_comm_wtime(), dt = now - p->t_last;
     double rate = dt > 0 ? (t->samples - p->samples_last) / dt : 0;
-    char eta[32];
+    char eta[32], label[64], sp[32];
     format_eta(eta, sizeof eta,
-               rate > 0 ? (double)(t->total_steps - t->step) * (double)t->cfg->batch / rate : 0);
-    rt_log0("epoch %lld/%lld | step %lld/%lld | loss %.4f | lr %.2e | %.0f samples/s | ETA %s\n",
-            (long long)epoch + 1, (long long)t->cfg->epochs, (long long)t->step,
-            (long long)t->total_steps, loss, lr, rate, eta);
+               rate > 0 ? (double)(t->total_steps - t->phase_step) * (double)t->cfg->batch / rate
+                        : 0);
+    epoch_label(t, label, sizeof label);
+    sparsity_label(t, sp, sizeof sp);
+    rt_log0("%s | step %lld/%lld | loss %.4f | lr %.2e%s | %.0f samples/s | ETA %s\n", label,
+            (long long)t->phase_step, (long long)t->total_steps, loss, t->lr, sp, rate, eta);
     p->loss_sum = p->rows = 0;
     p->t_last = now;
     p->samples_last = t->samples;
@@ -237,16 +280,24 @@ static int report_progress(struct trainer *t)
 static void reduce_and_update(struct trainer *t, double lr)
 {
     struct rt_model *m = &t->model;
+    const struct rt_masks *mk = current_phase(t) == RT_PHASE_PRUNE ? &t->masks : NULL;
     size_t lo, hi;
     if (t->cfg->clip_norm > 0) {
         while (rt_buckets_next(t->buckets, &lo, &hi))
-            ;
+            if (mk) rt_masks_apply(mk, m->grads, lo, hi);
         rt_clip_grad_norm(m->grads, m->n_params, t->cfg->clip_norm);
         rt_optim_step(&t->opt, m->params, m->grads, lr);
+        if (mk) rt_masks_apply(mk, m->params, 0, m->n_params);
         return;
     }
-    while (rt_buckets_next(t->buckets, &lo, &hi))
+    /* A pruned weight's gradient is masked before the update and the weight after it, so it
+     * stays exactly zero whatever the optimizer does (its moments were zeroed with the
+     * mask). */
+    while (rt_buckets_next(t->buckets, &lo, &hi)) {
+        if (mk) rt_masks_apply(mk, m->grads, lo, hi);
         rt_optim_update_range(&t->opt, m->params, m->grads, lo, hi, lr);
+        if (mk) rt_masks_apply(mk, m->params, lo, hi);
+    }
     rt_optim_end_step(&t->opt);
 }
 
@@ -269,8 +320,15 @@ static uint64_t params_checksum(const float *p, size_t n)
  * every rank, so every rank takes the same branch without a further agreement. */
 static int check_replicas(struct trainer *t)
 {
-    rt_comm_allgather_u64(t->comm, params_checksum(t->model.params, t->model.n_params),
-                          t->checksums);
+    uint64_t sum = params_checksum(t->model.params, t->model.n_params);
+    if (t->has_masks) { /* the masks are part of the replica */
+        const uint8_t *b = t->masks.packed;
+        uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+        for (size_t i = 0; i < t->masks.packed_bytes; i++)
+            h = (h ^ b[i]) * 1099511628211ULL;
+        sum ^= h << 1 | h >> 63;
+    }
+    rt_comm_allgather_u64(t->comm, sum, t->checksums);
     char ranks[256] = "";
     size_t len = 0;
     int differ = 0;
@@ -317,18 +375,53 @@ static int step_boundary(struct trainer *t, int fetch_status)
                      rt_signal_name(vals[0]), (long long)t->step);
 }
 
+/* Rank 0 decides the mask at this phase step and broadcasts it bit-packed; every rank
+ * applies it to the parameters and zeroes the optimizer moments of pruned weights (so no
+ * pruned weight comes back), then all confirm by checksum that their replicas, masks
+ * included, are identical. Recomputing at the same step gives the same mask, so a resume
+ * at this boundary repeats it harmlessly. */
+static int update_masks(struct trainer *t)
+{
+    const struct rt_config *c = t->cfg;
+    double target = rt_prune_sparsity_at(&c->prune_sched, t->phase_step);
+    struct rt_masks *mk = &t->masks;
+    struct rt_model *m = &t->model;
+    if (t->rank == 0) rt_masks_compute(mk, m->params, c->prune_scope, target);
+    rt_comm_bcast(t->comm, mk->packed, mk->packed_bytes, 0);
+    rt_masks_unpack(mk);
+    rt_masks_apply(mk, m->params, 0, m->n_params);
+    if (t->opt.m) rt_masks_apply(mk, t->opt.m, 0, t->opt.n);
+    if (t->opt.v) rt_masks_apply(mk, t->opt.v, 0, t->opt.n);
+    RT_TRY(check_replicas(t));
+    rt_log0("prune: phase step %lld: %s sparsity %.4f (schedule %.4f, target %.4f)\n",
+            (long long)t->phase_step, rt_prune_scope_name(c->prune_scope),
+            rt_masks_sparsity(mk, -1), target, c->prune_sched.target);
+    return RT_OK;
+}
+
+/* The learning rate of this step: the training schedule, or the pruning phase's constant. */
+static double step_lr(const struct trainer *t)
+{
+    const struct rt_config *c = t->cfg;
+    if (current_phase(t) == RT_PHASE_PRUNE) return c->prune_lr > 0 ? c->prune_lr : c->optim.lr;
+    return rt_sched_lr(&c->sched, c->optim.lr, t->phase_step, t->total_steps);
+}
+
 /* One synchronous data-parallel step on this rank's share of the global batch. */
 static int train_step(struct trainer *t)
 {
     struct rt_batch b;
     int st = step_boundary(t, rt_dataset_next(t->train, &b));
     if (st != RT_OK) return st;
+    if (current_phase(t) == RT_PHASE_PRUNE &&
+        rt_prune_is_update(&t->cfg->prune_sched, t->phase_step))
+        RT_TRY(update_masks(t));
     struct rt_model *m = &t->model;
     struct progress *p = &t->prog;
     rt_model_forward(m, b.x, b.local_rows);
     double norm = rt_loss_norm(m->spec.loss, b.global_rows, m->spec.sizes[m->spec.n_sizes - 1]);
     double loss = rt_model_loss(m, b.y, b.local_rows, norm);
-    t->lr = rt_sched_lr(&t->cfg->sched, t->cfg->optim.lr, t->step, t->total_steps);
+    t->lr = step_lr(t);
     rt_buckets_begin(t->buckets);
     rt_model_backward(m, b.x, b.local_rows, rt_buckets_layer_ready, t->buckets);
     reduce_and_update(t, t->lr);
@@ -338,6 +431,7 @@ static int train_step(struct trainer *t)
     p->epoch_rows += b.local_rows;
     t->samples += (double)b.global_rows;
     t->step++;
+    t->phase_step++;
     t->step_in_epoch++;
     if (t->rank == t->fault_rank && t->step == t->fault_step) m->params[0] += 1e-3f;
     if (t->cfg->check_every > 0 && t->step % t->cfg->check_every == 0) RT_TRY(check_replicas(t));
@@ -361,7 +455,7 @@ static int end_epoch(struct trainer *t, struct rt_train_result *res)
     int K = t->model.spec.sizes[t->model.spec.n_sizes - 1];
     struct rt_ckpt_metric row = {
         .epoch = t->epoch, .step = t->step, .test_loss = -1, .test_acc = -1, .lr = t->lr};
-    snprintf(row.phase, sizeof row.phase, "train");
+    snprintf(row.phase, sizeof row.phase, "%s", rt_phase_name(current_phase(t)));
     row.loss = sums[0] / rt_loss_norm(t->model.spec.loss, (int64_t)sums[1], K);
     p->epoch_loss = p->epoch_rows = 0;
     if (!isfinite(row.loss))
@@ -382,8 +476,10 @@ static int end_epoch(struct trainer *t, struct rt_train_result *res)
     row.seconds = t->wall_before + rt_comm_wtime() - t->wall_start;
     trainer_add_metric(t, &row);
     result_from_metric(&row, res);
-    rt_log0("epoch %lld/%lld done | loss %.4f%s\n", (long long)t->epoch + 1,
-            (long long)t->cfg->epochs, row.loss, test);
+    char label[64], sp[32];
+    epoch_label(t, label, sizeof label);
+    sparsity_label(t, sp, sizeof sp);
+    rt_log0("%s done | loss %.4f%s%s\n", label, row.loss, test, sp);
     return RT_OK;
 }
 
@@ -393,7 +489,7 @@ static int run_steps(struct trainer *t)
     int st = rt_dataset_begin_epoch(t->train, t->epoch, t->step_in_epoch);
     RT_TRY(rt_comm_agree(t->comm, st));
     double t0 = rt_comm_wtime();
-    while (st == RT_OK && t->step_in_epoch < t->steps_per_epoch && t->step < t->total_steps) {
+    while (st == RT_OK && t->step_in_epoch < t->steps_per_epoch && t->phase_step < t->total_steps) {
         st = train_step(t);
         if (st == RT_OK && t->cfg->log_every > 0 && t->step % t->cfg->log_every == 0)
             st = report_progress(t);
@@ -407,13 +503,13 @@ static int run_epochs(struct trainer *t, struct rt_train_result *res)
     t->prog.t_last = rt_comm_wtime();
     t->prog.samples_last = t->samples;
     if (t->n_metrics > 0) result_from_metric(&t->metrics[t->n_metrics - 1], res);
-    while (t->epoch < t->cfg->epochs && t->step < t->total_steps) {
+    while (t->phase_step < t->total_steps) {
         int st = run_steps(t);
         if (st != RT_OK) return st;
         RT_TRY(end_epoch(t, res));
         t->prog.t_last = rt_comm_wtime(); /* evaluation time is not training throughput */
         t->prog.samples_last = t->samples;
-        if (t->step_in_epoch < t->steps_per_epoch) break; /* cut by train.max_steps */
+        if (t->step_in_epoch < t->steps_per_epoch) break; /* the phase ended inside it */
         t->epoch++;
         t->step_in_epoch = 0;
     }
@@ -435,12 +531,43 @@ static int save_model(struct trainer *t)
     return rt_comm_agree(t->comm, st);
 }
 
-/* The run is over: its last checkpoint (named after the phase) and the model file. */
-static int finish(struct trainer *t)
+/* A phase starts on an epoch boundary with its own step count; pruning starts with every
+ * weight kept and a fresh optimizer (moments from dense training describe another
+ * problem). Resumed inside a phase, nothing is reset: the checkpoint restored it all. */
+static void begin_phase(struct trainer *t)
 {
-    if (t->cfg->ckpt_keep > 0 && t->step != t->last_ckpt_step)
-        RT_TRY(trainer_checkpoint(t, "train"));
-    return save_model(t);
+    t->total_steps = phase_steps(t, t->phase_index);
+    if (t->phase_step > 0) return;
+    if (t->step_in_epoch > 0) {
+        t->epoch++;
+        t->step_in_epoch = 0;
+    }
+    t->phase_epoch0 = t->epoch;
+    if (current_phase(t) != RT_PHASE_PRUNE) return;
+    rt_masks_keep_all(&t->masks);
+    if (t->opt.m) memset(t->opt.m, 0, t->opt.n * sizeof(float));
+    if (t->opt.v) memset(t->opt.v, 0, t->opt.n * sizeof(float));
+    t->opt.step = 0;
+    const struct rt_prune_sched *ps = &t->cfg->prune_sched;
+    rt_log0("prune: %s %s magnitude pruning to %.3f, mask updates at phase steps %lld..%lld, "
+            "then %lld epochs of fine-tuning: %lld steps\n",
+            rt_prune_schedule_name(ps->kind), rt_prune_scope_name(t->cfg->prune_scope), ps->target,
+            (long long)ps->start, (long long)rt_prune_last_update(ps),
+            (long long)t->cfg->prune_finetune_epochs, (long long)t->total_steps);
+}
+
+/* Every phase ends with a checkpoint named after it. */
+static int run_phases(struct trainer *t, struct rt_train_result *res)
+{
+    for (; t->phase_index < t->cfg->n_phases; t->phase_index++, t->phase_step = 0) {
+        begin_phase(t);
+        int st = run_epochs(t, res);
+        if (st != RT_OK) return st;
+        if (t->cfg->ckpt_keep > 0 && t->step != t->last_ckpt_step)
+            RT_TRY(trainer_checkpoint(t, rt_phase_name(current_phase(t))));
+        if (t->phase_index + 1 == t->cfg->n_phases) break; /* keep the last phase current */
+    }
+    return RT_OK;
 }
 
 static void fill_result(const struct trainer *t, struct rt_train_result *res)
@@ -449,6 +576,7 @@ static void fill_result(const struct trainer *t, struct rt_train_result *res)
     res->epochs = (double)t->step / (double)t->steps_per_epoch;
     res->samples_per_s = t->train_seconds > 0 ? t->samples / t->train_seconds : 0;
     res->stop_signal = t->stop_signal;
+    res->sparsity = rt_weights_sparsity(&t->model, t->model.params, -1);
     snprintf(res->checkpoint, sizeof res->checkpoint, "%s", t->last_ckpt);
 }
 
@@ -468,9 +596,9 @@ int rt_train_run(const struct rt_config *cfg, rt_comm_t *comm, const struct rt_t
                 "%lld samples\n",
                 cfg->source, t.world, t.world > 1 ? "s" : "", t.threads, t.threads > 1 ? "s" : "",
                 t.model.n_params, (long long)t.total_steps, (long long)cfg->batch);
-        st = run_epochs(&t, res);
+        st = run_phases(&t, res);
     }
-    if (st == RT_OK) st = finish(&t);
+    if (st == RT_OK) st = save_model(&t);
     fill_result(&t, res);
     res->seconds = rt_comm_wtime() - t.wall_start;
     trainer_close(&t);

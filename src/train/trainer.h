@@ -14,6 +14,7 @@
 #include "ringtrain/dataset.h"
 #include "ringtrain/model.h"
 #include "ringtrain/optim.h"
+#include "ringtrain/prune.h"
 #include "ringtrain/train.h"
 
 /* Running sums between progress lines and over the epoch in progress, this rank's share;
@@ -36,8 +37,14 @@ struct trainer {
     int fault_rank;             /* test hook: RINGTRAIN_FAULT_CORRUPT=RANK:STEP */
     int64_t fault_step;
     int threads;
-    int64_t steps_per_epoch, total_steps;
+    int64_t steps_per_epoch;
     int64_t step, epoch, step_in_epoch; /* position, see above */
+    /* The phase in progress: cfg->phases[phase_index], phase_step of its total_steps done,
+     * begun at global epoch phase_epoch0 (each phase starts on an epoch boundary). */
+    int phase_index;
+    int64_t phase_step, total_steps, phase_epoch0;
+    struct rt_masks masks; /* pruning masks; all kept outside a prune phase */
+    int has_masks;         /* masks allocated (the job has a prune phase) */
     double train_seconds, samples;      /* across resumes */
     double wall_start, wall_before;     /* this process's start; wall time of earlier runs */
     double lr;                          /* of the last step */

@@ -98,6 +98,9 @@ static struct rt_ckpt_state state_ok(void)
     s.last_lr = 3.0517578125e-4;
     s.wall_seconds = 19.625;
     s.n_metrics = N_METRICS;
+    s.phase_index = 0;
+    s.phase_step = 1234;
+    s.phase_epoch0 = 0;
     return s;
 }
 
@@ -190,6 +193,9 @@ static void assert_state_eq(const struct rt_ckpt_state *a, const struct rt_ckpt_
     ck_assert_double_eq(a->last_lr, b->last_lr);
     ck_assert_double_eq(a->wall_seconds, b->wall_seconds);
     ck_assert_int_eq(a->n_metrics, b->n_metrics);
+    ck_assert_int_eq(a->phase_index, b->phase_index);
+    ck_assert_int_eq(a->phase_step, b->phase_step);
+    ck_assert_int_eq(a->phase_epoch0, b->phase_epoch0);
     /* both sides are memset before being filled, so equal fields mean equal bytes: this
      * catches a field added to the struct but not to the file */
     ck_assert_msg(memcmp(a, b, sizeof *a) == 0, "rt_ckpt_state differs beyond the fields above");
@@ -905,7 +911,7 @@ START_TEST(inspect_summary)
     ck_assert_msg(rc == RT_OK, "rt_ckpt_inspect: %s", rt_error_message(rc));
     ck_assert_int_eq(fclose(out), 0);
     ck_assert_ptr_nonnull(text);
-    const char *needles[] = {RT_CKPT_FORMAT, "step 1234",    "5-7-3", "train",
+    const char *needles[] = {RT_CKPT_FORMAT, "1234 in all",  "5-7-3", "train",
                              "checksums",    "1201 updates", "m, v",  p};
     for (size_t i = 0; i < sizeof needles / sizeof needles[0]; i++)
         ck_assert_msg(strstr(text, needles[i]), "inspect output lacks \"%s\":\n%s", needles[i],

@@ -43,7 +43,7 @@ for opt in "optim.name=sgd comm.overlap=thread" "optim.name=adamw optim.lr=0.003
     # shellcheck disable=SC2086
     run "$np" "$RINGTRAIN" train "$tmp/job.ini" $opt train.out="$tmp/$tag-n.h5" >"$tmp/on" ||
         fail "$tag np=$np run failed"
-    final='^final: epochs=4.545 steps=50 loss=[0-9.]+ test_loss=[0-9.]+ test_acc=[0-9.]+ samples_per_s=[0-9.]+ seconds=[0-9.]+$'
+    final='^final: epochs=4.545 steps=50 loss=[0-9.]+ test_loss=[0-9.]+ test_acc=[0-9.]+ sparsity=0.0000 samples_per_s=[0-9.]+ seconds=[0-9.]+$'
     grep -qE "$final" "$tmp/on" || fail "$tag final line malformed: $(tail -1 "$tmp/on")"
     d=$("$MODELDIFF" "$tmp/$tag-1.h5" "$tmp/$tag-n.h5") || fail "modeldiff failed"
     echo "$tag np=1 vs np=$np: $d"

@@ -177,7 +177,7 @@ eval_batch = 50
 log_every = 10
 INI
 steps=50
-final='^final: epochs=4.545 steps=50 loss=[0-9.]+ test_loss=[0-9.]+ test_acc=[0-9.]+ samples_per_s=[0-9.]+ seconds=[0-9.]+$'
+final='^final: epochs=4.545 steps=50 loss=[0-9.]+ test_loss=[0-9.]+ test_acc=[0-9.]+ sparsity=0.0000 samples_per_s=[0-9.]+ seconds=[0-9.]+$'
 
 counters() {   # "ns_sent ns_received" per host, read on the root side of each veth
     local v

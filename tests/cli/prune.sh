@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Pruning at NP ranks (job phases train, prune):
+#  - the gradual schedule's mask updates reach exactly the target: `final: ... sparsity=0.8000`
+#    counts weights that are exactly zero after 2 epochs of Adam fine-tuning, so pruned
+#    weights stayed zero; every mask update is logged with the schedule's value;
+#  - resuming from a checkpoint inside the pruning phase (between mask updates), or from the
+#    end of training, gives bitwise the parameters of the uninterrupted run;
+#  - oneshot prunes at start_step; scope layer gives every layer the target;
+#  - a bad phase list is refused with one line.
+#   prune.sh NP   (RINGTRAIN, MKDATA, MODELDIFF, MPIRUN_SH come from meson)
+set -u
+np=$1
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "FAIL [np=$np]: $*"; exit 1; }
+"$MKDATA" "$tmp/train.h5" blobs 610 16 4 && "$MKDATA" "$tmp/test.h5" blobs 203 16 4 || exit 99
+cat >"$tmp/job.ini" <<INI
+[job]
+phases = train, prune
+[model]
+layers = 16, 64, 32, 4
+activation = tanh
+[data]
+train = $tmp/train.h5
+test = $tmp/test.h5
+[optim]
+name = adam
+lr = 0.003
+[comm]
+bucket_kb = 4
+check_every = 10
+[train]
+epochs = 5
+batch = 60
+log_every = 0
+[checkpoint]
+every_steps = 7
+keep = 100
+[prune]
+target_sparsity = 0.8
+start_step = 0
+every_steps = 5
+updates = 4
+finetune_epochs = 2
+INI
+run() { # OUT ARGS...
+    local out=$1
+    shift
+    timeout -k 5 60 "$MPIRUN_SH" "$np" "$RINGTRAIN" train "$tmp/job.ini" "$@" >"$out.log" 2>&1
+}
+same() {
+    local d
+    d=$("$MODELDIFF" "$1" "$2") || fail "modeldiff $1 $2"
+    [[ $d == max_abs=0\ * ]] || fail "$(basename "$(dirname "$2")") differs: $d"
+    echo "  $(basename "$(dirname "$2")") = $(basename "$(dirname "$1")"): $d"
+}
+run "$tmp/a" train.out="$tmp/a/model.h5" || fail "run: $(tail -3 "$tmp/a.log")"
+grep -qE '^final: epochs=[0-9.]+ steps=97 .* sparsity=0.8000 ' "$tmp/a.log" || fail "final: $(tail -1 "$tmp/a.log")"
+# Updates at phase steps 0, 5, 10, 15, 20, following s_f (1 - (1 - t/20)^3).
+for want in "phase step 0: global sparsity 0.0000" "phase step 5: global sparsity 0.4625 (schedule 0.4625" \
+    "phase step 10: global sparsity 0.7000" "phase step 15: global sparsity 0.7875" "phase step 20: global sparsity 0.8000"; do
+    grep -q "^prune: $want" "$tmp/a.log" || fail "no '$want': $(grep '^prune' "$tmp/a.log")"
+done
+ck=$tmp/a/checkpoints
+"$RINGTRAIN" inspect "$ck/ckpt-00000097-prune.h5" >"$tmp/i" || fail "inspect"
+grep -q "^           all weights: 80.00% zero" "$tmp/i" || fail "inspect sparsity: $(cat "$tmp/i")"
+grep -q "^phase      prune (phase 2 of the job): step 42 of 42 in the phase, 97 in all" "$tmp/i" ||
+    fail "inspect phase: $(grep phase "$tmp/i")"
+# Phase step 8 is between mask updates; step 55 is the end of training.
+for c in ckpt-00000063.h5 ckpt-00000055-train.h5; do
+    rm -rf "$tmp/b"
+    run "$tmp/b" train.out="$tmp/b/model.h5" checkpoint.dir="$tmp/b/ck" --resume "$ck/$c" ||
+        fail "resume $c: $(tail -3 "$tmp/b.log")"
+    same "$tmp/a/model.h5" "$tmp/b/model.h5"
+done
+grep -q "^prune: phase step 10: global sparsity 0.7000" "$tmp/b.log" || fail "resumed run did not update masks"
+# oneshot at phase step 3, scope layer: every layer at the target.
+run "$tmp/o" train.out="$tmp/o/model.h5" prune.schedule=oneshot prune.start_step=3 prune.scope=layer ||
+    fail "oneshot: $(tail -3 "$tmp/o.log")"
+[ "$(grep -c '^prune: phase step' "$tmp/o.log")" -eq 1 ] || fail "oneshot updated more than once"
+grep -q "^prune: phase step 3: layer sparsity 0.7997 (schedule 0.8000" "$tmp/o.log" || fail "oneshot: $(grep '^prune' "$tmp/o.log")"
+"$RINGTRAIN" inspect "$tmp/o/checkpoints/ckpt-00000080-prune.h5" >"$tmp/i" || fail "inspect o"
+# round(0.8 * 1024) = 819, round(0.8 * 2048) = 1638, round(0.8 * 128) = 102
+for l in "layer 0 weight 64x16: 79.98% zero" "layer 1 weight 32x64: 79.98% zero" "layer 2 weight 4x32: 79.69% zero"; do
+    grep -q "$l" "$tmp/i" || fail "oneshot per layer: $(grep layer "$tmp/i")"
+done
+# Refusals.
+for bad in "job.phases=prune" "job.phases=train,distil" "job.phases=train,prune,prune"; do
+    timeout -k 5 30 "$MPIRUN_SH" "$np" "$RINGTRAIN" train "$tmp/job.ini" "$bad" >"$tmp/r" 2>&1
+    code=$?
+    [ $code -eq 2 ] || fail "$bad: exit $code"
+    grep -q "^ringtrain: error: command line: \[job\] phases = " "$tmp/r" || fail "$bad: $(cat "$tmp/r")"
+done
+echo "ok [np=$np] gradual and oneshot pruning reach their targets, resume exactly inside the phase"
