@@ -20,6 +20,7 @@
 #define RT_BUCKETS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "ringtrain/comm.h"
 
@@ -42,6 +43,16 @@ void rt_buckets_free(struct rt_buckets *b); /* NULL is a no-op; joins the thread
 
 int rt_buckets_count(const struct rt_buckets *b);
 enum rt_overlap rt_buckets_overlap(const struct rt_buckets *b);
+
+/* Sparse gradients: with keep (n bytes, 1 = kept, borrowed and read only here) every bucket
+ * moves only its kept coordinates, gathered in index order (everyone holds the same mask,
+ * so no index travels), and rt_buckets_next hands back the bucket with those coordinates
+ * averaged and every other coordinate 0. NULL returns to dense. Call between steps, on
+ * every rank with the same mask. The first call allocates the index and packing buffers
+ * (n each); later calls do not allocate. RT_ERR_NOMEM, RT_ERR_INVAL (n >= 2^32). */
+int rt_buckets_set_mask(struct rt_buckets *b, const uint8_t *keep);
+/* Floats one step's allreduces carry in all (the dense count, or the kept count). */
+size_t rt_buckets_wire_floats(const struct rt_buckets *b);
 
 /* Starts a step: no bucket is ready. */
 void rt_buckets_begin(struct rt_buckets *b);

@@ -22,6 +22,11 @@
 #define RT_PATH_MAX   1024
 #define RT_MAX_PHASES 8
 
+/* comm.sparse: whether gradient allreduces carry only the coordinates pruning kept. */
+enum rt_sparse_comm { RT_SPARSE_AUTO, RT_SPARSE_ON, RT_SPARSE_OFF };
+int rt_sparse_comm_parse(const char *name, enum rt_sparse_comm *out);
+const char *rt_sparse_comm_name(enum rt_sparse_comm s);
+
 /* The phases a job runs, in order ([job] phases). */
 enum rt_phase { RT_PHASE_TRAIN, RT_PHASE_PRUNE };
 int rt_phase_parse(const char *name, enum rt_phase *out); /* 0, or -1 if unknown */
@@ -45,10 +50,11 @@ struct rt_config {
     double clip_norm; /* 0 = off */
     /* [comm] */
     enum rt_allreduce_algo algorithm;
-    int64_t segment_kb;      /* ring pipeline segment; 0 = measured default */
-    int64_t bucket_kb;       /* gradient bucket size */
-    enum rt_overlap overlap; /* how buckets make progress during backward */
-    int64_t check_every;     /* steps between replica checksums; 0 = never */
+    int64_t segment_kb;         /* ring pipeline segment; 0 = measured default */
+    int64_t bucket_kb;          /* gradient bucket size */
+    enum rt_overlap overlap;    /* how buckets make progress during backward */
+    int64_t check_every;        /* steps between replica checksums; 0 = never */
+    enum rt_sparse_comm sparse; /* under pruning masks */
     /* [train] */
     int64_t epochs, max_steps, batch, eval_batch, log_every, threads;
     uint64_t seed;

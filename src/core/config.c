@@ -20,10 +20,31 @@ enum key_type { K_INT, K_SEED, K_REAL, K_PATH, K_ENUM, K_SIZES, K_BETAS, K_BOOL,
 
 int rt_phase_parse(const char *name, enum rt_phase *out)
 {
-    if (strcmp(name, "train") == 0) *out = RT_PHASE_TRAIN;
-    else if (strcmp(name, "prune") == 0) *out = RT_PHASE_PRUNE;
-    else return -1;
+    if (strcmp(name, "train") == 0)
+        *out = RT_PHASE_TRAIN;
+    else if (strcmp(name, "prune") == 0)
+        *out = RT_PHASE_PRUNE;
+    else
+        return -1;
     return 0;
+}
+
+int rt_sparse_comm_parse(const char *name, enum rt_sparse_comm *out)
+{
+    if (strcmp(name, "auto") == 0)
+        *out = RT_SPARSE_AUTO;
+    else if (strcmp(name, "on") == 0)
+        *out = RT_SPARSE_ON;
+    else if (strcmp(name, "off") == 0)
+        *out = RT_SPARSE_OFF;
+    else
+        return -1;
+    return 0;
+}
+
+const char *rt_sparse_comm_name(enum rt_sparse_comm s)
+{
+    return s == RT_SPARSE_ON ? "on" : s == RT_SPARSE_OFF ? "off" : "auto";
 }
 
 const char *rt_phase_name(enum rt_phase p)
@@ -71,6 +92,7 @@ ENUM_IO(algo, enum rt_allreduce_algo, rt_allreduce_algo_parse, rt_allreduce_algo
         "auto, ring, rd, mpi")
 ENUM_IO(overlap, enum rt_overlap, rt_overlap_parse, rt_overlap_name, "thread, poll, off")
 ENUM_IO(sched, enum rt_sched_kind, rt_sched_parse, rt_sched_name, "constant, step, cosine")
+ENUM_IO(sparse, enum rt_sparse_comm, rt_sparse_comm_parse, rt_sparse_comm_name, "auto, on, off")
 ENUM_IO(pscope, enum rt_prune_scope, rt_prune_scope_parse, rt_prune_scope_name, "global, layer")
 ENUM_IO(psched, enum rt_prune_schedule, rt_prune_schedule_parse, rt_prune_schedule_name,
         "gradual, oneshot")
@@ -133,6 +155,9 @@ static const struct key keys[] = {
      "how buckets progress during backprop: a comm thread, polling between layers, or off"},
     {"comm", "check_every", K_INT, OFF(check_every), "100", 0, BIG, NULL,
      "steps between cross-rank parameter checksums; 0 = never"},
+    {"comm", "sparse", K_ENUM, OFF(sparse), "auto", 0, 0, &io_sparse,
+     "under pruning masks, allreduce only the kept gradient coordinates (auto: when at most "
+     "half are kept)"},
     {"train", "epochs", K_INT, OFF(epochs), "15", 1, 1e9, NULL, "passes over the training set"},
     {"train", "max_steps", K_INT, OFF(max_steps), "0", 0, BIG, NULL,
      "stop after this many steps; 0 = no limit"},

@@ -375,6 +375,17 @@ static int step_boundary(struct trainer *t, int fetch_status)
                      rt_signal_name(vals[0]), (long long)t->step);
 }
 
+/* Points the gradient buckets at the mask (sparse allreduce) or not, as comm.sparse says;
+ * every rank holds the same mask, so every rank decides the same. */
+static int sync_sparse(struct trainer *t)
+{
+    enum rt_sparse_comm mode = t->cfg->sparse;
+    int pruning = t->has_masks && current_phase(t) == RT_PHASE_PRUNE;
+    int on = pruning && (mode == RT_SPARSE_ON ||
+                         (mode == RT_SPARSE_AUTO && rt_masks_sparsity(&t->masks, -1) >= 0.5));
+    return rt_buckets_set_mask(t->buckets, on ? t->masks.keep : NULL);
+}
+
 /* Rank 0 decides the mask at this phase step and broadcasts it bit-packed; every rank
  * applies it to the parameters and zeroes the optimizer moments of pruned weights (so no
  * pruned weight comes back), then all confirm by checksum that their replicas, masks
@@ -393,6 +404,7 @@ static int update_masks(struct trainer *t)
     if (t->opt.m) rt_masks_apply(mk, t->opt.m, 0, t->opt.n);
     if (t->opt.v) rt_masks_apply(mk, t->opt.v, 0, t->opt.n);
     RT_TRY(check_replicas(t));
+    RT_TRY(rt_comm_agree(t->comm, sync_sparse(t)));
     rt_log0("prune: phase step %lld: %s sparsity %.4f (schedule %.4f, target %.4f)\n",
             (long long)t->phase_step, rt_prune_scope_name(c->prune_scope),
             rt_masks_sparsity(mk, -1), target, c->prune_sched.target);
@@ -534,16 +546,16 @@ static int save_model(struct trainer *t)
 /* A phase starts on an epoch boundary with its own step count; pruning starts with every
  * weight kept and a fresh optimizer (moments from dense training describe another
  * problem). Resumed inside a phase, nothing is reset: the checkpoint restored it all. */
-static void begin_phase(struct trainer *t)
+static int begin_phase(struct trainer *t)
 {
     t->total_steps = phase_steps(t, t->phase_index);
-    if (t->phase_step > 0) return;
+    if (t->phase_step > 0) return rt_comm_agree(t->comm, sync_sparse(t));
     if (t->step_in_epoch > 0) {
         t->epoch++;
         t->step_in_epoch = 0;
     }
     t->phase_epoch0 = t->epoch;
-    if (current_phase(t) != RT_PHASE_PRUNE) return;
+    if (current_phase(t) != RT_PHASE_PRUNE) return rt_comm_agree(t->comm, sync_sparse(t));
     rt_masks_keep_all(&t->masks);
     if (t->opt.m) memset(t->opt.m, 0, t->opt.n * sizeof(float));
     if (t->opt.v) memset(t->opt.v, 0, t->opt.n * sizeof(float));
@@ -554,13 +566,14 @@ static void begin_phase(struct trainer *t)
             rt_prune_schedule_name(ps->kind), rt_prune_scope_name(t->cfg->prune_scope), ps->target,
             (long long)ps->start, (long long)rt_prune_last_update(ps),
             (long long)t->cfg->prune_finetune_epochs, (long long)t->total_steps);
+    return rt_comm_agree(t->comm, sync_sparse(t));
 }
 
 /* Every phase ends with a checkpoint named after it. */
 static int run_phases(struct trainer *t, struct rt_train_result *res)
 {
     for (; t->phase_index < t->cfg->n_phases; t->phase_index++, t->phase_step = 0) {
-        begin_phase(t);
+        RT_TRY(begin_phase(t));
         int st = run_epochs(t, res);
         if (st != RT_OK) return st;
         if (t->cfg->ckpt_keep > 0 && t->step != t->last_ckpt_step)

@@ -74,6 +74,15 @@ for c in ckpt-00000063.h5 ckpt-00000055-train.h5; do
     same "$tmp/a/model.h5" "$tmp/b/model.h5"
 done
 grep -q "^prune: phase step 10: global sparsity 0.7000" "$tmp/b.log" || fail "resumed run did not update masks"
+# The packed allreduce (comm.sparse = auto turns it on from 70% here) against the dense one:
+# at 1-2 ranks each coordinate is the same single sum (bitwise); at 3 the ring adds in
+# another order once coordinates move between chunks (1e-5).
+run "$tmp/dense" train.out="$tmp/dense/model.h5" comm.sparse=off || fail "dense allreduce run"
+d=$("$MODELDIFF" "$tmp/a/model.h5" "$tmp/dense/model.h5") || fail "modeldiff dense"
+rel=$(echo "$d" | sed -n 's/.*max_rel=\([^ ]*\).*/\1/p')
+if [ "$np" -le 2 ]; then [[ $d == max_abs=0\ * ]] || fail "sparse vs dense allreduce: $d"; fi
+awk -v r="$rel" 'BEGIN { exit !(r <= 1e-5) }' || fail "sparse vs dense allreduce: $d"
+echo "  sparse allreduce vs dense: $d"
 # oneshot at phase step 3, scope layer: every layer at the target.
 run "$tmp/o" train.out="$tmp/o/model.h5" prune.schedule=oneshot prune.start_step=3 prune.scope=layer ||
     fail "oneshot: $(tail -3 "$tmp/o.log")"
