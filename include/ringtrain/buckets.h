@@ -47,9 +47,10 @@ enum rt_overlap rt_buckets_overlap(const struct rt_buckets *b);
 /* Sparse gradients: with keep (n bytes, 1 = kept, borrowed and read only here) every bucket
  * moves only its kept coordinates, gathered in index order (everyone holds the same mask,
  * so no index travels), and rt_buckets_next hands back the bucket with those coordinates
- * averaged and every other coordinate 0. NULL returns to dense. Call between steps, on
- * every rank with the same mask. The first call allocates the index and packing buffers
- * (n each); later calls do not allocate. RT_ERR_NOMEM, RT_ERR_INVAL (n >= 2^32). */
+ * averaged; every other coordinate keeps this rank's own value (the caller masks them). NULL
+ * returns to dense. Call between steps, on every rank with the same mask. The first call allocates
+ * the index and packing buffers (n each); later calls do not allocate. RT_ERR_NOMEM, RT_ERR_INVAL
+ * (n >= 2^32). */
 int rt_buckets_set_mask(struct rt_buckets *b, const uint8_t *keep);
 /* Floats one step's allreduces carry in all (the dense count, or the kept count). */
 size_t rt_buckets_wire_floats(const struct rt_buckets *b);

@@ -271,8 +271,8 @@ START_TEST(buckets_many_small)
 END_TEST
 
 /* Sparse buckets: only the kept coordinates travel; they come back summed exactly as the
- * dense allreduce sums them (exact integer data), every pruned one comes back 0, in every
- * overlap mode, and the wire carries exactly the kept count. */
+ * dense allreduce sums them (exact integer data), every pruned one keeps this rank's own
+ * value, in every overlap mode, and the wire carries exactly the kept count. */
 START_TEST(buckets_sparse_equals_dense)
 {
     const enum rt_overlap modes[] = {RT_OVERLAP_POLL, RT_OVERLAP_THREAD, RT_OVERLAP_OFF};
@@ -303,7 +303,8 @@ START_TEST(buckets_sparse_equals_dense)
         long bad = 0;
         for (size_t i = 0; i < n; i++) {
             float want = (float)(1000.0 * size * (size - 1) / 2 + (double)size * (double)(i % 997));
-            bad += keep[i] ? g[i] != want : g[i] != 0.0f;
+            float mine = (float)(1000 * rank + (int)(i % 997));
+            bad += keep[i] ? g[i] != want : g[i] != mine;
         }
         ck_assert_int_eq(rt_buckets_set_mask(b, NULL), RT_OK);
         ck_assert_uint_eq(rt_buckets_wire_floats(b), n);
