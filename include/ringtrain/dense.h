@@ -6,6 +6,8 @@
 #ifndef RT_DENSE_H
 #define RT_DENSE_H
 
+#include <stdint.h>
+
 #include "ringtrain/model.h"
 
 /* Y = X W^T + b (overwrites Y). B may be 0. */
@@ -17,6 +19,21 @@ void rt_dense_linear(float *y, const float *x, const float *w, const float *b, i
  * may be NULL. */
 void rt_dense_forward(float *y, float *z, const float *x, const float *w, const float *b,
                       enum rt_act act, int B, int IN, int OUT);
+
+/* A weight matrix (OUT, IN) in compressed sparse rows: row o's nonzeros are
+ * data[indptr[o] .. indptr[o+1]) at columns indices[...] (scipy.sparse.csr_matrix layout). */
+struct rt_csr {
+    int rows, cols;
+    int64_t nnz;
+    int64_t *indptr; /* (rows + 1) */
+    int32_t *indices;
+    float *data;
+};
+
+/* rt_dense_forward with W in CSR: B * nnz multiply-adds instead of B * IN * OUT. Each
+ * output is summed over its row's nonzeros in column order. */
+void rt_dense_forward_csr(float *y, float *z, const float *x, const struct rt_csr *w,
+                          const float *b, enum rt_act act, int B);
 
 /* Backward of rt_dense_forward. dy (B, OUT) holds dLoss/dY on entry and dLoss/dZ on return
  * (it is overwritten in place: scratch). OVERWRITES dw (OUT, IN) = dZ^T X, db (OUT) =

@@ -45,6 +45,7 @@ struct rt_model_spec {
 };
 
 struct rt_layer; /* src/nn/layer.h */
+struct rt_csr;   /* dense.h */
 
 struct rt_model {
     struct rt_model_spec spec;
@@ -56,6 +57,7 @@ struct rt_model {
     struct rt_layer *layers; /* (n_layers) owned */
     float *dlogits;          /* (max_batch, K) owned: dLoss/dlogits, written by the loss */
     struct rt_arena params_arena, grads_arena, act_arena;
+    struct rt_csr *csr; /* (n_layers) owned; non-NULL after rt_model_use_csr(m, 1) */
 };
 
 /* Validates spec (every width >= 1, 2 <= n_sizes <= RT_MAX_LAYERS + 1, max_batch >= 1) and
@@ -112,6 +114,15 @@ int64_t rt_model_count_correct(const struct rt_model *m, const int32_t *labels, 
  * and of one forward per sample. Used for model FLOP utilisation. */
 double rt_model_train_flops_per_sample(const struct rt_model *m);
 double rt_model_forward_flops_per_sample(const struct rt_model *m);
+
+/* Inference with sparse weights: on = 1 compresses every layer's current weights to CSR
+ * (exact zeros dropped) and forward then multiplies only the nonzeros; on = 0 returns to
+ * GEMM. Training must not run with CSR on (backward still uses the dense weights, which
+ * CSR does not follow). Allocates; RT_ERR_NOMEM. */
+int rt_model_use_csr(struct rt_model *m, int on);
+/* Nonzero weights (biases not counted), and all weights. */
+int64_t rt_model_weight_nonzeros(const struct rt_model *m);
+int64_t rt_model_weight_count(const struct rt_model *m);
 
 /* BLAS threads for this process (cblas lives in src/nn only). n <= 0 leaves the default. */
 void rt_nn_set_threads(int n);

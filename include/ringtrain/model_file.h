@@ -28,6 +28,16 @@
  * RT_ERR_IO (directory not writable, disk full, rename), RT_ERR_HDF5. */
 int rt_model_save(const char *path, const struct rt_model *m, const char *config_text);
 
+/* The same model with every layer's weights in compressed sparse rows (exact zeros dropped),
+ * attribute storage = "csr" and, per layer, layers/<i>/shape int32 (2) = (OUT, IN),
+ * indptr int64 (OUT+1), indices int32 (nnz), data float32 (nnz) (scipy's csr_matrix
+ * arrays), bias float32 (OUT). Reading it with rt_model_file_load gives the dense weights
+ * back exactly. m is used for its CSR form only during the call. */
+int rt_model_save_csr(const char *path, struct rt_model *m, const char *config_text);
+
+/* 1 when path holds a model stored as CSR (eval then multiplies with the sparse kernel). */
+int rt_model_file_is_csr(const char *path);
+
 /* Reads the architecture stored in path into *out. RT_ERR_IO (missing, unreadable),
  * RT_ERR_FORMAT (not HDF5, not a ringtrain model, a newer format_version, bad attributes). */
 int rt_model_file_spec(const char *path, struct rt_model_spec *out);

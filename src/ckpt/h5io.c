@@ -7,7 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#define CHUNK_FLOATS ((hsize_t)256 * 1024) /* 1 MiB: Fletcher32 per chunk, and bounded read-ahead */
+#define CHUNK_FLOATS ((hsize_t)256 * 1024) /* 1 MiB: Fletcher32 per chunk, and bounded read-ahead  \
+                                            */
 
 /* ---- writers ---------------------------------------------------------------------------- */
 
@@ -109,6 +110,59 @@ int rt_h5_put_f32(hid_t loc, const char *name, const float *v, int rank, const h
     rt_h5_close(dcpl);
     rt_h5_close(sp);
     return rc;
+}
+
+static int put_vector(hid_t loc, const char *name, hid_t ftype, hid_t mtype, const void *v,
+                      size_t n)
+{
+    hsize_t dim = (hsize_t)n;
+    hid_t sp = H5Screate_simple(1, &dim, NULL), dcpl = checksummed_layout(1, &dim);
+    hid_t ds =
+        sp < 0 || dcpl < 0 ? -1 : H5Dcreate2(loc, name, ftype, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    int rc =
+        ds < 0 || (n > 0 && H5Dwrite(ds, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0) ? -1 : 0;
+    rt_h5_close(ds);
+    rt_h5_close(dcpl);
+    rt_h5_close(sp);
+    return rc;
+}
+
+int rt_h5_put_i64v(hid_t loc, const char *name, const int64_t *v, size_t n)
+{
+    return put_vector(loc, name, H5T_STD_I64LE, H5T_NATIVE_INT64, v, n);
+}
+
+int rt_h5_put_i32v(hid_t loc, const char *name, const int32_t *v, size_t n)
+{
+    return put_vector(loc, name, H5T_STD_I32LE, H5T_NATIVE_INT32, v, n);
+}
+
+int64_t rt_h5_dataset_size(hid_t loc, const char *name)
+{
+    hid_t ds = H5Dopen2(loc, name, H5P_DEFAULT);
+    hid_t sp = ds < 0 ? -1 : H5Dget_space(ds);
+    hssize_t n = sp < 0 ? -1 : H5Sget_simple_extent_npoints(sp);
+    rt_h5_close(sp);
+    rt_h5_close(ds);
+    return n;
+}
+
+int rt_h5_get_intv(hid_t loc, const char *path, const char *name, hid_t mtype, void *v, size_t n)
+{
+    hid_t ds = H5Dopen2(loc, name, H5P_DEFAULT);
+    if (ds < 0) return rt_errorf(RT_ERR_FORMAT, "%s: no readable dataset %s", path, name);
+    hid_t t = H5Dget_type(ds), sp = H5Dget_space(ds);
+    int st = RT_OK;
+    if (t < 0 || H5Tget_class(t) != H5T_INTEGER || sp < 0 || H5Sget_simple_extent_ndims(sp) != 1 ||
+        H5Sget_simple_extent_npoints(sp) != (hssize_t)n)
+        st = rt_errorf(RT_ERR_FORMAT, "%s: %s is not %zu integers", path, name, n);
+    else if (n > 0 && H5Dread(ds, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0)
+        st = rt_errorf(RT_ERR_IO, "%s: %s: checksum mismatch or unreadable chunk (corrupt file)",
+                       path, name);
+    rt_h5_close(t);
+    rt_h5_close(sp);
+    rt_h5_close(ds);
+    return st;
 }
 
 /* ---- readers ---------------------------------------------------------------------------- */

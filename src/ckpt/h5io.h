@@ -24,6 +24,13 @@ int rt_h5_put_u64(hid_t obj, const char *name, uint64_t v);           /* scalar 
 int rt_h5_put_f64(hid_t obj, const char *name, double v);             /* scalar float64 */
 /* float32 dataset of rank 1 or 2 (dims), chunked with Fletcher32; n = 0 elements allowed. */
 int rt_h5_put_f32(hid_t loc, const char *name, const float *v, int rank, const hsize_t *dims);
+/* 1-D integer datasets (chunked with Fletcher32 like the floats), n >= 0. */
+int rt_h5_put_i64v(hid_t loc, const char *name, const int64_t *v, size_t n);
+int rt_h5_put_i32v(hid_t loc, const char *name, const int32_t *v, size_t n);
+/* Reads a 1-D integer dataset of exactly n values (converted). Errors as rt_h5_get_f32. */
+int rt_h5_get_intv(hid_t loc, const char *path, const char *name, hid_t mtype, void *v, size_t n);
+/* Number of elements of dataset `name`, or -1 when it is missing. */
+int64_t rt_h5_dataset_size(hid_t loc, const char *name);
 /* Creates group `name` under loc; returns its id or -1. */
 hid_t rt_h5_group(hid_t loc, const char *name);
 

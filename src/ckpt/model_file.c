@@ -9,9 +9,11 @@
 #include "ckpt/h5io.h"
 #include "ckpt/model_io.h"
 #include "data/h5util.h"
+#include "ringtrain/dense.h"
 #include "ringtrain/status.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define NAME_MAX_ 256 /* longest attribute string we read back (names, not the config) */
@@ -50,6 +52,60 @@ int rt_model_write_loc(hid_t loc, const struct rt_model *m, const char *config_t
         rc = put_layer(layers, m, i);
     rt_h5_close(layers);
     return rc;
+}
+
+/* Layer i in CSR under layers/<i>: indptr, indices, data, bias, and its shape. */
+static int put_layer_csr(hid_t layers, const struct rt_model *m, int i)
+{
+    char name[16];
+    snprintf(name, sizeof name, "%d", i);
+    hid_t g = rt_h5_group(layers, name);
+    if (g < 0) return -1;
+    const struct rt_csr *c = &m->csr[i];
+    float *w, *b;
+    rt_model_layer_view(m, i, &w, &b, NULL, NULL);
+    int shape[2] = {c->rows, c->cols};
+    hsize_t nb = (hsize_t)c->rows, nd = (hsize_t)c->nnz;
+    int rc = rt_h5_put_i32s(g, "shape", shape, 2) < 0 ||
+                     rt_h5_put_i64v(g, "indptr", c->indptr, (size_t)c->rows + 1) < 0 ||
+                     rt_h5_put_i32v(g, "indices", c->indices, (size_t)c->nnz) < 0 ||
+                     rt_h5_put_f32(g, "data", c->data, 1, &nd) < 0 ||
+                     rt_h5_put_f32(g, "bias", b, 1, &nb) < 0
+                 ? -1
+                 : 0;
+    rt_h5_close(g);
+    return rc;
+}
+
+int rt_model_save_csr(const char *path, struct rt_model *m, const char *config_text)
+{
+    RT_TRY(rt_model_use_csr(m, 1));
+    int64_t nnz = rt_model_weight_nonzeros(m);
+    hid_t f = -1;
+    RT_TRY(rt_h5_create_mem(path, (size_t)nnz * 8 + (1 << 20), &f));
+    const struct rt_model_spec *s = &m->spec;
+    int version = RT_MODEL_FORMAT_VERSION;
+    hid_t layers = -1;
+    int rc = rt_h5_put_str(f, "format", RT_MODEL_FORMAT) < 0 ||
+                     rt_h5_put_i32s(f, "format_version", &version, 1) < 0 ||
+                     rt_h5_put_str(f, "storage", "csr") < 0 ||
+                     rt_h5_put_i32s(f, "layers", s->sizes, s->n_sizes) < 0 ||
+                     rt_h5_put_str(f, "activation", rt_act_name(s->act)) < 0 ||
+                     rt_h5_put_str(f, "loss", rt_loss_name(s->loss)) < 0 ||
+                     rt_h5_put_str(f, "init", rt_init_name(s->init)) < 0 ||
+                     (config_text && rt_h5_put_str(f, "config", config_text) < 0) ||
+                     (layers = rt_h5_group(f, "layers")) < 0
+                 ? -1
+                 : 0;
+    for (int i = 0; rc == 0 && i < m->n_layers; i++)
+        rc = put_layer_csr(layers, m, i);
+    rt_h5_close(layers);
+    rt_model_use_csr(m, 0);
+    if (rc < 0) {
+        H5Fclose(f);
+        return rt_errorf(RT_ERR_HDF5, "%s: HDF5 refused to build the model file", path);
+    }
+    return rt_h5_commit_mem(f, path);
 }
 
 int rt_model_save(const char *path, const struct rt_model *m, const char *config_text)
@@ -114,6 +170,75 @@ void rt_model_sizes_text(char *buf, size_t cap, const struct rt_model_spec *s)
         used += (size_t)snprintf(buf + used, cap - used, "%s%d", i ? "-" : "", s->sizes[i]);
 }
 
+/* Checks CSR arrays (rows + 1 offsets from 0 to nnz, non-decreasing; columns in range and
+ * increasing within a row) and scatters them into the dense weight w (OUT, IN). */
+static int scatter_csr(const char *path, int layer, const int64_t *indptr, const int32_t *idx,
+                       const float *data, int64_t nnz, float *w, int OUT, int IN)
+{
+    if (indptr[0] != 0 || indptr[OUT] != nnz)
+        return rt_errorf(RT_ERR_FORMAT,
+                         "%s: layers/%d/indptr runs from %lld to %lld: expected 0 to %lld", path,
+                         layer, (long long)indptr[0], (long long)indptr[OUT], (long long)nnz);
+    memset(w, 0, (size_t)OUT * (size_t)IN * sizeof *w);
+    for (int o = 0; o < OUT; o++) {
+        if (indptr[o + 1] < indptr[o])
+            return rt_errorf(RT_ERR_FORMAT, "%s: layers/%d/indptr decreases at row %d", path, layer,
+                             o);
+        for (int64_t k = indptr[o]; k < indptr[o + 1]; k++) {
+            if (idx[k] < 0 || idx[k] >= IN || (k > indptr[o] && idx[k] <= idx[k - 1]))
+                return rt_errorf(RT_ERR_FORMAT,
+                                 "%s: layers/%d/indices[%lld] = %d: expected increasing columns in "
+                                 "[0, %d)",
+                                 path, layer, (long long)k, idx[k], IN);
+            w[(size_t)o * IN + (size_t)idx[k]] = data[k];
+        }
+    }
+    return RT_OK;
+}
+
+static int read_csr_layer(hid_t loc, const char *path, struct rt_model *m, int i)
+{
+    int OUT = m->spec.sizes[i + 1], IN = m->spec.sizes[i];
+    char name[64];
+    snprintf(name, sizeof name, "layers/%d/data", i);
+    int64_t nnz = rt_h5_dataset_size(loc, name);
+    if (nnz < 0 || nnz > (int64_t)OUT * IN)
+        return rt_errorf(RT_ERR_FORMAT, "%s: %s missing or larger than the %dx%d layer", path, name,
+                         OUT, IN);
+    int64_t *indptr = malloc((size_t)(OUT + 1) * sizeof *indptr);
+    int32_t *idx = malloc((size_t)(nnz ? nnz : 1) * sizeof *idx);
+    float *data = malloc((size_t)(nnz ? nnz : 1) * sizeof *data);
+    if (!indptr || !idx || !data) {
+        free(indptr);
+        free(idx);
+        free(data);
+        return rt_errorf(RT_ERR_NOMEM, "%s: CSR layer %d", path, i);
+    }
+    hsize_t n = (hsize_t)nnz, nb = (hsize_t)OUT;
+    float *w, *b;
+    rt_model_layer_view(m, i, &w, &b, NULL, NULL);
+    int st = rt_h5_get_f32(loc, path, name, data, 1, &n);
+    snprintf(name, sizeof name, "layers/%d/indptr", i);
+    if (st == RT_OK)
+        st = rt_h5_get_intv(loc, path, name, H5T_NATIVE_INT64, indptr, (size_t)OUT + 1);
+    snprintf(name, sizeof name, "layers/%d/indices", i);
+    if (st == RT_OK) st = rt_h5_get_intv(loc, path, name, H5T_NATIVE_INT32, idx, (size_t)nnz);
+    snprintf(name, sizeof name, "layers/%d/bias", i);
+    if (st == RT_OK) st = rt_h5_get_f32(loc, path, name, b, 1, &nb);
+    if (st == RT_OK) st = scatter_csr(path, i, indptr, idx, data, nnz, w, OUT, IN);
+    free(indptr);
+    free(idx);
+    free(data);
+    return st;
+}
+
+static int read_csr(hid_t loc, const char *path, struct rt_model *m)
+{
+    for (int i = 0; i < m->n_layers; i++)
+        RT_TRY(read_csr_layer(loc, path, m, i));
+    return RT_OK;
+}
+
 int rt_model_read_params_loc(hid_t loc, const char *path, struct rt_model *m)
 {
     struct rt_model_spec fs = {0};
@@ -132,6 +257,13 @@ int rt_model_read_params_loc(hid_t loc, const char *path, struct rt_model *m)
     if (fs.act != ms->act)
         return rt_errorf(RT_ERR_SHAPE, "%s: activation %s does not match the model's %s", path,
                          rt_act_name(fs.act), rt_act_name(ms->act));
+    char storage[16] = "dense";
+    if (rt_h5_has_attr(loc, "storage") == 1)
+        RT_TRY(rt_h5_get_str(loc, path, "", "storage", storage, sizeof storage));
+    if (strcmp(storage, "csr") == 0) return read_csr(loc, path, m);
+    if (strcmp(storage, "dense") != 0)
+        return rt_errorf(RT_ERR_FORMAT, "%s: storage = \"%s\": expected dense or csr", path,
+                         storage);
     for (int i = 0; i < m->n_layers; i++) {
         char name[64];
         float *w, *b;
@@ -183,4 +315,19 @@ int rt_model_file_load(const char *path, struct rt_model *m)
     int st = rt_model_read_params_loc(loc, path, m);
     close_model_loc(f, loc);
     return st;
+}
+
+int rt_model_file_is_csr(const char *path)
+{
+    hid_t f, loc;
+    if (open_model_loc(path, &f, &loc) != RT_OK) {
+        rt_error_clear();
+        return 0;
+    }
+    char storage[16] = "";
+    int csr = rt_h5_has_attr(loc, "storage") == 1 &&
+              rt_h5_get_str(loc, path, "", "storage", storage, sizeof storage) == RT_OK &&
+              strcmp(storage, "csr") == 0;
+    close_model_loc(f, loc);
+    return csr;
 }

@@ -10,6 +10,7 @@
 #include "ringtrain/config.h"
 #include "ringtrain/dataset.h"
 #include "ringtrain/log.h"
+#include "ringtrain/model_file.h"
 #include "ringtrain/signals.h"
 #include "ringtrain/status.h"
 #include "ringtrain/train.h"
@@ -32,6 +33,8 @@ static const char usage_main[] =
     "  train [JOB.ini] [section.key=value ...]   train a model (run under mpirun -np N)\n"
     "  eval MODEL.h5 DATA.h5 [--batch N]         loss and accuracy of a saved model\n"
     "  inspect CKPT.h5                           summary of a checkpoint, checksums verified\n"
+    "  export [--sparse] IN.h5 OUT.h5            a checkpoint's or model's model as a model\n"
+    "                                            file; --sparse stores weights as CSR\n"
     "  data import-idx IMAGES LABELS OUT.h5      convert MNIST/Fashion-MNIST IDX files\n"
     "  data synth OUT.h5 [--rows N] [--seed S] [--split train|test]\n"
     "                                            write the synthetic BigModel task\n"
@@ -72,6 +75,14 @@ static const char usage_inspect[] =
     "Prints format, phase, step, epoch, architecture, parameter count, sparsity per layer,\n"
     "optimizer state and the metrics at save time, after reading every dataset back (so\n"
     "every Fletcher32 checksum is verified). Exit code 1 when the file is damaged.\n";
+
+static const char usage_export[] =
+    "usage: ringtrain export [--sparse] IN.h5 OUT.h5\n"
+    "\n"
+    "Writes the model of a checkpoint or model file IN as a model file OUT (atomically).\n"
+    "--sparse stores each layer's weights in compressed sparse rows (indptr, indices, data:\n"
+    "scipy.sparse.csr_matrix arrays), exact zeros dropped; `eval` runs such a file with the\n"
+    "sparse kernel. Prints: wrote OUT: <storage>, N of M weights nonzero, B bytes\n";
 
 static const char usage_data[] =
     "usage: ringtrain data import-idx IMAGES LABELS OUT.h5\n"
@@ -217,10 +228,12 @@ static int cmd_eval(rt_comm_t *comm, int argc, char **argv)
     struct rt_eval_result r;
     int st = rt_eval_run(comm, argv[0], argv[1], batch, 2048, (int)threads, &r);
     if (st == RT_OK) {
-        if (r.acc >= 0)
-            rt_log0("eval: loss=%.6f acc=%.4f samples=%lld\n", r.loss, r.acc, (long long)r.samples);
-        else
-            rt_log0("eval: loss=%.6f samples=%lld\n", r.loss, (long long)r.samples);
+        char acc[32] = "", csr[64] = "";
+        if (r.acc >= 0) snprintf(acc, sizeof acc, " acc=%.4f", r.acc);
+        if (r.csr)
+            snprintf(csr, sizeof csr, " storage=csr nonzeros=%lld/%lld", (long long)r.nonzeros,
+                     (long long)r.weights);
+        rt_log0("eval: loss=%.6f%s samples=%lld%s\n", r.loss, acc, (long long)r.samples, csr);
     }
     return report(st);
 }
@@ -255,6 +268,41 @@ static int cmd_data(rt_comm_t *comm, int argc, char **argv)
     return report(st);
 }
 
+/* Rank 0 converts; everyone agrees on the outcome. */
+static int export_model(const char *in, const char *out, int sparse)
+{
+    struct rt_model_spec spec;
+    struct rt_model m;
+    memset(&m, 0, sizeof m);
+    int st = rt_model_file_spec(in, &spec);
+    if (st == RT_OK) st = rt_model_init(&m, &spec, 1);
+    if (st == RT_OK) st = rt_model_file_load(in, &m);
+    char *config = NULL;
+    if (st == RT_OK && rt_ckpt_read_config(in, &config) != RT_OK) rt_error_clear();
+    if (st == RT_OK)
+        st = sparse ? rt_model_save_csr(out, &m, config) : rt_model_save(out, &m, config);
+    if (st == RT_OK) {
+        FILE *f = fopen(out, "rb");
+        long bytes = f && fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+        if (f) fclose(f);
+        rt_log0("wrote %s: %s, %lld of %lld weights nonzero, %ld bytes\n", out,
+                sparse ? "csr" : "dense", (long long)rt_model_weight_nonzeros(&m),
+                (long long)rt_model_weight_count(&m), bytes);
+    }
+    free(config);
+    rt_model_free(&m);
+    return st;
+}
+
+static int cmd_export(rt_comm_t *comm, int argc, char **argv)
+{
+    int sparse = argc > 0 && strcmp(argv[0], "--sparse") == 0;
+    if (argc - sparse != 2 || argv[sparse][0] == '-' || argv[sparse + 1][0] == '-')
+        return usage_error("export: expected [--sparse] IN.h5 OUT.h5%s", "");
+    int st = rt_comm_rank(comm) == 0 ? export_model(argv[sparse], argv[sparse + 1], sparse) : RT_OK;
+    return report(rt_comm_agree(comm, st));
+}
+
 /* Reading is single-process work: rank 0 reads and prints, everyone agrees. */
 static int cmd_inspect(rt_comm_t *comm, int argc, char **argv)
 {
@@ -279,6 +327,7 @@ static const char *command_help(const char *cmd)
     if (strcmp(cmd, "eval") == 0) return usage_eval;
     if (strcmp(cmd, "data") == 0) return usage_data;
     if (strcmp(cmd, "inspect") == 0) return usage_inspect;
+    if (strcmp(cmd, "export") == 0) return usage_export;
     if (strcmp(cmd, "bench") == 0) return usage_bench;
     return NULL;
 }
@@ -322,6 +371,8 @@ int main(int argc, char **argv)
         code = cmd_bench(comm, argc - 2, argv + 2);
     else if (strcmp(argv[1], "inspect") == 0)
         code = cmd_inspect(comm, argc - 2, argv + 2);
+    else if (strcmp(argv[1], "export") == 0)
+        code = cmd_export(comm, argc - 2, argv + 2);
     else
         code = cmd_data(comm, argc - 2, argv + 2);
     rt_comm_finalize(comm);

@@ -18,6 +18,7 @@
 #include "ringtrain/status.h"
 #include "nn/layer.h"
 
+#include <assert.h>
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
@@ -102,6 +103,24 @@ void rt_dense_forward(float *y, float *z, const float *x, const float *w, const 
     }
 }
 
+void rt_dense_forward_csr(float *y, float *z, const float *x, const struct rt_csr *w,
+                          const float *b, enum rt_act act, int B)
+{
+    int IN = w->cols, OUT = w->rows;
+    float *out = rt_act_needs_preact(act) ? z : y;
+    for (int r = 0; r < B; r++) {
+        const float *xr = x + (size_t)r * IN;
+        float *yr = out + (size_t)r * OUT;
+        for (int o = 0; o < OUT; o++) {
+            float acc = 0.0f;
+            for (int64_t k = w->indptr[o]; k < w->indptr[o + 1]; k++)
+                acc += w->data[k] * xr[w->indices[k]];
+            yr[o] = acc;
+        }
+        bias_act_row(y + (size_t)r * OUT, z ? z + (size_t)r * OUT : NULL, b, act, OUT);
+    }
+}
+
 /* One row of the fused backward pass: dr = dr * act'(.) and db += dr. */
 static void act_grad_row(float *db, float *dr, const float *yr, const float *zr, enum rt_act act,
                          int OUT)
@@ -122,6 +141,7 @@ static void act_grad_row(float *db, float *dr, const float *yr, const float *zr,
             dr[o] *= yr[o] * (1.0f - yr[o]);
         break;
     case RT_ACT_GELU:
+        if (!zr) break; /* cannot happen: gelu keeps its pre-activation (rt_act_needs_preact) */
         for (int o = 0; o < OUT; o++)
             dr[o] *= gelu_grad(zr[o]);
         break;
@@ -226,7 +246,10 @@ static void dense_init(struct rt_layer *l, enum rt_init init, struct rt_rng *rng
 
 static void dense_forward(struct rt_layer *l, const float *x, int B)
 {
-    rt_dense_forward(l->y, l->z, x, l->w, l->b, l->act, B, l->in, l->out);
+    if (l->csr)
+        rt_dense_forward_csr(l->y, l->z, x, l->csr, l->b, l->act, B);
+    else
+        rt_dense_forward(l->y, l->z, x, l->w, l->b, l->act, B, l->in, l->out);
 }
 
 static void dense_backward(struct rt_layer *l, const float *x, int B)

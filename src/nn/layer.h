@@ -15,6 +15,7 @@
 #include <stddef.h>
 
 #include "ringtrain/arena.h"
+#include "ringtrain/dense.h"
 #include "ringtrain/model.h"
 #include "ringtrain/rng.h"
 
@@ -46,17 +47,18 @@ struct rt_layer_ops {
 
 struct rt_layer {
     enum rt_layer_kind kind;
-    const struct rt_layer_ops *ops;
-    int in, out;     /* IN, OUT */
     enum rt_act act; /* applied to the output; RT_ACT_IDENTITY for the logits layer */
-    size_t offset;   /* floats from params (and grads) to this layer's block */
-    size_t count;    /* floats in the block, ops->param_count */
-    float *w, *b;    /* (OUT, IN), (OUT): views into params */
-    float *dw, *db;  /* (OUT, IN), (OUT): views into grads */
-    float *y;        /* (max_batch, OUT) output of the last forward */
-    float *z;        /* (max_batch, OUT) pre-activation; only when act needs it, else NULL */
-    float *dy;       /* (max_batch, OUT) dLoss/dy, set by the driver: the next layer's dx,
-                        or the model's dlogits for the last layer */
+    const struct rt_layer_ops *ops;
+    int in, out;    /* IN, OUT */
+    size_t offset;  /* floats from params (and grads) to this layer's block */
+    size_t count;   /* floats in the block, ops->param_count */
+    float *w, *b;   /* (OUT, IN), (OUT): views into params */
+    float *dw, *db; /* (OUT, IN), (OUT): views into grads */
+    float *y;       /* (max_batch, OUT) output of the last forward */
+    float *z;       /* (max_batch, OUT) pre-activation; only when act needs it, else NULL */
+    float *dy;      /* (max_batch, OUT) dLoss/dy, set by the driver: the next layer's dx,
+                       or the model's dlogits for the last layer */
+    const struct rt_csr *csr; /* non-NULL: forward with these weights in CSR (inference) */
 };
 
 /* Fills the kind-independent fields and ops of a layer of kind `kind`. Returns RT_OK or

@@ -21,6 +21,7 @@
 #include "nn/loss.h"
 
 #include <assert.h>
+#include <stdlib.h>
 #include <cblas.h>
 #include <stdint.h>
 #include <string.h>
@@ -148,8 +149,87 @@ int rt_model_init(struct rt_model *m, const struct rt_model_spec *spec, int max_
     return st;
 }
 
+static void free_csr(struct rt_model *m)
+{
+    for (int i = 0; m->csr && i < m->n_layers; i++) {
+        free(m->csr[i].indptr);
+        free(m->csr[i].indices);
+        free(m->csr[i].data);
+        m->layers[i].csr = NULL;
+    }
+    free(m->csr);
+    m->csr = NULL;
+}
+
+/* Layer i's weights into c, exact zeros dropped. */
+static int compress(const struct rt_layer *l, struct rt_csr *c)
+{
+    int64_t nnz = 0;
+    size_t n = (size_t)l->in * (size_t)l->out;
+    for (size_t j = 0; j < n; j++)
+        nnz += l->w[j] != 0.0f;
+    c->rows = l->out;
+    c->cols = l->in;
+    c->nnz = nnz;
+    c->indptr = malloc((size_t)(l->out + 1) * sizeof *c->indptr);
+    c->indices = malloc((size_t)(nnz ? nnz : 1) * sizeof *c->indices);
+    c->data = malloc((size_t)(nnz ? nnz : 1) * sizeof *c->data);
+    if (!c->indptr || !c->indices || !c->data)
+        return rt_errorf(RT_ERR_NOMEM, "CSR weights: %lld nonzeros", (long long)nnz);
+    int64_t k = 0;
+    for (int o = 0; o < l->out; o++) {
+        c->indptr[o] = k;
+        const float *row = l->w + (size_t)o * l->in;
+        for (int i = 0; i < l->in; i++)
+            if (row[i] != 0.0f) {
+                c->indices[k] = i;
+                c->data[k++] = row[i];
+            }
+    }
+    c->indptr[l->out] = k;
+    return RT_OK;
+}
+
+int rt_model_use_csr(struct rt_model *m, int on)
+{
+    free_csr(m);
+    if (!on) return RT_OK;
+    m->csr = calloc((size_t)m->n_layers, sizeof *m->csr);
+    if (!m->csr) return rt_errorf(RT_ERR_NOMEM, "CSR weights");
+    for (int i = 0; i < m->n_layers; i++) {
+        int st = compress(&m->layers[i], &m->csr[i]);
+        if (st != RT_OK) {
+            free_csr(m);
+            return st;
+        }
+        m->layers[i].csr = &m->csr[i];
+    }
+    return RT_OK;
+}
+
+int64_t rt_model_weight_nonzeros(const struct rt_model *m)
+{
+    int64_t nz = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        const struct rt_layer *l = &m->layers[i];
+        size_t n = (size_t)l->in * (size_t)l->out;
+        for (size_t j = 0; j < n; j++)
+            nz += l->w[j] != 0.0f;
+    }
+    return nz;
+}
+
+int64_t rt_model_weight_count(const struct rt_model *m)
+{
+    int64_t n = 0;
+    for (int i = 0; i < m->n_layers; i++)
+        n += (int64_t)m->layers[i].in * m->layers[i].out;
+    return n;
+}
+
 void rt_model_free(struct rt_model *m)
 {
+    free_csr(m);
     rt_arena_free(&m->params_arena);
     rt_arena_free(&m->grads_arena);
     rt_arena_free(&m->act_arena);

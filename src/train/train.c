@@ -633,6 +633,10 @@ static int eval_open(rt_comm_t *comm, const char *model_path, const char *data_p
     if (st == RT_OK && rank == 0) st = rt_model_file_load(model_path, m);
     RT_TRY(rt_comm_agree(comm, st));
     rt_comm_bcast(comm, m->params, m->n_params * sizeof(float), 0);
+    /* A model stored sparse is evaluated sparse: the kernel the file was made for. */
+    int csr = rank == 0 ? rt_model_file_is_csr(model_path) : 0;
+    rt_comm_bcast(comm, &csr, sizeof csr, 0);
+    RT_TRY(rt_comm_agree(comm, csr ? rt_model_use_csr(m, 1) : RT_OK));
     struct rt_data_opts o = {.rank = rank,
                              .world = world,
                              .shuffle = RT_SHUFFLE_OFF,
@@ -655,6 +659,9 @@ int rt_eval_run(rt_comm_t *comm, const char *model_path, const char *data_path, 
     choose_threads(threads, rt_comm_local_size(comm));
     int st = eval_open(comm, model_path, data_path, batch, memory_mb, &m, &d);
     if (st == RT_OK) st = evaluate(&m, d, comm, res);
+    res->csr = m.csr != NULL;
+    res->nonzeros = m.n_params ? rt_model_weight_nonzeros(&m) : 0;
+    res->weights = m.n_params ? rt_model_weight_count(&m) : 0;
     rt_dataset_close(d);
     rt_model_free(&m);
     return st;

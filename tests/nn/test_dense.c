@@ -213,6 +213,36 @@ START_TEST(dense_forward_reference)
 }
 END_TEST
 
+/* The CSR kernel against the double reference on weights with every third one zero (and a
+ * whole row of zeros): same outputs as the dense kernel, for every activation. */
+START_TEST(dense_forward_csr_reference)
+{
+    enum rt_act a = all_acts[_i];
+    float x[FB * FIN], w[FOUT * FIN], b[FOUT], y[FB * FOUT], z[FB * FOUT], yr[FB * FOUT];
+    double xd[FB * FIN], wd[FOUT * FIN], bd[FOUT], yd[FB * FOUT];
+    draw_forward(x, w, b, xd, wd, bd);
+    int64_t indptr[FOUT + 1], nnz = 0;
+    int32_t idx[FOUT * FIN];
+    float data[FOUT * FIN];
+    for (int o = 0; o < FOUT; o++) {
+        indptr[o] = nnz;
+        for (int i = 0; i < FIN; i++) {
+            if ((o * FIN + i) % 3 == 0 || o == 5) w[o * FIN + i] = 0.0f, wd[o * FIN + i] = 0.0;
+            if (w[o * FIN + i] == 0.0f) continue;
+            idx[nnz] = i;
+            data[nnz++] = w[o * FIN + i];
+        }
+    }
+    indptr[FOUT] = nnz;
+    struct rt_csr c = {FOUT, FIN, nnz, indptr, idx, data};
+    ref_dense(yd, xd, wd, bd, a, FB, FIN, FOUT, NULL);
+    for (int i = 0; i < FB * FOUT; i++)
+        yr[i] = (float)yd[i];
+    rt_dense_forward_csr(y, z, x, &c, b, a, FB);
+    check_close(y, yr, FB * FOUT, 1e-5, 1e-5, act_label[_i]);
+}
+END_TEST
+
 START_TEST(dense_forward_b0)
 {
     float y[1] = {5.0f}, x[1] = {1.0f}, w[1] = {1.0f}, b[1] = {1.0f};
@@ -255,6 +285,7 @@ static Suite *dense_suite(void)
     TCase *tc = tcase_create("rt_dense_forward");
     tcase_add_loop_test(tc, dense_forward_reference, 0, N_ACTS);
     tcase_add_test(tc, dense_forward_b0);
+    tcase_add_loop_test(tc, dense_forward_csr_reference, 0, N_ACTS);
     suite_add_tcase(s, tc);
     tc = tcase_create("rt_dense_backward");
     tcase_add_loop_test(tc, dense_backward_gradcheck, 0, N_ACTS);
