@@ -69,6 +69,7 @@ struct rt_config {
     struct rt_prune_sched prune_sched; /* phase steps */
     int64_t prune_finetune_epochs;     /* after the last mask update */
     double prune_lr;                   /* 0 = optim.lr */
+    double prune_keep_neurons;         /* structured: fraction of hidden neurons kept; 1 = off */
     /* provenance */
     char source[RT_PATH_MAX]; /* the job file, or "(built-in default)" */
 };

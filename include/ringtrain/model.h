@@ -36,6 +36,10 @@ const char *rt_act_name(enum rt_act a);
 const char *rt_loss_name(enum rt_loss l);
 const char *rt_init_name(enum rt_init i);
 
+struct rt_model_spec;
+/* The widths as "784-512-256-10" into buf. */
+void rt_model_sizes_text(char *buf, size_t cap, const struct rt_model_spec *s);
+
 struct rt_model_spec {
     int n_sizes;                  /* layer widths given: n_layers + 1, >= 2 */
     int sizes[RT_MAX_LAYERS + 1]; /* sizes[0] = input width, sizes[n_sizes-1] = K */

@@ -7,8 +7,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#define CHUNK_FLOATS ((hsize_t)256 * 1024) /* 1 MiB: Fletcher32 per chunk, and bounded read-ahead  \
-                                            */
+#define CHUNK_FLOATS                                                                               \
+    ((hsize_t)256 * 1024) /* 1 MiB: Fletcher32 per chunk, and bounded read-ahead                   \
+                           */
 
 /* ---- writers ---------------------------------------------------------------------------- */
 

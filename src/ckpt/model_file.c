@@ -162,14 +162,6 @@ int rt_model_read_spec_loc(hid_t loc, const char *path, struct rt_model_spec *ou
     return RT_OK;
 }
 
-void rt_model_sizes_text(char *buf, size_t cap, const struct rt_model_spec *s)
-{
-    size_t used = 0;
-    buf[0] = '\0';
-    for (int i = 0; i < s->n_sizes && used < cap; i++)
-        used += (size_t)snprintf(buf + used, cap - used, "%s%d", i ? "-" : "", s->sizes[i]);
-}
-
 /* Checks CSR arrays (rows + 1 offsets from 0 to nnz, non-decreasing; columns in range and
  * increasing within a row) and scatters them into the dense weight w (OUT, IN). */
 static int scatter_csr(const char *path, int layer, const int64_t *indptr, const int32_t *idx,

@@ -20,7 +20,4 @@ int rt_model_read_spec_loc(hid_t loc, const char *path, struct rt_model_spec *ou
  * names what differs). Fletcher32 failures are RT_ERR_IO. */
 int rt_model_read_params_loc(hid_t loc, const char *path, struct rt_model *m);
 
-/* "784-512-256-10" */
-void rt_model_sizes_text(char *buf, size_t cap, const struct rt_model_spec *s);
-
 #endif

@@ -197,6 +197,9 @@ static const struct key keys[] = {
      "gradual: mask updates after the first (n): s_f is reached at t0 + n dt"},
     {"prune", "finetune_epochs", K_INT, OFF(prune_finetune_epochs), "3", 0, 1e9, NULL,
      "epochs of training with fixed masks after the last update"},
+    {"prune", "keep_neurons", K_REAL, OFF(prune_keep_neurons), "1", 1e-6, 1, NULL,
+     "structured: fraction of each hidden layer's neurons kept (by the L2 norm of their "
+     "weights) at the start of the phase, layers physically shrunk; 1 = off"},
     {"prune", "lr", K_REAL, OFF(prune_lr), "0", 0, 1e6, NULL,
      "learning rate of the pruning phase (fresh optimizer, constant); 0 = optim.lr"},
 };

@@ -18,7 +18,6 @@
 #include "ringtrain/status.h"
 #include "nn/layer.h"
 
-#include <assert.h>
 #include <cblas.h>
 #include <math.h>
 #include <string.h>

@@ -110,8 +110,37 @@ static int is_damage(int st)
     return st == RT_ERR_IO || st == RT_ERR_FORMAT || st == RT_ERR_HDF5;
 }
 
+/* A checkpoint written after structured pruning has narrower hidden layers than the job's
+ * [model] layers. The model is rebuilt to the checkpoint's widths when the job prunes
+ * neurons and they fit inside the job's (or back to the job's own widths); any other
+ * difference is refused with both architectures named. */
+static int fit_arch(struct trainer *t, const struct rt_model_spec *spec, const char *path)
+{
+    if (trainer_same_arch(spec, &t->model.spec)) return RT_OK;
+    const struct rt_model_spec *job = &t->cfg->model;
+    int ok = trainer_same_arch(spec, job);
+    if (!ok && t->cfg->prune_keep_neurons < 1 && spec->n_sizes == job->n_sizes &&
+        spec->act == job->act) {
+        ok = spec->sizes[0] == job->sizes[0] &&
+             spec->sizes[spec->n_sizes - 1] == job->sizes[job->n_sizes - 1];
+        for (int i = 1; ok && i + 1 < spec->n_sizes; i++)
+            ok = spec->sizes[i] <= job->sizes[i];
+    }
+    if (!ok) {
+        char a[256], b[256];
+        rt_model_sizes_text(a, sizeof a, spec);
+        rt_model_sizes_text(b, sizeof b, job);
+        return rt_errorf(RT_ERR_SHAPE, "%s: layer widths %s do not match the model's %s", path, a,
+                         b);
+    }
+    return trainer_rebuild(t, spec, NULL, NULL);
+}
+
 static int read_one(struct trainer *t, const char *path, struct rt_ckpt_state *s)
 {
+    struct rt_model_spec spec;
+    RT_TRY(rt_ckpt_read_header(path, &spec, s));
+    RT_TRY(fit_arch(t, &spec, path));
     RT_TRY(rt_ckpt_read(path, &t->model, &t->opt, s, t->metrics, t->metrics_cap));
     if (!t->has_masks) return RT_OK;
     int found = 0;
@@ -305,6 +334,9 @@ int trainer_resume(struct trainer *t, const char *resume)
         rt_log0("resume: no checkpoint in %s: starting from step 0\n", t->ckpt_dir);
         return RT_OK;
     }
+    struct rt_model_spec spec = t->model.spec; /* rank 0's is the checkpoint's now */
+    rt_comm_bcast(t->comm, &spec, sizeof spec, 0);
+    RT_TRY(rt_comm_agree(t->comm, t->rank == 0 ? RT_OK : fit_arch(t, &spec, resume)));
     broadcast_state(t, &s);
     rt_comm_bcast(t->comm, chosen, sizeof chosen, 0);
     RT_TRY(check_compatible(t, &s, chosen));

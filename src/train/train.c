@@ -80,20 +80,59 @@ static int open_data(struct trainer *t)
     return rt_dataset_open(&t->test, c->test, &o);
 }
 
-/* Buckets follow the model's layer blocks; the ring's options are the job's. */
+/* Buckets follow the model's layer blocks. The loss is already normalised by the global
+ * batch, so the sum over ranks IS the average: scale 1. */
+static int make_buckets(struct trainer *t)
+{
+    size_t offset[RT_MAX_LAYERS];
+    for (int i = 0; i < t->model.n_layers; i++)
+        offset[i] = rt_model_layer_offset(&t->model, i);
+    return rt_buckets_init(&t->buckets, t->comm, t->model.grads, t->model.n_params, offset,
+                           t->model.n_layers, (size_t)t->cfg->bucket_kb * 1024, t->cfg->overlap,
+                           1.0f);
+}
+
+int trainer_same_arch(const struct rt_model_spec *a, const struct rt_model_spec *b)
+{
+    if (a->n_sizes != b->n_sizes || a->act != b->act) return 0;
+    for (int i = 0; i < a->n_sizes; i++)
+        if (a->sizes[i] != b->sizes[i]) return 0;
+    return 1;
+}
+
+int trainer_rebuild(struct trainer *t, const struct rt_model_spec *spec, const int32_t *kept,
+                    const int *counts)
+{
+    struct rt_model nm;
+    int st = rt_model_init(&nm, spec, t->model.max_batch);
+    if (st == RT_OK && kept) rt_model_shrink_copy(&t->model, kept, counts, &nm);
+    if (st == RT_OK) {
+        rt_model_free(&t->model);
+        t->model = nm; /* the struct holds no pointer into itself */
+        rt_optim_free(&t->opt);
+        st = rt_optim_init(&t->opt, &t->cfg->optim, t->model.n_params);
+    }
+    if (st == RT_OK && t->has_masks) {
+        rt_masks_free(&t->masks);
+        st = rt_masks_init(&t->masks, &t->model);
+        t->has_masks = st == RT_OK;
+    }
+    if (st == RT_OK) {
+        rt_buckets_free(t->buckets);
+        t->buckets = NULL;
+        st = make_buckets(t);
+    }
+    return st;
+}
+
+/* The ring's options are the job's; buckets follow the model. */
 static int setup_comm(struct trainer *t)
 {
     const struct rt_config *c = t->cfg;
     struct rt_comm_opts o = {.algorithm = c->algorithm,
                              .segment_bytes = (size_t)c->segment_kb * 1024};
     RT_TRY(rt_comm_configure(t->comm, &o));
-    size_t offset[RT_MAX_LAYERS];
-    for (int i = 0; i < t->model.n_layers; i++)
-        offset[i] = rt_model_layer_offset(&t->model, i);
-    /* The loss is already normalised by the global batch, so the sum over ranks IS the
-     * average: scale 1. */
-    RT_TRY(rt_buckets_init(&t->buckets, t->comm, t->model.grads, t->model.n_params, offset,
-                           t->model.n_layers, (size_t)c->bucket_kb * 1024, c->overlap, 1.0f));
+    RT_TRY(make_buckets(t));
     t->checksums = calloc((size_t)t->world, sizeof *t->checksums);
     if (!t->checksums) return rt_errorf(RT_ERR_NOMEM, "cannot allocate %d checksums", t->world);
     const char *fault = getenv("RINGTRAIN_FAULT_CORRUPT");
@@ -543,6 +582,42 @@ static int save_model(struct trainer *t)
     return rt_comm_agree(t->comm, st);
 }
 
+/* Structured pruning at the start of the phase: rank 0 chooses the neurons and broadcasts
+ * them; every rank shrinks its replica the same way, then the checksums confirm it. */
+static int shrink_model(struct trainer *t)
+{
+    const struct rt_model *m = &t->model;
+    int counts[RT_MAX_LAYERS] = {0}, hidden = m->n_layers - 1, total = 0;
+    for (int h = 0; h < hidden; h++)
+        total += m->spec.sizes[h + 1];
+    int32_t *kept = malloc((size_t)(total ? total : 1) * sizeof *kept);
+    int st = kept ? RT_OK : rt_errorf(RT_ERR_NOMEM, "structured pruning: %d indices", total);
+    if (st == RT_OK && t->rank == 0)
+        st = rt_prune_neurons(m, t->cfg->prune_keep_neurons, kept, counts);
+    st = rt_comm_agree(t->comm, st);
+    struct rt_model_spec spec = m->spec;
+    size_t n_kept = 0;
+    if (st == RT_OK) {
+        rt_comm_bcast(t->comm, counts, sizeof counts, 0);
+        for (int h = 0; h < hidden; h++) {
+            spec.sizes[h + 1] = counts[h];
+            n_kept += (size_t)counts[h];
+        }
+        rt_comm_bcast(t->comm, kept, n_kept * sizeof *kept, 0);
+    }
+    size_t before = m->n_params;
+    if (st == RT_OK) st = rt_comm_agree(t->comm, trainer_rebuild(t, &spec, kept, counts));
+    free(kept);
+    RT_TRY(st);
+    RT_TRY(check_replicas(t));
+    char a[256], b[256];
+    rt_model_sizes_text(a, sizeof a, &t->cfg->model);
+    rt_model_sizes_text(b, sizeof b, &t->model.spec);
+    rt_log0("prune: neurons: %s -> %s, %zu -> %zu parameters (%.1f%%)\n", a, b, before,
+            t->model.n_params, 100.0 * (double)t->model.n_params / (double)before);
+    return RT_OK;
+}
+
 /* A phase starts on an epoch boundary with its own step count; pruning starts with every
  * weight kept and a fresh optimizer (moments from dense training describe another
  * problem). Resumed inside a phase, nothing is reset: the checkpoint restored it all. */
@@ -556,6 +631,9 @@ static int begin_phase(struct trainer *t)
     }
     t->phase_epoch0 = t->epoch;
     if (current_phase(t) != RT_PHASE_PRUNE) return rt_comm_agree(t->comm, sync_sparse(t));
+    /* Shrink once: a model already narrower than the job's (resumed) is not cut again. */
+    if (t->cfg->prune_keep_neurons < 1 && trainer_same_arch(&t->model.spec, &t->cfg->model))
+        RT_TRY(shrink_model(t));
     rt_masks_keep_all(&t->masks);
     if (t->opt.m) memset(t->opt.m, 0, t->opt.n * sizeof(float));
     if (t->opt.v) memset(t->opt.v, 0, t->opt.n * sizeof(float));

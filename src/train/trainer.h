@@ -43,12 +43,12 @@ struct trainer {
      * begun at global epoch phase_epoch0 (each phase starts on an epoch boundary). */
     int phase_index;
     int64_t phase_step, total_steps, phase_epoch0;
-    struct rt_masks masks; /* pruning masks; all kept outside a prune phase */
-    int has_masks;         /* masks allocated (the job has a prune phase) */
-    double train_seconds, samples;      /* across resumes */
-    double wall_start, wall_before;     /* this process's start; wall time of earlier runs */
-    double lr;                          /* of the last step */
-    int stop_signal;                    /* agreed stop request (signal number), 0 if none */
+    struct rt_masks masks;          /* pruning masks; all kept outside a prune phase */
+    int has_masks;                  /* masks allocated (the job has a prune phase) */
+    double train_seconds, samples;  /* across resumes */
+    double wall_start, wall_before; /* this process's start; wall time of earlier runs */
+    double lr;                      /* of the last step */
+    int stop_signal;                /* agreed stop request (signal number), 0 if none */
     struct progress prog;
     struct rt_ckpt_metric *metrics; /* (metrics_cap) owned: one row per finished epoch */
     int64_t n_metrics, metrics_cap;
@@ -67,6 +67,16 @@ int trainer_resume(struct trainer *t, const char *resume);
 /* Collective. Rank 0 writes a checkpoint of the current state tagged tag ("" for periodic
  * ones), then removes the oldest beyond checkpoint.keep; every rank learns the outcome. */
 int trainer_checkpoint(struct trainer *t, const char *tag);
+
+/* Collective (every rank, same arguments): replaces the model by one of architecture spec
+ * (same depth, input and output widths), copying the kept neurons' parameters from the
+ * current model when kept is non-NULL (rt_model_shrink_copy), and rebuilds what depends on
+ * the layout: a fresh optimizer, the masks, the gradient buckets. Outside the step loop. */
+int trainer_rebuild(struct trainer *t, const struct rt_model_spec *spec, const int32_t *kept,
+                    const int *counts);
+
+/* 1 when a and b have the same widths and activation. */
+int trainer_same_arch(const struct rt_model_spec *a, const struct rt_model_spec *b);
 
 /* mkdir -p dir; errors name `what` (the key or file the directory is for). */
 int trainer_make_dirs(const char *dir, const char *what);

@@ -115,6 +115,24 @@ awk -v a="$ld" -v b="$lc" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= 1e-
     fail "loss dense $ld, csr $lc"
 echo "  eval dense: $(cat "$tmp/e.dense")"
 echo "  eval csr:   $(cat "$tmp/e.csr")"
+# Structured: 25% of the hidden neurons kept, layers physically shrunk, then masks on top;
+# resuming inside the phase (the checkpoint holds the narrow model) or from the end of
+# training (the shrink is redone identically) is bitwise exact.
+run "$tmp/s" train.out="$tmp/s/model.h5" prune.keep_neurons=0.25 prune.target_sparsity=0.5 ||
+    fail "structured: $(tail -3 "$tmp/s.log")"
+grep -q "^prune: neurons: 16-64-32-4 -> 16-16-8-4, 3300 -> 444 parameters" "$tmp/s.log" ||
+    fail "shrink line: $(grep '^prune' "$tmp/s.log")"
+grep -qE '^final: .* sparsity=0.5000 ' "$tmp/s.log" || fail "structured final: $(tail -1 "$tmp/s.log")"
+for c in ckpt-00000063.h5 ckpt-00000055-train.h5; do
+    rm -rf "$tmp/s2"
+    run "$tmp/s2" train.out="$tmp/s2/model.h5" prune.keep_neurons=0.25 prune.target_sparsity=0.5 \
+        checkpoint.dir="$tmp/s2/ck" --resume "$tmp/s/checkpoints/$c" || fail "structured resume $c: $(tail -3 "$tmp/s2.log")"
+    same "$tmp/s/model.h5" "$tmp/s2/model.h5"
+done
+# A narrow checkpoint does not fit a job that does not prune neurons.
+timeout -k 5 30 "$MPIRUN_SH" "$np" "$RINGTRAIN" train "$tmp/job.ini" --resume "$tmp/s/checkpoints/ckpt-00000063.h5" \
+    checkpoint.dir="$tmp/s3" >"$tmp/r" 2>&1 && fail "narrow checkpoint accepted without keep_neurons"
+grep -q "layer widths 16-16-8-4 do not match the model's 16-64-32-4" "$tmp/r" || fail "narrow refusal: $(grep error "$tmp/r")"
 # Refusals.
 for bad in "job.phases=prune" "job.phases=train,distil" "job.phases=train,prune,prune"; do
     timeout -k 5 30 "$MPIRUN_SH" "$np" "$RINGTRAIN" train "$tmp/job.ini" "$bad" >"$tmp/r" 2>&1

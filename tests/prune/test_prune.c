@@ -885,6 +885,96 @@ START_TEST(mnist_size_global)
 }
 END_TEST
 
+/* Structured shrink: the narrow model computes what the wide one computes when the dropped
+ * neurons' outgoing weights are zeroed (so they contribute nothing, whatever the
+ * activation); the kept neurons are the highest-scoring ones, listed ascending. */
+static void shrink_case(enum rt_act act, double keep)
+{
+    struct rt_model_spec spec = {.n_sizes = 4,
+                                 .sizes = {9, 12, 7, 3},
+                                 .act = act,
+                                 .loss = RT_LOSS_CE,
+                                 .init = RT_INIT_TORCH};
+    struct rt_model wide, narrow;
+    ck_assert_int_eq(rt_model_init(&wide, &spec, 5), RT_OK);
+    rt_model_init_params(&wide, 7);
+    int32_t kept[19];
+    int counts[3] = {0};
+    ck_assert_int_eq(rt_prune_neurons(&wide, keep, kept, counts), RT_OK);
+    ck_assert_int_eq(counts[0], (int)llround(keep * 12));
+    ck_assert_int_eq(counts[1], (int)llround(keep * 7) < 1 ? 1 : (int)llround(keep * 7));
+    struct rt_model_spec ns = spec;
+    ns.sizes[1] = counts[0];
+    ns.sizes[2] = counts[1];
+    ck_assert_int_eq(rt_model_init(&narrow, &ns, 5), RT_OK);
+    rt_model_shrink_copy(&wide, kept, counts, &narrow);
+    /* zero the outgoing weights of the dropped neurons of each hidden layer */
+    const int32_t *k = kept;
+    for (int h = 0; h < 2; h++) {
+        for (int j = 1; j < counts[h]; j++)
+            ck_assert_int_lt(k[j - 1], k[j]);
+        float *w_out;
+        rt_model_layer_view(&wide, h + 1, &w_out, NULL, NULL, NULL);
+        int width = spec.sizes[h + 1], next = spec.sizes[h + 2];
+        for (int j = 0; j < width; j++) {
+            int is_kept = 0;
+            for (int q = 0; q < counts[h]; q++)
+                is_kept |= k[q] == j;
+            for (int o = 0; !is_kept && o < next; o++)
+                w_out[(size_t)o * width + j] = 0.0f;
+        }
+        k += counts[h];
+    }
+    float x[5 * 9];
+    for (int i = 0; i < 5 * 9; i++)
+        x[i] = (float)sin(0.37 * i);
+    float a[5 * 3], b[5 * 3];
+    memcpy(a, rt_model_forward(&wide, x, 5), sizeof a);
+    memcpy(b, rt_model_forward(&narrow, x, 5), sizeof b);
+    for (int i = 0; i < 5 * 3; i++)
+        ck_assert_msg(fabsf(a[i] - b[i]) <= 1e-5f * (1 + fabsf(a[i])),
+                      "%s keep %.2f: logit %d %g vs %g", rt_act_name(act), keep, i, a[i], b[i]);
+    rt_model_free(&wide);
+    rt_model_free(&narrow);
+}
+
+START_TEST(shrink_equals_masked)
+{
+    const enum rt_act acts[] = {RT_ACT_RELU, RT_ACT_TANH, RT_ACT_SIGMOID, RT_ACT_GELU};
+    for (int i = 0; i < 4; i++) {
+        shrink_case(acts[i], 0.25);
+        shrink_case(acts[i], 0.5);
+        shrink_case(acts[i], 1.0);
+    }
+}
+END_TEST
+
+/* Scores: a neuron with large incoming and outgoing weights is kept over a small one. */
+START_TEST(shrink_keeps_largest)
+{
+    struct rt_model_spec spec = {.n_sizes = 3,
+                                 .sizes = {2, 4, 1},
+                                 .act = RT_ACT_RELU,
+                                 .loss = RT_LOSS_MSE,
+                                 .init = RT_INIT_TORCH};
+    struct rt_model m;
+    ck_assert_int_eq(rt_model_init(&m, &spec, 1), RT_OK);
+    float *w0, *w1;
+    rt_model_layer_view(&m, 0, &w0, NULL, NULL, NULL);
+    rt_model_layer_view(&m, 1, &w1, NULL, NULL, NULL);
+    const float in[8] = {1, 1, 0.1f, 0.1f, 3, 0, 0.2f, 0.2f}, out[4] = {1, 5, 0.1f, 0.1f};
+    memcpy(w0, in, sizeof in);
+    memcpy(w1, out, sizeof out);
+    int32_t kept[4];
+    int counts[1];
+    ck_assert_int_eq(rt_prune_neurons(&m, 0.5, kept, counts), RT_OK);
+    ck_assert_int_eq(counts[0], 2);
+    ck_assert_int_eq(kept[0], 1); /* |0.1,0.1| + |5| */
+    ck_assert_int_eq(kept[1], 2); /* |3,0| + |0.1| beats neuron 0's sqrt(2 + 1) */
+    rt_model_free(&m);
+}
+END_TEST
+
 static Suite *prune_suite(void)
 {
     Suite *s = suite_create("prune");
@@ -915,6 +1005,10 @@ static Suite *prune_suite(void)
     tcase_add_test(tc, gradual_updates);
     tcase_add_test(tc, oneshot_schedule);
     tcase_add_test(tc, names_round_trip);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("shrink");
+    tcase_add_test(tc, shrink_equals_masked);
+    tcase_add_test(tc, shrink_keeps_largest);
     suite_add_tcase(s, tc);
     tc = tcase_create("scale");
     tcase_add_test(tc, deterministic);
