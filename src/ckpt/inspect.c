@@ -48,6 +48,13 @@ static void print_sparsity(const struct rt_model *m, FILE *out)
     }
     fprintf(out, "           all weights: %.2f%% zero (biases are never pruned)\n",
             total ? 100.0 * (double)zeros_all / (double)total : 0.0);
+    /* CSR: 4 bytes per value and per column index, 8 per row offset, biases dense. */
+    size_t nnz = total - zeros_all, rows = 0, biases = m->n_params - total;
+    for (int i = 0; i < m->n_layers; i++)
+        rows += (size_t)m->spec.sizes[i + 1] + 1;
+    fprintf(out, "size       %zu parameters, %zu nonzero weights: %.2f MB dense, %.2f MB as CSR\n",
+            m->n_params, nnz, (double)m->n_params * 4 / 1e6,
+            ((double)nnz * 8 + (double)rows * 8 + (double)biases * 4) / 1e6);
 }
 
 static void print_metrics(const struct rt_ckpt_state *s, const struct rt_ckpt_metric *rows,
@@ -70,6 +77,34 @@ static void print_metrics(const struct rt_ckpt_state *s, const struct rt_ckpt_me
                 s->epoch_loss_sum / rt_loss_norm(spec->loss, (int64_t)s->epoch_rows,
                                                  spec->sizes[spec->n_sizes - 1]),
                 (long long)s->step_in_epoch, s->last_lr);
+}
+
+/* The [model] layers line of the job text, when the checkpoint's model is narrower. */
+static void print_job_layers(const char *path, const char *sizes, FILE *out)
+{
+    char *text = NULL;
+    if (rt_ckpt_read_config(path, &text) != RT_OK || !text) {
+        rt_error_clear();
+        free(text);
+        return;
+    }
+    const char *sec = strstr(text, "[model]"), *line = sec ? strstr(sec, "\nlayers = ") : NULL;
+    if (line) {
+        char job[256];
+        int n = 0;
+        line += 10;
+        for (; line[n] && line[n] != '\n' && n < 255; n++)
+            job[n] = line[n] == ' ' ? '\0' : line[n] == ',' ? '-' : line[n];
+        /* compact "784, 512" into "784-512" */
+        char compact[256];
+        int c = 0;
+        for (int i = 0; i < n; i++)
+            if (job[i]) compact[c++] = job[i];
+        compact[c] = '\0';
+        if (strcmp(compact, sizes) != 0)
+            fprintf(out, "structure  shrunk from the job's %s (structured pruning)\n", compact);
+    }
+    free(text);
 }
 
 static void print_header(const char *path, const struct rt_model_spec *spec,
@@ -95,6 +130,7 @@ static void print_header(const char *path, const struct rt_model_spec *spec,
     fprintf(out, "model      %s, %s hidden, %s loss: %zu parameters, %.2f MiB as float32\n", sizes,
             rt_act_name(spec->act), rt_loss_name(spec->loss), m->n_params,
             (double)m->n_params * 4 / (1 << 20));
+    print_job_layers(path, sizes, out);
     fprintf(out, "sampler    shuffle %s, seed %llu, global batch %lld, %lld training rows\n",
             rt_shuffle_name(s->shuffle), (unsigned long long)s->seed, (long long)s->global_batch,
             (long long)s->rows);

@@ -278,12 +278,16 @@ static void epoch_label(const struct trainer *t, char *buf, size_t cap)
              (long long)n);
 }
 
-/* " | sparsity 0.900" while masks are in force. */
-static void sparsity_label(const struct trainer *t, char *buf, size_t cap)
+/* " | sparsity 0.900" while masks are in force; with per_layer, each layer's too. */
+static void sparsity_label(const struct trainer *t, char *buf, size_t cap, int per_layer)
 {
     buf[0] = '\0';
-    if (current_phase(t) == RT_PHASE_PRUNE)
-        snprintf(buf, cap, " | sparsity %.3f", rt_masks_sparsity(&t->masks, -1));
+    if (current_phase(t) != RT_PHASE_PRUNE) return;
+    size_t n = (size_t)snprintf(buf, cap, " | sparsity %.3f", rt_masks_sparsity(&t->masks, -1));
+    for (int i = 0; per_layer && i < t->model.n_layers && n < cap; i++)
+        n += (size_t)snprintf(buf + n, cap - n, "%s%.3f", i ? "/" : " (layers ",
+                              rt_masks_sparsity(&t->masks, i));
+    if (per_layer && n < cap) snprintf(buf + n, cap - n, ")");
 }
 
 static int report_progress(struct trainer *t)
@@ -304,7 +308,7 @@ static int report_progress(struct trainer *t)
                rate > 0 ? (double)(t->total_steps - t->phase_step) * (double)t->cfg->batch / rate
                         : 0);
     epoch_label(t, label, sizeof label);
-    sparsity_label(t, sp, sizeof sp);
+    sparsity_label(t, sp, sizeof sp, 0);
     rt_log0("%s | step %lld/%lld | loss %.4f | lr %.2e%s | %.0f samples/s | ETA %s\n", label,
             (long long)t->phase_step, (long long)t->total_steps, loss, t->lr, sp, rate, eta);
     p->loss_sum = p->rows = 0;
@@ -527,9 +531,9 @@ static int end_epoch(struct trainer *t, struct rt_train_result *res)
     row.seconds = t->wall_before + rt_comm_wtime() - t->wall_start;
     trainer_add_metric(t, &row);
     result_from_metric(&row, res);
-    char label[64], sp[32];
+    char label[64], sp[320];
     epoch_label(t, label, sizeof label);
-    sparsity_label(t, sp, sizeof sp);
+    sparsity_label(t, sp, sizeof sp, 1);
     rt_log0("%s done | loss %.4f%s%s\n", label, row.loss, test, sp);
     return RT_OK;
 }
