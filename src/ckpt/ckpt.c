@@ -220,25 +220,7 @@ int rt_ckpt_write(const char *path, const struct rt_ckpt_content *c)
 
 static int check_format(hid_t f, const char *path)
 {
-    char s[64] = "";
-    if (rt_h5_has_attr(f, "format") != 1)
-        return rt_errorf(RT_ERR_FORMAT, "%s: not a ringtrain checkpoint (no \"format\" attribute)",
-                         path);
-    RT_TRY(rt_h5_get_str(f, path, "", "format", s, sizeof s));
-    if (strcmp(s, RT_CKPT_FORMAT) != 0)
-        return rt_errorf(RT_ERR_FORMAT, "%s: format = \"%s\": expected \"%s\"", path, s,
-                         RT_CKPT_FORMAT);
-    int version = 0, n = 0;
-    RT_TRY(rt_h5_get_i32s(f, path, "", "format_version", &version, 1, &n));
-    if (version > RT_CKPT_FORMAT_VERSION)
-        return rt_errorf(RT_ERR_INCOMPAT,
-                         "%s: format_version = %d is newer than this ringtrain reads (%d): "
-                         "resume with the ringtrain that wrote it",
-                         path, version, RT_CKPT_FORMAT_VERSION);
-    if (version < 1)
-        return rt_errorf(RT_ERR_FORMAT, "%s: format_version = %d: expected 1 to %d", path, version,
-                         RT_CKPT_FORMAT_VERSION);
-    return RT_OK;
+    return rt_h5_check_format(f, path, RT_CKPT_FORMAT, RT_CKPT_FORMAT_VERSION, "checkpoint");
 }
 
 static int get_state(hid_t f, const char *path, struct rt_ckpt_state *s)

@@ -323,3 +323,26 @@ int rt_h5_get_f32(hid_t loc, const char *path, const char *name, float *v, int r
     rt_h5_close(ds);
     return st;
 }
+
+int rt_h5_check_format(hid_t loc, const char *path, const char *format, int max_version,
+                       const char *what)
+{
+    char s[64] = "";
+    if (rt_h5_has_attr(loc, "format") != 1)
+        return rt_errorf(RT_ERR_FORMAT, "%s: not a ringtrain %s (no \"format\" attribute)", path,
+                         what);
+    RT_TRY(rt_h5_get_str(loc, path, "", "format", s, sizeof s));
+    if (strcmp(s, format) != 0)
+        return rt_errorf(RT_ERR_FORMAT, "%s: format = \"%s\": expected \"%s\"", path, s, format);
+    int version = 0, n = 0;
+    RT_TRY(rt_h5_get_i32s(loc, path, "", "format_version", &version, 1, &n));
+    if (version > max_version)
+        return rt_errorf(RT_ERR_INCOMPAT,
+                         "%s: format_version = %d is newer than this ringtrain reads (%d): use "
+                         "the ringtrain that wrote it",
+                         path, version, max_version);
+    if (version < 1)
+        return rt_errorf(RT_ERR_FORMAT, "%s: format_version = %d: expected 1 to %d", path, version,
+                         max_version);
+    return RT_OK;
+}

@@ -53,4 +53,10 @@ int rt_h5_get_f64(hid_t obj, const char *path, const char *where, const char *na
 int rt_h5_get_f32(hid_t loc, const char *path, const char *name, float *v, int rank,
                   const hsize_t *dims);
 
+/* The `format` and `format_version` attributes of loc: format must be equal, the version
+ * from 1 to max_version. RT_ERR_FORMAT ("not a ringtrain <what>", another format),
+ * RT_ERR_INCOMPAT ("format_version = 9 is newer than this ringtrain reads (1)"). */
+int rt_h5_check_format(hid_t loc, const char *path, const char *format, int max_version,
+                       const char *what);
+
 #endif

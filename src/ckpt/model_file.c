@@ -124,21 +124,7 @@ int rt_model_save(const char *path, const struct rt_model *m, const char *config
 int rt_model_read_spec_loc(hid_t loc, const char *path, struct rt_model_spec *out)
 {
     char s[NAME_MAX_];
-    if (rt_h5_has_attr(loc, "format") != 1)
-        return rt_errorf(RT_ERR_FORMAT, "%s: not a ringtrain model file (no \"format\" attribute)",
-                         path);
-    RT_TRY(rt_h5_get_str(loc, path, "", "format", s, sizeof s));
-    if (strcmp(s, RT_MODEL_FORMAT) != 0)
-        return rt_errorf(RT_ERR_FORMAT, "%s: format = \"%s\": expected \"%s\"", path, s,
-                         RT_MODEL_FORMAT);
-    int version = 0, n = 0;
-    RT_TRY(rt_h5_get_i32s(loc, path, "", "format_version", &version, 1, &n));
-    if (version > RT_MODEL_FORMAT_VERSION)
-        return rt_errorf(RT_ERR_FORMAT,
-                         "%s: format_version = %d is newer than this ringtrain reads (%d)", path,
-                         version, RT_MODEL_FORMAT_VERSION);
-    if (version < 1)
-        return rt_errorf(RT_ERR_FORMAT, "%s: format_version = %d: expected 1", path, version);
+    RT_TRY(rt_h5_check_format(loc, path, RT_MODEL_FORMAT, RT_MODEL_FORMAT_VERSION, "model file"));
     struct rt_model_spec sp;
     memset(&sp, 0, sizeof sp);
     RT_TRY(rt_h5_get_i32s(loc, path, "", "layers", sp.sizes, RT_MAX_LAYERS + 1, &sp.n_sizes));
