@@ -52,6 +52,8 @@ enum rt_overlap rt_buckets_overlap(const struct rt_buckets *b);
  * the index and packing buffers (n each); later calls do not allocate. RT_ERR_NOMEM, RT_ERR_INVAL
  * (n >= 2^32). */
 int rt_buckets_set_mask(struct rt_buckets *b, const uint8_t *keep);
+/* Allocates what rt_buckets_set_mask needs, ahead of the step loop. RT_ERR_NOMEM. */
+int rt_buckets_reserve_sparse(struct rt_buckets *b);
 /* Floats one step's allreduces carry in all (the dense count, or the kept count). */
 size_t rt_buckets_wire_floats(const struct rt_buckets *b);
 

@@ -215,6 +215,16 @@ void rt_buckets_free(struct rt_buckets *b)
     free(b);
 }
 
+int rt_buckets_reserve_sparse(struct rt_buckets *b)
+{
+    if (b->idx) return RT_OK;
+    b->idx = malloc((b->n ? b->n : 1) * sizeof *b->idx);
+    b->packed = malloc((b->n ? b->n : 1) * sizeof *b->packed);
+    if (!b->idx || !b->packed)
+        return rt_errorf(RT_ERR_NOMEM, "sparse gradients: cannot allocate %zu indices", b->n);
+    return RT_OK;
+}
+
 int rt_buckets_set_mask(struct rt_buckets *b, const uint8_t *keep)
 {
     b->sparse = 0;
@@ -222,12 +232,7 @@ int rt_buckets_set_mask(struct rt_buckets *b, const uint8_t *keep)
     if (b->n > UINT32_MAX)
         return rt_errorf(RT_ERR_INVAL, "sparse gradients: %zu parameters exceed 32-bit indices",
                          b->n);
-    if (!b->idx) {
-        b->idx = malloc((b->n ? b->n : 1) * sizeof *b->idx);
-        b->packed = malloc((b->n ? b->n : 1) * sizeof *b->packed);
-        if (!b->idx || !b->packed)
-            return rt_errorf(RT_ERR_NOMEM, "sparse gradients: cannot allocate %zu indices", b->n);
-    }
+    RT_TRY(rt_buckets_reserve_sparse(b));
     /* Buckets are laid out from the end; kept indices are listed bucket by bucket. */
     size_t p = 0;
     for (int k = 0; k < b->n_buckets; k++) {

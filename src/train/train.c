@@ -87,9 +87,14 @@ static int make_buckets(struct trainer *t)
     size_t offset[RT_MAX_LAYERS];
     for (int i = 0; i < t->model.n_layers; i++)
         offset[i] = rt_model_layer_offset(&t->model, i);
-    return rt_buckets_init(&t->buckets, t->comm, t->model.grads, t->model.n_params, offset,
+    RT_TRY(rt_buckets_init(&t->buckets, t->comm, t->model.grads, t->model.n_params, offset,
                            t->model.n_layers, (size_t)t->cfg->bucket_kb * 1024, t->cfg->overlap,
-                           1.0f);
+                           1.0f));
+    /* A pruning job switches to sparse gradients at a mask update, inside the step loop:
+     * its buffers are taken now. */
+    for (int i = 0; i < t->cfg->n_phases; i++)
+        if (t->cfg->phases[i] == RT_PHASE_PRUNE) return rt_buckets_reserve_sparse(t->buckets);
+    return RT_OK;
 }
 
 int trainer_same_arch(const struct rt_model_spec *a, const struct rt_model_spec *b)
