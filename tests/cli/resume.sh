@@ -14,7 +14,8 @@ np=$1
 other=$((np % 3 + 1))
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL [np=$np]: $*"; exit 1; }
+# shellcheck source=tests/cli/lib.sh
+. "$(dirname "$0")/lib.sh"
 "$MKDATA" "$tmp/train.h5" blobs 610 16 4 && "$MKDATA" "$tmp/test.h5" blobs 203 16 4 || exit 99
 cat >"$tmp/job.ini" <<INI
 [model]
@@ -43,19 +44,6 @@ run() { # NP OUT ARGS...: runs with its output kept in OUT.log
     local n=$1 out=$2
     shift 2
     timeout -k 5 60 "$MPIRUN_SH" "$n" "$RINGTRAIN" train "$tmp/job.ini" "$@" >"$out.log" 2>&1
-}
-same() { # A B: bitwise equal parameters
-    local d
-    d=$("$MODELDIFF" "$1" "$2") || fail "modeldiff $1 $2"
-    [[ $d == max_abs=0\ * ]] || fail "$(basename "$2") differs from $(basename "$1"): $d"
-    echo "  $(basename "$(dirname "$2")") = $(basename "$(dirname "$1")"): $d"
-}
-close() { # A B: relative 1e-5
-    local d rel
-    d=$("$MODELDIFF" "$1" "$2") || fail "modeldiff $1 $2"
-    rel=$(echo "$d" | sed -n 's/.*max_rel=\([^ ]*\).*/\1/p')
-    awk -v r="$rel" 'BEGIN { exit !(r <= 1e-5) }' || fail "$2 vs $1: $d"
-    echo "  $(basename "$(dirname "$2")") ~ $(basename "$(dirname "$1")"): $d"
 }
 ck=$tmp/a/checkpoints
 for opt in adam sgd; do
