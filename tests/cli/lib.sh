@@ -20,3 +20,33 @@ close() {
     awk -v r="$rel" -v t="${3:-1e-5}" 'BEGIN { exit !(r <= t) }' || fail "$2 vs $1: $d"
     echo "  $(basename "$(dirname "$2")") ~ $(basename "$(dirname "$1")"): $d"
 }
+
+# blobs_job DIR: the small job most equivalence tests train. DIR/train.h5 (610 rows) and
+# DIR/test.h5 (203 rows) of 4 Gaussian blobs in 16 dimensions, and DIR/job.ini: 16-64-32-4
+# tanh, SGD with momentum, 4 KiB buckets (several in flight), checksums every 10 steps,
+# batch 60 (a short last batch every epoch), 50 steps. MKDATA is set by the caller.
+blobs_job() {
+    "$MKDATA" "$1/train.h5" blobs 610 16 4 >/dev/null && "$MKDATA" "$1/test.h5" blobs 203 16 4 >/dev/null ||
+        return 1
+    cat >"$1/job.ini" <<INI
+[model]
+layers = 16, 64, 32, 4
+activation = tanh
+[data]
+train = $1/train.h5
+test = $1/test.h5
+[optim]
+name = sgd
+lr = 0.05
+momentum = 0.9
+[comm]
+bucket_kb = 4
+check_every = 10
+[train]
+epochs = 5
+max_steps = 50
+batch = 60
+eval_batch = 50
+log_every = 10
+INI
+}

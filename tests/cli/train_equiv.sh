@@ -9,29 +9,9 @@ set -u
 np=$1
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL [np=$np]: $*"; exit 1; }
-"$MKDATA" "$tmp/train.h5" blobs 610 16 4 && "$MKDATA" "$tmp/test.h5" blobs 203 16 4 || exit 99
-cat >"$tmp/job.ini" <<INI
-[model]
-layers = 16, 64, 32, 4
-activation = tanh
-[data]
-train = $tmp/train.h5
-test = $tmp/test.h5
-[optim]
-name = sgd
-lr = 0.05
-momentum = 0.9
-[comm]
-bucket_kb = 4
-check_every = 10
-[train]
-epochs = 5
-max_steps = 50
-batch = 60
-eval_batch = 50
-log_every = 10
-INI
+# shellcheck source=tests/cli/lib.sh
+. "$(dirname "$0")/lib.sh"
+blobs_job "$tmp" || exit 99
 run() { timeout -k 5 60 "$MPIRUN_SH" "$@"; }
 for opt in "optim.name=sgd comm.overlap=thread" "optim.name=adamw optim.lr=0.003 comm.overlap=off" \
     "optim.name=adam optim.lr=0.003 comm.overlap=poll"; do

@@ -26,6 +26,8 @@ limit=120                      # seconds per mpirun
 export OPENBLAS_NUM_THREADS=1
 
 skip() { echo "SKIP: $*"; exit 77; }
+# shellcheck source=tests/cli/lib.sh
+. "$(dirname "$0")/../cli/lib.sh"
 fail() { echo "FAIL: $*"; exit 1; }
 
 # --- can this machine do it? ---------------------------------------------------------------
@@ -153,29 +155,7 @@ done
 [ "$(wc -l <"$tmp/where")" -eq "$nhosts" ] || { cat "$tmp/where"; fail "launch: extra output"; }
 
 # --- the job ----------------------------------------------------------------------------------
-{ "$MKDATA" "$tmp/train.h5" blobs 610 16 4 >/dev/null && "$MKDATA" "$tmp/test.h5" blobs 203 16 4 >/dev/null; } ||
-    fail "mkdata failed"
-cat >"$tmp/job.ini" <<INI
-[model]
-layers = 16, 64, 32, 4
-activation = tanh
-[data]
-train = $tmp/train.h5
-test = $tmp/test.h5
-[optim]
-name = sgd
-lr = 0.05
-momentum = 0.9
-[comm]
-bucket_kb = 4
-check_every = 10
-[train]
-epochs = 5
-max_steps = 50
-batch = 60
-eval_batch = 50
-log_every = 10
-INI
+blobs_job "$tmp" || fail "mkdata failed" # tests/cli/lib.sh: the train_equiv.sh job
 steps=50
 final='^final: epochs=4.545 steps=50 loss=[0-9.]+ test_loss=[0-9.]+ test_acc=[0-9.]+ sparsity=0.0000 samples_per_s=[0-9.]+ seconds=[0-9.]+$'
 
