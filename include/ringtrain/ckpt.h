@@ -83,6 +83,7 @@ struct rt_ckpt_content {
     const char *config_text;              /* may be NULL */
     const uint8_t *mask;                  /* pruning mask, bit-packed (prune.h); NULL: none */
     size_t mask_bytes;
+    int64_t mask_weights; /* weights the mask covers (bits in use) */
     double mask_sparsity; /* its pruned fraction, for readers */
 };
 

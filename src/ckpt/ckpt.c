@@ -155,7 +155,7 @@ static int put_mask(hid_t f, const struct rt_ckpt_content *c)
     int rc = g < 0 || sp < 0 || dcpl < 0 || H5Pset_chunk(dcpl, 1, &chunk) < 0 ||
                      H5Pset_fletcher32(dcpl) < 0 ||
                      rt_h5_put_f64(g, "sparsity", c->mask_sparsity) < 0 ||
-                     rt_h5_put_i64(g, "weights", (int64_t)(c->mask_bytes * 8)) < 0
+                     rt_h5_put_i64(g, "weights", c->mask_weights) < 0
                  ? -1
                  : 0;
     hid_t ds =

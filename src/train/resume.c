@@ -87,6 +87,7 @@ int trainer_checkpoint(struct trainer *t, const char *tag)
         if (t->has_masks && t->cfg->phases[t->phase_index] == RT_PHASE_PRUNE) {
             c.mask = t->masks.packed;
             c.mask_bytes = t->masks.packed_bytes;
+            c.mask_weights = (int64_t)t->masks.n_weights;
             c.mask_sparsity = rt_masks_sparsity(&t->masks, -1);
         }
         st = trainer_make_dirs(t->ckpt_dir, t->ckpt_dir);

@@ -61,6 +61,23 @@ ck=$tmp/a/checkpoints
 grep -q "^           all weights: 80.00% zero" "$tmp/i" || fail "inspect sparsity: $(cat "$tmp/i")"
 grep -q "^phase      prune (phase 2 of the job): step 42 of 42 in the phase, 97 in all" "$tmp/i" ||
     fail "inspect phase: $(grep phase "$tmp/i")"
+# h5py (Debian's python3-h5py) reads the layout README documents: the mask bits agree with
+# the zero weights.
+if /usr/bin/python3 -c 'import h5py' 2>/dev/null; then
+    /usr/bin/python3 - "$ck/ckpt-00000097-prune.h5" <<'PY' || fail "h5py check"
+import sys, h5py, numpy as np
+f = h5py.File(sys.argv[1], "r")
+assert f.attrs["format"] == "ringtrain-checkpoint" and f.attrs["phase"] == "prune", dict(f.attrs)
+n = int(f["prune"].attrs["weights"])
+bits = np.unpackbits(f["prune/mask"][...], bitorder="little")[:n]
+w = np.concatenate([f[f"model/layers/{i}/weight"][...].ravel() for i in range(3)])
+assert n == w.size and (bits == (w != 0)).all(), (n, w.size)
+assert abs(1 - bits.mean() - f["prune"].attrs["sparsity"]) < 1e-12
+print("  h5py: mask of %d weights matches the zeros, sparsity %.4f" % (n, 1 - bits.mean()))
+PY
+else
+    echo "  (h5py not installed: the h5py layout check is skipped)"
+fi
 # Phase step 8 is between mask updates; step 55 is the end of training.
 for c in ckpt-00000063.h5 ckpt-00000055-train.h5; do
     rm -rf "$tmp/b"
