@@ -7,7 +7,7 @@
  * digits the loss curve shows. The per-element work stays float, since it is exact enough
  * and the rows are in cache.
  *
- * Not here: distillation losses (to come), the norm policy of the trainer.
+ * Not here: the norm policy of the trainer.
  *
  * Dimension letters: B rows, K outputs (classes for CE). */
 #include "ringtrain/model.h"
@@ -47,6 +47,55 @@ double rt_loss_ce(float *dlogits, const float *logits, const int32_t *labels, in
         size_t row = (size_t)r * K;
         assert(labels[r] >= 0 && labels[r] < K); /* the data module validates labels */
         total += ce_row(dlogits + row, logits + row, labels[r], K, norm);
+    }
+    return total;
+}
+
+static float row_max(const float *z, int K, float scale)
+{
+    float mx = z[0] * scale;
+    for (int k = 1; k < K; k++)
+        mx = z[k] * scale > mx ? z[k] * scale : mx;
+    return mx;
+}
+
+static double row_sumexp(const float *z, int K, float scale, float mx)
+{
+    double sum = 0.0;
+    for (int k = 0; k < K; k++)
+        sum += expf(z[k] * scale - mx);
+    return sum;
+}
+
+/* One distillation row (see loss.h): three stable softmaxes from their row maxima. */
+static double kd_row(float *dr, const float *sr, const float *tr, int32_t y, int K, double T,
+                     double alpha, double norm)
+{
+    float inv = (float)(1.0 / T);
+    float ms = row_max(sr, K, inv), mt = row_max(tr, K, inv), m1 = row_max(sr, K, 1.0f);
+    double ss = row_sumexp(sr, K, inv, ms), st = row_sumexp(tr, K, inv, mt);
+    double s1 = row_sumexp(sr, K, 1.0f, m1);
+    double lss = log(ss), lst = log(st), kl = 0.0;
+    for (int k = 0; k < K; k++) {
+        double ls = (double)(sr[k] * inv - ms) - lss; /* log q_k */
+        double lt = (double)(tr[k] * inv - mt) - lst; /* log p_k */
+        double p = exp(lt), q = exp(ls), soft1 = exp((double)(sr[k] - m1)) / s1;
+        kl += p * (lt - ls);
+        double g = alpha * T * (q - p) + (1.0 - alpha) * (soft1 - (k == y ? 1.0 : 0.0));
+        dr[k] = (float)(g / norm);
+    }
+    double ce = log(s1) + (double)m1 - (double)sr[y];
+    return alpha * T * T * kl + (1.0 - alpha) * ce;
+}
+
+double rt_loss_kd(float *dlogits, const float *logits, const float *teacher, const int32_t *labels,
+                  int B, int K, double T, double alpha, double norm)
+{
+    double total = 0.0;
+    for (int r = 0; r < B; r++) {
+        size_t row = (size_t)r * K;
+        assert(labels[r] >= 0 && labels[r] < K);
+        total += kd_row(dlogits + row, logits + row, teacher + row, labels[r], K, T, alpha, norm);
     }
     return total;
 }

@@ -187,6 +187,110 @@ START_TEST(loss_norm_values)
 }
 END_TEST
 
+/* Double reference of the distillation loss SUM (loss.h), written from the definition:
+ * alpha T^2 sum_k p_k (log p_k - log q_k) + (1 - alpha)(-log softmax(s)_y). */
+static double ref_log_softmax(const double *z, int k, int K, double T)
+{
+    double mx = z[0] / T, sum = 0.0;
+    for (int j = 1; j < K; j++)
+        mx = z[j] / T > mx ? z[j] / T : mx;
+    for (int j = 0; j < K; j++)
+        sum += exp(z[j] / T - mx);
+    return z[k] / T - mx - log(sum);
+}
+
+static double ref_kd(const double *s, const float *t, const int32_t *y, int B, int K, double T,
+                     double alpha)
+{
+    double total = 0.0;
+    for (int r = 0; r < B; r++) {
+        const double *sr = s + (size_t)r * K;
+        double tr[GK], kl = 0.0;
+        for (int k = 0; k < K; k++)
+            tr[k] = 3.0 * t[(size_t)r * K + k]; /* teacher logits in [-3, 3] */
+        for (int k = 0; k < K; k++) {
+            double lp = ref_log_softmax(tr, k, K, T), lq = ref_log_softmax(sr, k, K, T);
+            kl += exp(lp) * (lp - lq);
+        }
+        total += alpha * T * T * kl + (1 - alpha) * -ref_log_softmax(sr, y[r], K, 1.0);
+    }
+    return total;
+}
+
+/* kd's loss and dlogits against the reference, for a (T, alpha); returns the worst
+ * relative gradient error and leaves the gradient in d. */
+static double gradcheck_kd(double T, double alpha, float *d)
+{
+    struct loss_case c;
+    draw_case(&c, 11);
+    float teacher[GB * GK];
+    for (int i = 0; i < GB * GK; i++)
+        teacher[i] = 3.0f * c.t[i];
+    double norm = GB;
+    double sum = rt_loss_kd(d, c.z, teacher, c.labels, GB, GK, T, alpha, norm);
+    double ref = ref_kd(c.zd, c.t, c.labels, GB, GK, T, alpha);
+    ck_assert_msg(fabs(sum - ref) <= 1e-5 * fabs(ref) + 1e-6, "kd T=%g a=%g: %.9g vs %.9g", T,
+                  alpha, sum, ref);
+    double worst = 0.0;
+    for (int i = 0; i < GB * GK; i++) {
+        double keep = c.zd[i];
+        c.zd[i] = keep + GRADCHECK_EPS;
+        double fp = ref_kd(c.zd, c.t, c.labels, GB, GK, T, alpha);
+        c.zd[i] = keep - GRADCHECK_EPS;
+        double fm = ref_kd(c.zd, c.t, c.labels, GB, GK, T, alpha);
+        c.zd[i] = keep;
+        double e = rel_err(d[i], (fp - fm) / (2.0 * GRADCHECK_EPS) / norm, 1e-2 / norm);
+        worst = e > worst || isnan(e) ? e : worst;
+    }
+    return worst;
+}
+
+START_TEST(loss_kd_gradcheck)
+{
+    const double Ts[] = {1, 2, 4, 8}, alphas[] = {0, 0.5, 0.9, 1};
+    double worst = 0.0;
+    float d[GB * GK];
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++) {
+            double e = gradcheck_kd(Ts[i], alphas[j], d);
+            worst = e > worst ? e : worst;
+        }
+    printf("gradcheck loss-kd max_rel_err=%.2g\n", worst);
+    ck_assert_msg(worst < 1e-4, "kd: max rel err %.3g", worst);
+}
+END_TEST
+
+/* alpha = 0 is plain cross-entropy, loss and gradient, whatever T and the teacher. */
+START_TEST(loss_kd_alpha0_is_ce)
+{
+    struct loss_case c;
+    draw_case(&c, 3);
+    float d_ce[GB * GK], d_kd[GB * GK];
+    double ce = rt_loss_ce(d_ce, c.z, c.labels, GB, GK, GB);
+    double kd = rt_loss_kd(d_kd, c.z, c.t, c.labels, GB, GK, 4.0, 0.0, GB);
+    ck_assert_msg(fabs(ce - kd) <= 1e-6 * fabs(ce), "%.9g vs %.9g", ce, kd);
+    check_close(d_kd, d_ce, GB * GK, 1e-6, 1e-6, "alpha=0 gradient");
+}
+END_TEST
+
+/* The T^2 factor keeps the soft term's gradient on one scale: from T = 4 to T = 16 its norm
+ * changes by less than 2x (without T^2 it would shrink about 16x). */
+START_TEST(loss_kd_t2_keeps_scale)
+{
+    float d4[GB * GK], d16[GB * GK];
+    gradcheck_kd(4.0, 1.0, d4);
+    gradcheck_kd(16.0, 1.0, d16);
+    double n4 = 0, n16 = 0;
+    for (int i = 0; i < GB * GK; i++) {
+        n4 += (double)d4[i] * d4[i];
+        n16 += (double)d16[i] * d16[i];
+    }
+    double ratio = sqrt(n4 / n16);
+    printf("kd soft-gradient norm T=4 / T=16: %.3f\n", ratio);
+    ck_assert_msg(ratio > 0.5 && ratio < 2.0, "ratio %.3f", ratio);
+}
+END_TEST
+
 static Suite *loss_suite(void)
 {
     Suite *s = suite_create("loss");
@@ -207,6 +311,9 @@ static Suite *loss_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("rt_loss_norm");
     tcase_add_test(tc, loss_norm_values);
+    tcase_add_test(tc, loss_kd_gradcheck);
+    tcase_add_test(tc, loss_kd_alpha0_is_ce);
+    tcase_add_test(tc, loss_kd_t2_keeps_scale);
     suite_add_tcase(s, tc);
     return s;
 }
