@@ -26,6 +26,10 @@
  *   /prune/mask uint8 (ceil(weights / 8)): the pruning mask of every layer's weights in
  *               flat order, bit j of byte j/8 (LSB first) set when weight j is kept; attrs
  *               sparsity (pruned fraction), weights (count). Present in a pruning phase.
+ *   /distill/teacher  the frozen teacher of a distillation phase in the model file layout
+ *               (format attributes, layers/<i>/weight, bias); /model is then the student.
+ *               Present in a distillation phase, so that it resumes without the teacher's
+ *               original file.
  * Every float dataset is chunked with Fletcher32 checksums (src/ckpt/h5io.h). Later phases
  * add groups (/prune, /distill) beside these; readers ignore groups they do not know, and
  * format_version rises only when an existing meaning changes.
@@ -83,8 +87,9 @@ struct rt_ckpt_content {
     const char *config_text;              /* may be NULL */
     const uint8_t *mask;                  /* pruning mask, bit-packed (prune.h); NULL: none */
     size_t mask_bytes;
-    int64_t mask_weights; /* weights the mask covers (bits in use) */
-    double mask_sparsity; /* its pruned fraction, for readers */
+    int64_t mask_weights;           /* weights the mask covers (bits in use) */
+    double mask_sparsity;           /* its pruned fraction, for readers */
+    const struct rt_model *teacher; /* a distillation phase's teacher; NULL: none */
 };
 
 /* Writes a checkpoint to path atomically (path.tmp, flush, fsync, rename, fsync of the
@@ -107,6 +112,12 @@ int rt_ckpt_read(const char *path, struct rt_model *m, struct rt_optim *o, struc
 /* The pruning mask into buf (bytes, the exact packed size): 1 when read, 0 when the file
  * has none; checksum verified. RT_ERR_SHAPE when the size differs. */
 int rt_ckpt_read_mask(const char *path, uint8_t *buf, size_t bytes, int *found);
+
+/* The teacher of a distillation checkpoint: its architecture (*found = 0 when the file has
+ * none), and its parameters into an initialised model of that architecture. Errors as
+ * rt_ckpt_read. */
+int rt_ckpt_read_teacher_spec(const char *path, struct rt_model_spec *spec, int *found);
+int rt_ckpt_read_teacher(const char *path, struct rt_model *m);
 
 /* Up to cap rows of the metrics table into rows; *n rows read. Checksums verified. */
 int rt_ckpt_read_metrics(const char *path, struct rt_ckpt_metric *rows, int64_t cap, int64_t *n);

@@ -28,9 +28,16 @@ int rt_sparse_comm_parse(const char *name, enum rt_sparse_comm *out);
 const char *rt_sparse_comm_name(enum rt_sparse_comm s);
 
 /* The phases a job runs, in order ([job] phases). */
-enum rt_phase { RT_PHASE_TRAIN, RT_PHASE_PRUNE };
+enum rt_phase { RT_PHASE_TRAIN, RT_PHASE_PRUNE, RT_PHASE_DISTILL };
 int rt_phase_parse(const char *name, enum rt_phase *out); /* 0, or -1 if unknown */
 const char *rt_phase_name(enum rt_phase p);
+
+/* distill.cache_teacher: where the frozen teacher's outputs are kept between epochs. */
+enum rt_teacher_cache { RT_CACHE_OFF, RT_CACHE_ON, RT_CACHE_MEMORY, RT_CACHE_FILE };
+int rt_teacher_cache_parse(const char *name, enum rt_teacher_cache *out);
+const char *rt_teacher_cache_name(enum rt_teacher_cache c);
+
+#define RT_TEACHER_PREVIOUS "previous" /* distill.teacher: the previous phase's model */
 
 struct rt_config {
     /* [job] */
@@ -70,6 +77,14 @@ struct rt_config {
     int64_t prune_finetune_epochs;     /* after the last mask update */
     double prune_lr;                   /* 0 = optim.lr */
     double prune_keep_neurons;         /* structured: fraction of hidden neurons kept; 1 = off */
+    /* [distill] */
+    char teacher[RT_PATH_MAX];    /* RT_TEACHER_PREVIOUS or a model/checkpoint file */
+    struct rt_model_spec student; /* widths and activation; loss and init from [model] */
+    int64_t distill_epochs;
+    struct rt_optim_cfg distill_optim; /* kind, lr, weight_decay; the rest from [optim] */
+    struct rt_sched_cfg distill_sched; /* kind, warmup_steps, min_lr; the rest from [optim] */
+    double temperature, alpha;
+    enum rt_teacher_cache cache_teacher;
     /* provenance */
     char source[RT_PATH_MAX]; /* the job file, or "(built-in default)" */
 };
@@ -92,6 +107,17 @@ int rt_config_validate(const struct rt_config *c);
 /* Writes the effective job as INI text (every key, in table order) to buf; returns the
  * length that was needed (like snprintf). Used for checkpoints and --print-config. */
 size_t rt_config_format(const struct rt_config *c, char *buf, size_t size);
+
+/* The distillation phase's optimizer and schedule: [distill] name, lr, weight_decay,
+ * schedule, warmup_steps, min_lr over the rest of [optim]; and the student's full spec
+ * (loss and init from [model]). */
+void rt_config_distill_optim(const struct rt_config *c, struct rt_optim_cfg *o,
+                             struct rt_sched_cfg *s);
+void rt_config_student_spec(const struct rt_config *c, struct rt_model_spec *spec);
+
+/* The run directory: where train.out goes ("." when it has no directory part). Per-phase
+ * models and report.json are written there. */
+void rt_config_run_dir(const struct rt_config *c, char *buf, size_t cap);
 
 /* The checkpoint directory in effect: checkpoint.dir, or "<directory of train.out>/checkpoints"
  * when it is empty ("checkpoints" when train.out has no directory part or is empty). */

@@ -54,6 +54,7 @@ struct rt_dataset_info {
 struct rt_batch {
     const float *x;      /* (local_rows, D) borrowed, valid until the next rt_dataset_next */
     const void *y;       /* int32 (local_rows) or float (local_rows, K), same lifetime */
+    const int64_t *ids;  /* (local_rows) the rows' ids (0-based row numbers of the source) */
     int local_rows;      /* this rank's rows; 0 is possible in an epoch's short tail */
     int64_t global_rows; /* rows of this step summed over all ranks */
     int64_t step;        /* index of this step within the epoch */

@@ -35,6 +35,14 @@ struct rt_csr {
 void rt_dense_forward_csr(float *y, float *z, const float *x, const struct rt_csr *w,
                           const float *b, enum rt_act act, int B);
 
+/* rt_dense_forward with the weights transposed, wt (IN, OUT) = W^T, and a fixed order of
+ * operations: each output is b-free X W^T summed over k = 0..IN-1 in increasing order in
+ * float, then bias and activation as rt_dense_forward. A row's result therefore depends on
+ * that row alone (not on B or the other rows), bit for bit. Portable C the compiler
+ * vectorises across outputs; no BLAS. */
+void rt_dense_forward_rowwise(float *y, float *z, const float *x, const float *wt, const float *b,
+                              enum rt_act act, int B, int IN, int OUT);
+
 /* Backward of rt_dense_forward. dy (B, OUT) holds dLoss/dY on entry and dLoss/dZ on return
  * (it is overwritten in place: scratch). OVERWRITES dw (OUT, IN) = dZ^T X, db (OUT) =
  * colsum(dZ) and, unless dx is NULL, dx (B, IN) = dZ W. y and z are what forward wrote

@@ -61,7 +61,11 @@ struct rt_model {
     struct rt_layer *layers; /* (n_layers) owned */
     float *dlogits;          /* (max_batch, K) owned: dLoss/dlogits, written by the loss */
     struct rt_arena params_arena, grads_arena, act_arena;
-    struct rt_csr *csr; /* (n_layers) owned; non-NULL after rt_model_use_csr(m, 1) */
+    struct rt_csr *csr; /* (n_layers) owned; non-NULL after rt_model_use_csr(m, 1), and
+                           after rt_model_use_rowwise(m, 1) when a layer runs CSR (then only
+                           those layers' entries are filled) */
+    float *rowwise_wt;  /* owned; non-NULL after rt_model_use_rowwise(m, 1): the transposed
+                           weights (IN, OUT) of the layers that run the row-wise kernel */
 };
 
 /* Validates spec (every width >= 1, 2 <= n_sizes <= RT_MAX_LAYERS + 1, max_batch >= 1) and
@@ -110,6 +114,14 @@ typedef void (*rt_grad_ready_fn)(void *ctx, int layer, size_t offset, size_t cou
 void rt_model_backward(struct rt_model *m, const float *x, int B, rt_grad_ready_fn ready,
                        void *ctx);
 
+/* Distillation loss of the last forward's B rows against the frozen teacher's outputs
+ * (B, K) for the same rows and the targets (as rt_model_loss). CE: rt_loss_kd (Hinton et
+ * al. 2015, temperature T, weight alpha of the soft term); MSE: rt_loss_kd_mse (squared
+ * error against alpha * teacher + (1 - alpha) * target; T unused). Returns the sum over
+ * rows and writes m->dlogits divided by norm, like rt_model_loss. Cannot fail. */
+double rt_model_loss_kd(struct rt_model *m, const float *teacher, const void *targets, int B,
+                        double norm, double T, double alpha);
+
 /* Number of rows among the last forward's B whose arg-max logit equals the label (CE only;
  * ties go to the lowest index, like torch.argmax). */
 int64_t rt_model_count_correct(const struct rt_model *m, const int32_t *labels, int B);
@@ -121,9 +133,21 @@ double rt_model_forward_flops_per_sample(const struct rt_model *m);
 
 /* Inference with sparse weights: on = 1 compresses every layer's current weights to CSR
  * (exact zeros dropped) and forward then multiplies only the nonzeros; on = 0 returns to
- * GEMM. Training must not run with CSR on (backward still uses the dense weights, which
- * CSR does not follow). Allocates; RT_ERR_NOMEM. */
+ * GEMM. Either call ends row-wise mode (rt_model_use_rowwise). Training must not run with
+ * CSR on (backward still uses the dense weights, which CSR does not follow). Allocates;
+ * RT_ERR_NOMEM. */
 int rt_model_use_csr(struct rt_model *m, int on);
+/* Row-wise inference: on = 1 makes forward results of every row a function of that row
+ * alone, bit for bit, whatever the other rows of the batch and their number (BLAS GEMM
+ * does not give that: OpenBLAS 0.3.21 rounds a row differently at different positions in
+ * a call). Used for a frozen teacher whose outputs may be computed once and cached or
+ * recomputed per batch with identical results. Each dense layer whose weights are at
+ * least 90% zeros runs CSR (rt_dense_forward_csr, already row-wise); the others run
+ * rt_dense_forward_rowwise on a transposed snapshot of their weights. Snapshots the
+ * current weights: call again after they change. Inference only, like CSR. on = 0 returns
+ * to GEMM; either call ends CSR mode. Allocates; RT_ERR_NOMEM. */
+int rt_model_use_rowwise(struct rt_model *m, int on);
+
 /* Nonzero weights (biases not counted), and all weights. */
 int64_t rt_model_weight_nonzeros(const struct rt_model *m);
 int64_t rt_model_weight_count(const struct rt_model *m);

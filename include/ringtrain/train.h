@@ -37,10 +37,12 @@ int rt_train_run(const struct rt_config *cfg, rt_comm_t *comm, const struct rt_t
 
 struct rt_eval_result {
     double loss;
-    double acc;                /* < 0 for regression models */
-    int64_t samples;           /* every sample counted exactly once */
-    int csr;                   /* 1 when the model file was CSR and the sparse kernel ran */
-    int64_t nonzeros, weights; /* nonzero weights and all weights (biases not counted) */
+    double acc;                 /* < 0 for regression models */
+    int64_t samples;            /* every sample counted exactly once */
+    int csr;                    /* 1 when the model file was CSR and the sparse kernel ran */
+    int64_t nonzeros, weights;  /* nonzero weights and all weights (biases not counted) */
+    int64_t params;             /* all parameters, biases included */
+    double infer_us_per_sample; /* forward time per row (slowest rank); < 0: not measured */
 };
 
 /* Evaluates the model file on the dataset, sharded across ranks. threads as train.threads. */

@@ -195,17 +195,65 @@ int rt_ckpt_read_mask(const char *path, uint8_t *buf, size_t bytes, int *found)
     return st;
 }
 
+/* The frozen teacher of a distillation phase, in the model layout under /distill/teacher. */
+static int put_teacher(hid_t f, const struct rt_model *teacher)
+{
+    if (!teacher) return 0;
+    hid_t d = rt_h5_group(f, "distill");
+    hid_t g = d < 0 ? -1 : rt_h5_group(d, "teacher");
+    int rc = g < 0 || rt_model_write_loc(g, teacher, NULL) < 0 ? -1 : 0;
+    rt_h5_close(g);
+    rt_h5_close(d);
+    return rc;
+}
+
+/* Opens /distill/teacher of a checkpoint: *loc < 0 when there is none. */
+static int open_teacher(const char *path, hid_t *file, hid_t *loc)
+{
+    *loc = -1;
+    RT_TRY(rt_h5_open_read(path, file));
+    if (H5Lexists(*file, "distill", H5P_DEFAULT) > 0 &&
+        H5Lexists(*file, "distill/teacher", H5P_DEFAULT) > 0)
+        *loc = H5Gopen2(*file, "distill/teacher", H5P_DEFAULT);
+    return RT_OK;
+}
+
+int rt_ckpt_read_teacher_spec(const char *path, struct rt_model_spec *spec, int *found)
+{
+    hid_t f, g;
+    RT_TRY(open_teacher(path, &f, &g));
+    *found = g >= 0;
+    int st = g >= 0 ? rt_model_read_spec_loc(g, path, spec) : RT_OK;
+    rt_h5_close(g);
+    H5Fclose(f);
+    return st;
+}
+
+int rt_ckpt_read_teacher(const char *path, struct rt_model *m)
+{
+    hid_t f, g;
+    RT_TRY(open_teacher(path, &f, &g));
+    int st = g >= 0 ? rt_model_read_params_loc(g, path, m)
+                    : rt_errorf(RT_ERR_FORMAT, "%s: no /distill/teacher", path);
+    rt_h5_close(g);
+    H5Fclose(f);
+    return st;
+}
+
 int rt_ckpt_write(const char *path, const struct rt_ckpt_content *c)
 {
     hid_t f = -1;
     size_t arrays = 1 + (c->optim->m != NULL) + (c->optim->v != NULL);
-    RT_TRY(rt_h5_create_mem(path, c->model->n_params * sizeof(float) * arrays + (1 << 20), &f));
+    size_t teacher = c->teacher ? c->teacher->n_params * sizeof(float) : 0;
+    RT_TRY(rt_h5_create_mem(path, c->model->n_params * sizeof(float) * arrays + teacher + (1 << 20),
+                            &f));
     hid_t g = rt_h5_group(f, "model");
     int rc = g < 0 || put_root(f, c->state, c->config_text) < 0 ||
                      rt_model_write_loc(g, c->model, NULL) < 0 ||
                      put_optim(f, c->optim, c->state) < 0 ||
                      put_sampler_rng_progress(f, c->state) < 0 ||
-                     put_metrics(f, c->metrics, c->state->n_metrics) < 0 || put_mask(f, c) < 0
+                     put_metrics(f, c->metrics, c->state->n_metrics) < 0 || put_mask(f, c) < 0 ||
+                     put_teacher(f, c->teacher) < 0
                  ? -1
                  : 0;
     rt_h5_close(g);

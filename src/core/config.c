@@ -24,9 +24,28 @@ int rt_phase_parse(const char *name, enum rt_phase *out)
         *out = RT_PHASE_TRAIN;
     else if (strcmp(name, "prune") == 0)
         *out = RT_PHASE_PRUNE;
+    else if (strcmp(name, "distill") == 0)
+        *out = RT_PHASE_DISTILL;
     else
         return -1;
     return 0;
+}
+
+int rt_teacher_cache_parse(const char *name, enum rt_teacher_cache *out)
+{
+    static const char *names[] = {"off", "on", "memory", "file"};
+    for (int i = 0; i < 4; i++)
+        if (strcmp(name, names[i]) == 0) {
+            *out = (enum rt_teacher_cache)i;
+            return 0;
+        }
+    return -1;
+}
+
+const char *rt_teacher_cache_name(enum rt_teacher_cache c)
+{
+    static const char *names[] = {"off", "on", "memory", "file"};
+    return (unsigned)c < 4 ? names[c] : "?";
 }
 
 int rt_sparse_comm_parse(const char *name, enum rt_sparse_comm *out)
@@ -49,7 +68,7 @@ const char *rt_sparse_comm_name(enum rt_sparse_comm s)
 
 const char *rt_phase_name(enum rt_phase p)
 {
-    return p == RT_PHASE_PRUNE ? "prune" : "train";
+    return p == RT_PHASE_PRUNE ? "prune" : p == RT_PHASE_DISTILL ? "distill" : "train";
 }
 
 /* Enum keys parse into an int through a per-enum adapter; `name` formats it back. */
@@ -94,6 +113,8 @@ ENUM_IO(overlap, enum rt_overlap, rt_overlap_parse, rt_overlap_name, "thread, po
 ENUM_IO(sched, enum rt_sched_kind, rt_sched_parse, rt_sched_name, "constant, step, cosine")
 ENUM_IO(sparse, enum rt_sparse_comm, rt_sparse_comm_parse, rt_sparse_comm_name, "auto, on, off")
 ENUM_IO(pscope, enum rt_prune_scope, rt_prune_scope_parse, rt_prune_scope_name, "global, layer")
+ENUM_IO(tcache, enum rt_teacher_cache, rt_teacher_cache_parse, rt_teacher_cache_name,
+        "on, off, memory, file")
 ENUM_IO(psched, enum rt_prune_schedule, rt_prune_schedule_parse, rt_prune_schedule_name,
         "gradual, oneshot")
 
@@ -102,7 +123,8 @@ ENUM_IO(psched, enum rt_prune_schedule, rt_prune_schedule_parse, rt_prune_schedu
 
 static const struct key keys[] = {
     {"job", "phases", K_PHASES, OFF(phases), "train", 0, 0, NULL,
-     "the phases to run in order: train, then optionally prune [train, prune]"},
+     "the phases to run in order, each at most once: train, prune, distill; e.g. train, prune, "
+     "distill or train, distill, prune (prune the student)"},
     {"model", "layers", K_SIZES, OFF(model), "784, 512, 256, 10", 1, 1 << 24, NULL,
      "layer widths, input first, output last"},
     {"model", "activation", K_ENUM, OFF(model.act), "relu", 0, 0, &io_act,
@@ -202,6 +224,34 @@ static const struct key keys[] = {
      "weights) at the start of the phase, layers physically shrunk; 1 = off"},
     {"prune", "lr", K_REAL, OFF(prune_lr), "0", 0, 1e6, NULL,
      "learning rate of the pruning phase (fresh optimizer, constant); 0 = optim.lr"},
+    {"distill", "teacher", K_PATH, OFF(teacher), RT_TEACHER_PREVIOUS, 0, 0, NULL,
+     "previous: the model the phase before produced; or a model or checkpoint file"},
+    {"distill", "student_layers", K_SIZES, OFF(student), "784, 64, 10", 1, 1 << 24, NULL,
+     "the student's layer widths (input and output as the teacher's)"},
+    {"distill", "student_activation", K_ENUM, OFF(student.act), "relu", 0, 0, &io_act,
+     "the student's hidden-layer activation"},
+    {"distill", "epochs", K_INT, OFF(distill_epochs), "15", 1, 1e9, NULL,
+     "epochs of distillation (train.max_steps does not apply)"},
+    {"distill", "name", K_ENUM, OFF(distill_optim.kind), "adam", 0, 0, &io_optim,
+     "the student's optimizer (momentum, betas, eps from [optim])"},
+    {"distill", "lr", K_REAL, OFF(distill_optim.lr), "0.001", 0, 1e6, NULL,
+     "the student's base learning rate"},
+    {"distill", "weight_decay", K_REAL, OFF(distill_optim.weight_decay), "0", 0, 1e6, NULL,
+     "the student's weight decay"},
+    {"distill", "schedule", K_ENUM, OFF(distill_sched.kind), "cosine", 0, 0, &io_sched,
+     "the student's learning-rate schedule (step_size, gamma from [optim])"},
+    {"distill", "warmup_steps", K_INT, OFF(distill_sched.warmup_steps), "0", 0, BIG, NULL,
+     "the student's linear warm-up steps"},
+    {"distill", "min_lr", K_REAL, OFF(distill_sched.min_lr), "0", 0, 1e6, NULL,
+     "cosine schedule: the student's final learning rate"},
+    {"distill", "temperature", K_REAL, OFF(temperature), "4", 1e-3, 1e3, NULL,
+     "classification: softmax temperature T of the soft targets"},
+    {"distill", "alpha", K_REAL, OFF(alpha), "0.5", 0, 1, NULL,
+     "weight of the teacher term: alpha T^2 KL + (1 - alpha) CE, or MSE against "
+     "alpha teacher + (1 - alpha) target; 0 = plain training"},
+    {"distill", "cache_teacher", K_ENUM, OFF(cache_teacher), "on", 0, 0, &io_tcache,
+     "compute the teacher's outputs once and reuse them every epoch: on (memory when they "
+     "fit in data.memory_mb, else a per-rank file), memory, file, or off (every step)"},
 };
 #define N_KEYS (sizeof keys / sizeof keys[0])
 
@@ -282,7 +332,8 @@ static int bad_value(const char *origin, const struct key *k, const char *value,
                      value, expected);
 }
 
-static int set_sizes(struct rt_config *c, const struct key *k, const char *v, const char *origin)
+static int set_sizes(struct rt_model_spec *spec, const struct key *k, const char *v,
+                     const char *origin)
 {
     double vals[RT_MAX_LAYERS + 2];
     int n = parse_list(v, vals, RT_MAX_LAYERS + 1);
@@ -291,14 +342,14 @@ static int set_sizes(struct rt_config *c, const struct key *k, const char *v, co
     for (int i = 0; i < n; i++) {
         if (vals[i] != floor(vals[i]) || vals[i] < k->min || vals[i] > k->max)
             return bad_value(origin, k, v, "whole-number widths from 1 to 16777216");
-        c->model.sizes[i] = (int)vals[i];
+        spec->sizes[i] = (int)vals[i];
     }
-    c->model.n_sizes = n;
+    spec->n_sizes = n;
     return RT_OK;
 }
 
-/* "train, prune": known names, each once, train first (every later phase starts from a
- * trained model). */
+/* "train, prune, distill": known names, each once. The first phase makes a model from
+ * scratch (train, or distill from a teacher file); prune needs a model made before it. */
 static int set_phases(struct rt_config *c, const struct key *k, const char *v, const char *origin)
 {
     char buf[RT_PATH_MAX];
@@ -309,13 +360,15 @@ static int set_phases(struct rt_config *c, const struct key *k, const char *v, c
          tok = strtok_r(NULL, ",", &save)) {
         const char *name = trim(tok);
         if (n == RT_MAX_PHASES || rt_phase_parse(name, &p[n]) != 0)
-            return bad_value(origin, k, v, "a list of phases from: train, prune");
+            return bad_value(origin, k, v, "a list of phases from: train, prune, distill");
         for (int i = 0; i < n; i++)
             if (p[i] == p[n]) return bad_value(origin, k, v, "each phase at most once");
         n++;
     }
-    if (n == 0 || p[0] != RT_PHASE_TRAIN)
-        return bad_value(origin, k, v, "a list starting with train, e.g. train, prune");
+    if (n == 0 || p[0] == RT_PHASE_PRUNE)
+        return bad_value(origin, k, v,
+                         "a list starting with train or distill (prune needs a model made "
+                         "before it), e.g. train, prune, distill");
     c->n_phases = n;
     memcpy(c->phases, p, (size_t)n * sizeof p[0]);
     return RT_OK;
@@ -379,7 +432,7 @@ static int set_key(struct rt_config *c, const struct key *k, const char *v, cons
         return RT_OK;
     }
     case K_SIZES:
-        return set_sizes(c, k, v, origin);
+        return set_sizes(field, k, v, origin);
     case K_PHASES:
         return set_phases(c, k, v, origin);
     }
@@ -498,6 +551,40 @@ int rt_config_override(struct rt_config *c, const char *assignment)
     return set_key(c, k, value, "command line");
 }
 
+static int phase_index(const struct rt_config *c, enum rt_phase p)
+{
+    for (int i = 0; i < c->n_phases; i++)
+        if (c->phases[i] == p) return i;
+    return -1;
+}
+
+/* What can be checked without the teacher file and the data: the teacher is named, and a
+ * student made from the previous phase's model has its input and output widths. */
+static int validate_distill(const struct rt_config *c)
+{
+    const char *src = c->source;
+    int d = phase_index(c, RT_PHASE_DISTILL);
+    if (d < 0) return RT_OK;
+    int previous = strcmp(c->teacher, RT_TEACHER_PREVIOUS) == 0;
+    if (c->teacher[0] == '\0' || (previous && d == 0))
+        return rt_errorf(RT_ERR_INVAL,
+                         "%s: [distill] teacher = '%s': distill is the first phase, so expected "
+                         "a model or checkpoint file to distil from",
+                         src, c->teacher);
+    const struct rt_model_spec *m = &c->model, *s = &c->student;
+    if (d > 0 &&
+        (s->sizes[0] != m->sizes[0] || s->sizes[s->n_sizes - 1] != m->sizes[m->n_sizes - 1]))
+        return rt_errorf(RT_ERR_INVAL,
+                         "%s: [distill] student_layers: input %d and output %d must be the "
+                         "model's (%d and %d, [model] layers)",
+                         src, s->sizes[0], s->sizes[s->n_sizes - 1], m->sizes[0],
+                         m->sizes[m->n_sizes - 1]);
+    if (c->distill_sched.kind == RT_SCHED_COSINE && c->distill_sched.min_lr > c->distill_optim.lr)
+        return rt_errorf(RT_ERR_INVAL, "%s: [distill] min_lr = %g exceeds lr = %g", src,
+                         c->distill_sched.min_lr, c->distill_optim.lr);
+    return RT_OK;
+}
+
 int rt_config_validate(const struct rt_config *c)
 {
     const char *src = c->source;
@@ -514,7 +601,37 @@ int rt_config_validate(const struct rt_config *c)
     if (c->sched.kind == RT_SCHED_COSINE && c->sched.min_lr > c->optim.lr)
         return rt_errorf(RT_ERR_INVAL, "%s: [optim] min_lr = %g exceeds lr = %g", src,
                          c->sched.min_lr, c->optim.lr);
-    return RT_OK;
+    return validate_distill(c);
+}
+
+void rt_config_distill_optim(const struct rt_config *c, struct rt_optim_cfg *o,
+                             struct rt_sched_cfg *s)
+{
+    *o = c->optim;
+    o->kind = c->distill_optim.kind;
+    o->lr = c->distill_optim.lr;
+    o->weight_decay = c->distill_optim.weight_decay;
+    o->nesterov = o->kind == RT_OPTIM_SGD && c->optim.nesterov;
+    *s = c->sched;
+    s->kind = c->distill_sched.kind;
+    s->warmup_steps = c->distill_sched.warmup_steps;
+    s->min_lr = c->distill_sched.min_lr;
+}
+
+void rt_config_student_spec(const struct rt_config *c, struct rt_model_spec *spec)
+{
+    *spec = c->student;
+    spec->loss = c->model.loss;
+    spec->init = c->model.init;
+}
+
+void rt_config_run_dir(const struct rt_config *c, char *buf, size_t cap)
+{
+    const char *slash = strrchr(c->out, '/');
+    if (!slash)
+        snprintf(buf, cap, ".");
+    else
+        snprintf(buf, cap, "%.*s", (int)(slash - c->out), c->out);
 }
 
 void rt_config_ckpt_dir(const struct rt_config *c, char *buf, size_t cap)
@@ -572,10 +689,12 @@ static void format_value(const struct rt_config *c, const struct key *k, struct 
     case K_BETAS:
         put(o, "%.17g, %.17g", c->optim.beta1, c->optim.beta2);
         break;
-    case K_SIZES:
-        for (int i = 0; i < c->model.n_sizes; i++)
-            put(o, "%s%d", i ? ", " : "", c->model.sizes[i]);
+    case K_SIZES: {
+        const struct rt_model_spec *spec = field;
+        for (int i = 0; i < spec->n_sizes; i++)
+            put(o, "%s%d", i ? ", " : "", spec->sizes[i]);
         break;
+    }
     case K_PHASES:
         for (int i = 0; i < c->n_phases; i++)
             put(o, "%s%s", i ? ", " : "", rt_phase_name(c->phases[i]));
@@ -602,11 +721,11 @@ size_t rt_config_format(const struct rt_config *c, char *buf, size_t size)
 
 void rt_config_print_keys(FILE *f)
 {
-    fprintf(f, "%-24s %-28s %s\n", "key", "default", "meaning");
+    fprintf(f, "%-28s %-24s %s\n", "key", "default", "meaning");
     for (size_t i = 0; i < N_KEYS; i++) {
         char name[64];
         snprintf(name, sizeof name, "%s.%s", keys[i].section, keys[i].name);
-        fprintf(f, "%-24s %-28s %s", name, keys[i].def[0] ? keys[i].def : "(empty)", keys[i].doc);
+        fprintf(f, "%-28s %-24s %s", name, keys[i].def[0] ? keys[i].def : "(empty)", keys[i].doc);
         if (keys[i].en) fprintf(f, " [%s]", keys[i].en->choices);
         fputc('\n', f);
     }

@@ -62,11 +62,6 @@ struct slot {
     int64_t step; /* the step they belong to, -1 if none */
 };
 
-struct pair {
-    int64_t id;  /* row id */
-    int64_t pos; /* position in the batch */
-};
-
 struct rt_dataset {
     char *source; /* (strlen + 1) owned, in the arena */
     struct rt_data_opts o;
@@ -99,11 +94,11 @@ struct rt_dataset {
 
     int64_t *order; /* (n_order) this epoch's order */
     struct slot slot[2];
-    struct pair *pairs; /* (cap) prefetch scratch: the batch sorted by row id */
-    float *sx;          /* (cap, D) prefetch scratch: rows in file order */
-    void *sy;           /* (cap, yrow) */
-    float *vx;          /* (vrows, D) validation chunk */
-    void *vy;           /* (vrows, yrow) */
+    struct rt_row_pair *pairs; /* (cap) prefetch scratch: the batch sorted by row id */
+    float *sx;                 /* (cap, D) prefetch scratch: rows in file order */
+    void *sy;                  /* (cap, yrow) */
+    float *vx;                 /* (vrows, D) validation chunk */
+    void *vy;                  /* (vrows, yrow) */
     int64_t vrows;
 
     int64_t epoch;     /* current epoch, -1 before the first begin_epoch */
@@ -209,39 +204,13 @@ static int64_t step_global_rows(const struct rt_dataset *d, int64_t step)
 
 /* ---- reading rows ----------------------------------------------------------------------- */
 
-static void sift_down(struct pair *a, int64_t i, int64_t n)
-{
-    for (;;) {
-        int64_t c = 2 * i + 1;
-        if (c >= n) return;
-        if (c + 1 < n && a[c + 1].id > a[c].id) c++;
-        if (a[i].id >= a[c].id) return;
-        struct pair t = a[i];
-        a[i] = a[c];
-        a[c] = t;
-        i = c;
-    }
-}
-
-/* Heapsort by id: in place, no allocation (qsort may malloc). */
-static void sort_pairs(struct pair *a, int64_t n)
-{
-    for (int64_t i = n / 2 - 1; i >= 0; i--)
-        sift_down(a, i, n);
-    for (int64_t i = n - 1; i > 0; i--) {
-        struct pair t = a[0];
-        a[0] = a[i];
-        a[i] = t;
-        sift_down(a, 0, i);
-    }
-}
-
 /* A copy of `base` with rows a[lo..hi) (sorted by id) selected: a union of hyperslabs,
  * one per run of consecutive ids (a rank-1 space uses only the first of start/count).
  * HDF5 1.10 merges each OR into the whole selection so far, which makes one long chain of
  * ORs quadratic (measured: 4096 rows, 170 ms); merging halves recursively keeps it near
  * linear (2.3 ms). Returns the new dataspace (close it) or -1. */
-static hid_t select_rows(hid_t base, const struct pair *a, int64_t lo, int64_t hi, hsize_t width)
+static hid_t select_rows(hid_t base, const struct rt_row_pair *a, int64_t lo, int64_t hi,
+                         hsize_t width)
 {
     if (hi - lo <= 32) {
         hid_t s = H5Scopy(base);
@@ -304,7 +273,7 @@ static int read_file_rows(struct rt_dataset *d, const int64_t *ids, int n, float
         d->pairs[i].id = ids[i];
         d->pairs[i].pos = i;
     }
-    sort_pairs(d->pairs, n);
+    rt_sort_row_pairs(d->pairs, n);
     if (read_pairs(d, d->dx, d->fsx, d->msx, H5T_NATIVE_FLOAT, n, (hsize_t)d->D, d->sx) < 0)
         return rt_errorf(RT_ERR_IO, "%s: reading %d rows of /X (first row %lld) failed", d->source,
                          n, (long long)d->pairs[0].id);
@@ -698,7 +667,7 @@ static float *carve_buffers(struct rt_dataset *d, struct rt_arena *a, size_t *ne
         d->my = arena_block(a, need, d->yrow * n_order);
     }
     if (stream_file) {
-        d->pairs = arena_block(a, need, sizeof(struct pair) * cap);
+        d->pairs = arena_block(a, need, sizeof(struct rt_row_pair) * cap);
         d->sx = arena_block(a, need, d->xrow * cap);
         d->sy = arena_block(a, need, d->yrow * cap);
     }
@@ -898,6 +867,7 @@ int rt_dataset_next(struct rt_dataset *d, struct rt_batch *b)
     }
     b->x = d->slot[s].x;
     b->y = d->slot[s].y;
+    b->ids = d->slot[s].ids;
     b->local_rows = d->slot[s].rows;
     b->global_rows = step_global_rows(d, k);
     b->step = k;

@@ -365,3 +365,29 @@ int rt_h5_commit_mem(hid_t file, const char *path)
     RT_TRY(st);
     return rename_into_place(tmp, path);
 }
+
+static void sift_down(struct rt_row_pair *a, int64_t i, int64_t n)
+{
+    for (;;) {
+        int64_t c = 2 * i + 1;
+        if (c >= n) return;
+        if (c + 1 < n && a[c + 1].id > a[c].id) c++;
+        if (a[i].id >= a[c].id) return;
+        struct rt_row_pair t = a[i];
+        a[i] = a[c];
+        a[c] = t;
+        i = c;
+    }
+}
+
+void rt_sort_row_pairs(struct rt_row_pair *a, int64_t n)
+{
+    for (int64_t i = n / 2 - 1; i >= 0; i--)
+        sift_down(a, i, n);
+    for (int64_t i = n - 1; i > 0; i--) {
+        struct rt_row_pair t = a[0];
+        a[0] = a[i];
+        a[i] = t;
+        sift_down(a, 0, i);
+    }
+}

@@ -9,6 +9,17 @@
 
 #include <hdf5.h>
 #include <stddef.h>
+#include <stdint.h>
+
+/* A row id and where it goes: the batch or gather position of a row read in file order. */
+struct rt_row_pair {
+    int64_t id;
+    int64_t pos;
+};
+
+/* Sorts a[0..n) by id: heapsort, in place, no allocation (glibc's qsort may malloc), so
+ * that readers can sort a batch's rows for one HDF5 selection inside the step loop. */
+void rt_sort_row_pairs(struct rt_row_pair *a, int64_t n);
 
 /* Turns off HDF5's automatic error printing for the calling thread (thread-safe builds keep
  * one error stack per thread, so every thread that calls HDF5 must do this once). Cheap. */

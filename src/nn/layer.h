@@ -59,6 +59,9 @@ struct rt_layer {
     float *dy;      /* (max_batch, OUT) dLoss/dy, set by the driver: the next layer's dx,
                        or the model's dlogits for the last layer */
     const struct rt_csr *csr; /* non-NULL: forward with these weights in CSR (inference) */
+    const float *wt;          /* non-NULL (and csr NULL): forward with rt_dense_forward_rowwise on
+                                 these weights transposed, (IN, OUT), a view into the model's
+                                 rowwise_wt (inference) */
 };
 
 /* Fills the kind-independent fields and ops of a layer of kind `kind`. Returns RT_OK or

@@ -1,5 +1,5 @@
 /* loss.c - softmax cross-entropy and mean squared error, forward and backward in one pass
- * per row, plus arg-max accuracy.
+ * per row, their distillation variants, plus arg-max accuracy.
  *
  * Losses are SUMS over rows, so that a rank's contribution adds up across ranks; the
  * caller's norm (rt_loss_norm of the global batch) turns the gradient into that of the
@@ -108,6 +108,25 @@ double rt_loss_mse(float *dlogits, const float *out, const float *targets, int B
     double total = 0.0;
     for (size_t i = 0; i < n; i++) {
         float d = out[i] - targets[i];
+        dlogits[i] = scale * d;
+        total += (double)d * d;
+    }
+    return total;
+}
+
+/* The blend is formed in double and rounded once: with alpha = 1 it is the teacher exactly
+ * (for finite targets). alpha = 0 is handed to rt_loss_mse, so that it is plain MSE bit for bit
+ * whatever the teacher holds (0 * inf would be NaN). The rest mirrors rt_loss_mse. */
+double rt_loss_kd_mse(float *dlogits, const float *out, const float *teacher, const float *targets,
+                      int B, int K, double alpha, double norm)
+{
+    if (alpha == 0.0) return rt_loss_mse(dlogits, out, targets, B, K, norm);
+    float scale = (float)(2.0 / norm);
+    size_t n = (size_t)B * K;
+    double total = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        float t = (float)(alpha * teacher[i] + (1.0 - alpha) * targets[i]);
+        float d = out[i] - t;
         dlogits[i] = scale * d;
         total += (double)d * d;
     }

@@ -28,6 +28,12 @@ double rt_loss_mse(float *dlogits, const float *out, const float *targets, int B
 double rt_loss_kd(float *dlogits, const float *logits, const float *teacher, const int32_t *labels,
                   int B, int K, double T, double alpha, double norm);
 
+/* Regression distillation: squared error per row against the blend
+ *   sum_k (out - (alpha * teacher + (1 - alpha) * target))^2
+ * and dlogits its exact gradient / norm. alpha = 0 is rt_loss_mse, bit for bit. */
+double rt_loss_kd_mse(float *dlogits, const float *out, const float *teacher, const float *targets,
+                      int B, int K, double alpha, double norm);
+
 /* Rows whose arg-max (lowest index on ties) equals the label. */
 int64_t rt_loss_count_correct(const float *logits, const int32_t *labels, int B, int K);
 

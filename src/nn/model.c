@@ -12,6 +12,12 @@
  * announced (rt_grad_ready_fn) as soon as it is final, before that layer's dX GEMM, so that
  * communication of the block can overlap the rest of backward.
  *
+ * Inference modes keep their own copies of the weights outside the arenas, made when the
+ * mode is switched on (never in forward): CSR (rt_model_use_csr) and row-wise
+ * (rt_model_use_rowwise: CSR for layers that are mostly zeros, a transposed snapshot in one
+ * block for the others). Switching either on or off first frees both, so that at most one
+ * mode holds copies and every layer's forward dispatch (l->csr, l->wt) is consistent.
+ *
  * Not here: the layer kernels (dense.c), losses (loss.c), anything about ranks.
  *
  * Dimension letters: B rows, IN/OUT a layer's widths, K the output width. */
@@ -190,9 +196,24 @@ static int compress(const struct rt_layer *l, struct rt_csr *c)
     return RT_OK;
 }
 
+static void free_rowwise(struct rt_model *m)
+{
+    for (int i = 0; m->rowwise_wt && i < m->n_layers; i++)
+        m->layers[i].wt = NULL;
+    free(m->rowwise_wt);
+    m->rowwise_wt = NULL;
+}
+
+/* Back to GEMM in every layer: CSR and row-wise are both off, their copies freed. */
+static void use_gemm(struct rt_model *m)
+{
+    free_rowwise(m);
+    free_csr(m);
+}
+
 int rt_model_use_csr(struct rt_model *m, int on)
 {
-    free_csr(m);
+    use_gemm(m); /* whichever mode was on, CSR replaces it or GEMM returns */
     if (!on) return RT_OK;
     m->csr = calloc((size_t)m->n_layers, sizeof *m->csr);
     if (!m->csr) return rt_errorf(RT_ERR_NOMEM, "CSR weights");
@@ -205,6 +226,76 @@ int rt_model_use_csr(struct rt_model *m, int on)
         m->layers[i].csr = &m->csr[i];
     }
     return RT_OK;
+}
+
+/* 1 when at least 90% of the layer's weights are exact zeros, the threshold model.h sets
+ * for CSR in row-wise mode: ceil(9 n / 10) zeros, formed without overflow for any n.
+ * Measured: the scalar CSR kernel breaks even with the row-wise dense one near 90%. */
+static int mostly_zeros(const struct rt_layer *l)
+{
+    size_t n = (size_t)l->in * (size_t)l->out, zeros = 0;
+    for (size_t j = 0; j < n; j++)
+        zeros += l->w[j] == 0.0f;
+    return zeros >= n / 10 * 9 + (n % 10 * 9 + 9) / 10;
+}
+
+/* CSR copies of the layers marked in sparse; m->csr stays NULL when none is marked. */
+static int compress_sparse(struct rt_model *m, const unsigned char *sparse)
+{
+    int any = 0;
+    for (int i = 0; i < m->n_layers; i++)
+        any |= sparse[i];
+    if (!any) return RT_OK;
+    m->csr = calloc((size_t)m->n_layers, sizeof *m->csr);
+    if (!m->csr) return rt_errorf(RT_ERR_NOMEM, "CSR weights");
+    for (int i = 0; i < m->n_layers; i++) {
+        if (!sparse[i]) continue;
+        RT_TRY(compress(&m->layers[i], &m->csr[i]));
+        m->layers[i].csr = &m->csr[i];
+    }
+    return RT_OK;
+}
+
+/* wt (IN, OUT) = w^T for w (OUT, IN). Once per snapshot, so plain loops. */
+static void transpose(float *wt, const float *w, int IN, int OUT)
+{
+    for (int o = 0; o < OUT; o++)
+        for (int k = 0; k < IN; k++)
+            wt[(size_t)k * OUT + o] = w[(size_t)o * IN + k];
+}
+
+/* The transposed weights of every layer not marked in sparse, back to back in one block of
+ * n floats. The block is allocated even when n is 0: a non-NULL rowwise_wt is what says
+ * the model is in row-wise mode. */
+static int transpose_dense(struct rt_model *m, const unsigned char *sparse, size_t n)
+{
+    m->rowwise_wt = malloc((n ? n : 1) * sizeof *m->rowwise_wt);
+    if (!m->rowwise_wt) return rt_errorf(RT_ERR_NOMEM, "row-wise weights: %zu floats", n);
+    float *wt = m->rowwise_wt;
+    for (int i = 0; i < m->n_layers; i++) {
+        struct rt_layer *l = &m->layers[i];
+        if (sparse[i]) continue;
+        transpose(wt, l->w, l->in, l->out);
+        l->wt = wt;
+        wt += (size_t)l->in * l->out;
+    }
+    return RT_OK;
+}
+
+int rt_model_use_rowwise(struct rt_model *m, int on)
+{
+    unsigned char sparse[RT_MAX_LAYERS];
+    size_t dense_floats = 0;
+    use_gemm(m); /* a fresh snapshot, whichever mode was on */
+    if (!on) return RT_OK;
+    for (int i = 0; i < m->n_layers; i++) {
+        sparse[i] = (unsigned char)mostly_zeros(&m->layers[i]);
+        if (!sparse[i]) dense_floats += (size_t)m->layers[i].in * m->layers[i].out;
+    }
+    int st = compress_sparse(m, sparse);
+    if (st == RT_OK) st = transpose_dense(m, sparse, dense_floats);
+    if (st != RT_OK) use_gemm(m);
+    return st;
 }
 
 int64_t rt_model_weight_nonzeros(const struct rt_model *m)
@@ -229,7 +320,7 @@ int64_t rt_model_weight_count(const struct rt_model *m)
 
 void rt_model_free(struct rt_model *m)
 {
-    free_csr(m);
+    use_gemm(m);
     rt_arena_free(&m->params_arena);
     rt_arena_free(&m->grads_arena);
     rt_arena_free(&m->act_arena);
@@ -284,6 +375,17 @@ double rt_model_loss(struct rt_model *m, const void *targets, int B, double norm
     int K = m->spec.sizes[m->spec.n_sizes - 1];
     if (m->spec.loss == RT_LOSS_MSE) return rt_loss_mse(m->dlogits, logits, targets, B, K, norm);
     return rt_loss_ce(m->dlogits, logits, targets, B, K, norm);
+}
+
+double rt_model_loss_kd(struct rt_model *m, const float *teacher, const void *targets, int B,
+                        double norm, double T, double alpha)
+{
+    assert(B >= 0 && B <= m->max_batch);
+    const float *logits = m->layers[m->n_layers - 1].y;
+    int K = m->spec.sizes[m->spec.n_sizes - 1];
+    if (m->spec.loss == RT_LOSS_MSE)
+        return rt_loss_kd_mse(m->dlogits, logits, teacher, targets, B, K, alpha, norm);
+    return rt_loss_kd(m->dlogits, logits, teacher, targets, B, K, T, alpha, norm);
 }
 
 void rt_model_backward(struct rt_model *m, const float *x, int B, rt_grad_ready_fn ready, void *ctx)

@@ -90,6 +90,8 @@ int trainer_checkpoint(struct trainer *t, const char *tag)
             c.mask_weights = (int64_t)t->masks.n_weights;
             c.mask_sparsity = rt_masks_sparsity(&t->masks, -1);
         }
+        if (t->has_teacher && t->cfg->phases[t->phase_index] == RT_PHASE_DISTILL)
+            c.teacher = &t->teacher.model;
         st = trainer_make_dirs(t->ckpt_dir, t->ckpt_dir);
         if (st == RT_OK) st = rt_ckpt_write(path, &c);
         if (st == RT_OK) st = rt_ckpt_prune(t->ckpt_dir, (int)t->cfg->ckpt_keep);
@@ -111,14 +113,20 @@ static int is_damage(int st)
     return st == RT_ERR_IO || st == RT_ERR_FORMAT || st == RT_ERR_HDF5;
 }
 
-/* A checkpoint written after structured pruning has narrower hidden layers than the job's
- * [model] layers. The model is rebuilt to the checkpoint's widths when the job prunes
- * neurons and they fit inside the job's (or back to the job's own widths); any other
- * difference is refused with both architectures named. */
-static int fit_arch(struct trainer *t, const struct rt_model_spec *spec, const char *path)
+/* The model a checkpoint holds is the job's model of its phase: [model], or the student
+ * from the distillation phase on; after structured pruning, with narrower hidden layers.
+ * The model is rebuilt to the checkpoint's widths when they are one of those, and the
+ * optimizer to the phase's kind; any other architecture is refused with both named. */
+static int fit_arch(struct trainer *t, const struct rt_model_spec *spec, int phase_index,
+                    const char *path)
 {
-    if (trainer_same_arch(spec, &t->model.spec)) return RT_OK;
-    const struct rt_model_spec *job = &t->cfg->model;
+    int p = phase_index >= 0 && phase_index < t->cfg->n_phases ? phase_index : 0;
+    trainer_phase_optim(t, p);
+    int same_optim = t->opt.cfg.kind == t->ocfg.kind;
+    if (trainer_same_arch(spec, &t->model.spec) && same_optim) return RT_OK;
+    struct rt_model_spec phase_spec;
+    trainer_phase_spec(t, p, &phase_spec);
+    const struct rt_model_spec *job = &phase_spec;
     int ok = trainer_same_arch(spec, job);
     if (!ok && t->cfg->prune_keep_neurons < 1 && spec->n_sizes == job->n_sizes &&
         spec->act == job->act) {
@@ -141,7 +149,7 @@ static int read_one(struct trainer *t, const char *path, struct rt_ckpt_state *s
 {
     struct rt_model_spec spec;
     RT_TRY(rt_ckpt_read_header(path, &spec, s));
-    RT_TRY(fit_arch(t, &spec, path));
+    RT_TRY(fit_arch(t, &spec, s->phase_index, path));
     RT_TRY(rt_ckpt_read(path, &t->model, &t->opt, s, t->metrics, t->metrics_cap));
     if (!t->has_masks) return RT_OK;
     int found = 0;
@@ -337,11 +345,19 @@ int trainer_resume(struct trainer *t, const char *resume)
     }
     struct rt_model_spec spec = t->model.spec; /* rank 0's is the checkpoint's now */
     rt_comm_bcast(t->comm, &spec, sizeof spec, 0);
-    RT_TRY(rt_comm_agree(t->comm, t->rank == 0 ? RT_OK : fit_arch(t, &spec, resume)));
+    rt_comm_bcast(t->comm, &s, sizeof s, 0);
+    RT_TRY(
+        rt_comm_agree(t->comm, t->rank == 0 ? RT_OK : fit_arch(t, &spec, s.phase_index, resume)));
     broadcast_state(t, &s);
     rt_comm_bcast(t->comm, chosen, sizeof chosen, 0);
     RT_TRY(check_compatible(t, &s, chosen));
     apply_state(t, &s);
+    if (t->cfg->phases[t->phase_index] == RT_PHASE_DISTILL) {
+        /* The teacher travels inside the checkpoint: its original file may be gone. */
+        RT_TRY(rt_teacher_load(&t->teacher, t->comm, chosen, RT_TEACHER_CHECKPOINT,
+                               trainer_max_batch(t)));
+        t->has_teacher = 1;
+    }
     snprintf(t->last_ckpt, sizeof t->last_ckpt, "%s", chosen);
     rt_log0("resume: %s: step %lld, epoch %lld (%lld of %lld steps done), written by %d rank%s\n",
             chosen, (long long)s.step, (long long)s.epoch + 1, (long long)s.step_in_epoch,

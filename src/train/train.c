@@ -26,7 +26,7 @@
 /* Threads per rank: an explicit setting wins, then OPENBLAS_NUM_THREADS; otherwise a rank
  * bound to some cores (mpirun binds by default) uses them all, and an unbound rank gets its
  * share of the node so that ranks x threads never exceed the cores. */
-static int choose_threads(int requested, int local_ranks)
+int trainer_choose_threads(int requested, int local_ranks)
 {
     int n = requested;
     const char *env = getenv("OPENBLAS_NUM_THREADS");
@@ -41,18 +41,6 @@ static int choose_threads(int requested, int local_ranks)
     n = n > 0 ? n : 1;
     rt_nn_set_threads(n);
     return n;
-}
-
-static int64_t local_rows_max(int64_t global_batch, int world)
-{
-    return (global_batch + world - 1) / world;
-}
-
-/* Largest multiple of world not above b (at least world): evaluation batches need not match
- * training ones, only divide evenly. */
-static int64_t eval_global_batch(int64_t b, int world)
-{
-    return b < world ? world : b / world * world;
 }
 
 static int open_data(struct trainer *t)
@@ -105,17 +93,50 @@ int trainer_same_arch(const struct rt_model_spec *a, const struct rt_model_spec 
     return 1;
 }
 
+void trainer_phase_optim(struct trainer *t, int i)
+{
+    if (t->cfg->phases[i] == RT_PHASE_DISTILL) {
+        rt_config_distill_optim(t->cfg, &t->ocfg, &t->scfg);
+        return;
+    }
+    t->ocfg = t->cfg->optim;
+    t->scfg = t->cfg->sched;
+}
+
+void trainer_phase_spec(const struct trainer *t, int i, struct rt_model_spec *spec)
+{
+    const struct rt_config *c = t->cfg;
+    *spec = c->model;
+    for (int k = 0; k <= i && k < c->n_phases; k++)
+        if (c->phases[k] == RT_PHASE_DISTILL) rt_config_student_spec(c, spec);
+}
+
+int trainer_max_batch(const struct trainer *t)
+{
+    const struct rt_config *c = t->cfg;
+    int64_t rows = local_rows_max(c->batch, t->world);
+    int64_t eval_rows = local_rows_max(eval_global_batch(c->eval_batch, t->world), t->world);
+    return (int)(rows > eval_rows ? rows : eval_rows);
+}
+
+/* A fresh optimizer of the phase's kind: moments from an earlier phase describe another
+ * problem (or another model). */
+static int reset_optimizer(struct trainer *t)
+{
+    rt_optim_free(&t->opt);
+    return rt_optim_init(&t->opt, &t->ocfg, t->model.n_params);
+}
+
 int trainer_rebuild(struct trainer *t, const struct rt_model_spec *spec, const int32_t *kept,
                     const int *counts)
 {
     struct rt_model nm;
-    int st = rt_model_init(&nm, spec, t->model.max_batch);
+    int st = rt_model_init(&nm, spec, trainer_max_batch(t));
     if (st == RT_OK && kept) rt_model_shrink_copy(&t->model, kept, counts, &nm);
     if (st == RT_OK) {
         rt_model_free(&t->model);
         t->model = nm; /* the struct holds no pointer into itself */
-        rt_optim_free(&t->opt);
-        st = rt_optim_init(&t->opt, &t->cfg->optim, t->model.n_params);
+        st = reset_optimizer(t);
     }
     if (st == RT_OK && t->has_masks) {
         rt_masks_free(&t->masks);
@@ -147,23 +168,28 @@ static int setup_comm(struct trainer *t)
     return RT_OK;
 }
 
+/* Rank 0 decides the initial weights; the others receive them, so replicas start
+ * identical by construction rather than by trusting every rank's RNG. */
+static void init_params(struct trainer *t)
+{
+    if (t->rank == 0) rt_model_init_params(&t->model, t->cfg->seed);
+    rt_comm_bcast(t->comm, t->model.params, t->model.n_params * sizeof(float), 0);
+}
+
 static int build_model(struct trainer *t)
 {
-    const struct rt_config *c = t->cfg;
-    int64_t rows = local_rows_max(c->batch, t->world);
-    int64_t eval_rows = local_rows_max(eval_global_batch(c->eval_batch, t->world), t->world);
-    RT_TRY(rt_model_init(&t->model, &c->model, (int)(rows > eval_rows ? rows : eval_rows)));
-    /* Rank 0 decides the initial weights; the others receive them, so replicas start
-     * identical by construction rather than by trusting every rank's RNG. */
-    if (t->rank == 0) rt_model_init_params(&t->model, c->seed);
-    rt_comm_bcast(t->comm, t->model.params, t->model.n_params * sizeof(float), 0);
-    RT_TRY(rt_optim_init(&t->opt, &c->optim, t->model.n_params));
+    struct rt_model_spec spec;
+    trainer_phase_spec(t, 0, &spec);
+    trainer_phase_optim(t, 0);
+    RT_TRY(rt_model_init(&t->model, &spec, trainer_max_batch(t)));
+    init_params(t);
+    RT_TRY(rt_optim_init(&t->opt, &t->ocfg, t->model.n_params));
     return setup_comm(t);
 }
 
 static int validate_data(struct trainer *t)
 {
-    const struct rt_model_spec *s = &t->cfg->model;
+    const struct rt_model_spec *s = &t->model.spec;
     int in = s->sizes[0], out = s->sizes[s->n_sizes - 1];
     RT_TRY(rt_dataset_validate(t->train, in, out, s->loss));
     if (t->test) RT_TRY(rt_dataset_validate(t->test, in, out, s->loss));
@@ -178,6 +204,7 @@ static int64_t phase_steps(const struct trainer *t, int i)
     if (c->phases[i] == RT_PHASE_PRUNE)
         return rt_prune_last_update(&c->prune_sched) +
                c->prune_finetune_epochs * t->steps_per_epoch;
+    if (c->phases[i] == RT_PHASE_DISTILL) return c->distill_epochs * t->steps_per_epoch;
     int64_t n = t->steps_per_epoch * c->epochs;
     return c->max_steps > 0 && c->max_steps < n ? c->max_steps : n;
 }
@@ -229,6 +256,7 @@ static void trainer_close(struct trainer *t)
     free(t->checksums);
     rt_optim_free(&t->opt);
     rt_model_free(&t->model);
+    rt_teacher_free(&t->teacher);
     free(t->config_text);
     free(t->metrics);
     if (t->has_masks) rt_masks_free(&t->masks);
@@ -237,8 +265,8 @@ static void trainer_close(struct trainer *t)
 /* Loss and accuracy over every row of d exactly once: the order is file order and the
  * last short batch is split between ranks like any other, so sums over ranks count each
  * sample once. The loop itself has no collectives; one agreement and one reduction end it. */
-static int evaluate(struct rt_model *m, struct rt_dataset *d, rt_comm_t *comm,
-                    struct rt_eval_result *r)
+int trainer_evaluate(struct rt_model *m, struct rt_dataset *d, rt_comm_t *comm,
+                     struct rt_eval_result *r)
 {
     double sums[3] = {0, 0, 0}; /* loss sum, correct, rows */
     const int classify = m->spec.loss == RT_LOSS_CE;
@@ -409,7 +437,7 @@ static int checkpoint_due_by_time(const struct trainer *t)
 static int step_boundary(struct trainer *t, int fetch_status)
 {
     int vals[2] = {rt_signal_pending(), checkpoint_due_by_time(t)};
-    RT_TRY(rt_comm_agree_max(t->comm, fetch_status, vals, 2));
+    RT_TRY(rt_comm_agree_max(t->comm, t->deferred != RT_OK ? t->deferred : fetch_status, vals, 2));
     int64_t every = t->cfg->ckpt_every_steps;
     int by_steps = every > 0 && t->step > 0 && t->step % every == 0;
     int on = t->cfg->ckpt_keep > 0 && t->step != t->last_ckpt_step;
@@ -464,7 +492,24 @@ static double step_lr(const struct trainer *t)
 {
     const struct rt_config *c = t->cfg;
     if (current_phase(t) == RT_PHASE_PRUNE) return c->prune_lr > 0 ? c->prune_lr : c->optim.lr;
-    return rt_sched_lr(&c->sched, c->optim.lr, t->phase_step, t->total_steps);
+    return rt_sched_lr(&t->scfg, t->ocfg.lr, t->phase_step, t->total_steps);
+}
+
+/* The step's loss and m->dlogits: against the targets, or in a distillation phase against
+ * the teacher's outputs for the same rows too (alpha = 0 needs no teacher: plain
+ * training, exactly). */
+static int step_loss(struct trainer *t, const struct rt_batch *b, double norm, double *loss)
+{
+    const struct rt_config *c = t->cfg;
+    if (current_phase(t) != RT_PHASE_DISTILL || c->alpha == 0) {
+        *loss = rt_model_loss(&t->model, b->y, b->local_rows, norm);
+        return RT_OK;
+    }
+    const float *teacher;
+    RT_TRY(rt_teacher_outputs(&t->teacher, b, &teacher));
+    *loss =
+        rt_model_loss_kd(&t->model, teacher, b->y, b->local_rows, norm, c->temperature, c->alpha);
+    return RT_OK;
 }
 
 /* One synchronous data-parallel step on this rank's share of the global batch. */
@@ -480,7 +525,17 @@ static int train_step(struct trainer *t)
     struct progress *p = &t->prog;
     rt_model_forward(m, b.x, b.local_rows);
     double norm = rt_loss_norm(m->spec.loss, b.global_rows, m->spec.sizes[m->spec.n_sizes - 1]);
-    double loss = rt_model_loss(m, b.y, b.local_rows, norm);
+    double loss;
+    /* A failed teacher-cache read cannot leave this step alone: the others are about to
+     * allreduce. The step goes on with a zero loss gradient from this rank, and the failure
+     * is agreed at the next step boundary or the epoch's end, before anything is saved. */
+    int ls = step_loss(t, &b, norm, &loss);
+    if (ls != RT_OK) {
+        memset(m->dlogits, 0,
+               (size_t)b.local_rows * (size_t)m->spec.sizes[m->spec.n_sizes - 1] * sizeof(float));
+        loss = 0;
+        t->deferred = t->deferred != RT_OK ? t->deferred : ls;
+    }
     t->lr = step_lr(t);
     rt_buckets_begin(t->buckets);
     rt_model_backward(m, b.x, b.local_rows, rt_buckets_layer_ready, t->buckets);
@@ -524,7 +579,7 @@ static int end_epoch(struct trainer *t, struct rt_train_result *res)
     char test[96] = "";
     if (t->test) {
         struct rt_eval_result e;
-        RT_TRY(evaluate(&t->model, t->test, t->comm, &e));
+        RT_TRY(trainer_evaluate(&t->model, t->test, t->comm, &e));
         row.test_loss = e.loss;
         row.test_acc = e.acc;
         if (e.acc >= 0)
@@ -555,6 +610,7 @@ static int run_steps(struct trainer *t)
             st = report_progress(t);
     }
     t->train_seconds += rt_comm_wtime() - t0;
+    if (st == RT_OK) st = rt_comm_agree(t->comm, t->deferred);
     return st;
 }
 
@@ -627,47 +683,161 @@ static int shrink_model(struct trainer *t)
     return RT_OK;
 }
 
-/* A phase starts on an epoch boundary with its own step count; pruning starts with every
- * weight kept and a fresh optimizer (moments from dense training describe another
- * problem). Resumed inside a phase, nothing is reset: the checkpoint restored it all. */
-static int begin_phase(struct trainer *t)
+/* The teacher must read the student's inputs and speak its outputs and loss. */
+static int check_teacher(const struct trainer *t)
 {
-    t->total_steps = phase_steps(t, t->phase_index);
-    if (t->phase_step > 0) return rt_comm_agree(t->comm, sync_sparse(t));
-    if (t->step_in_epoch > 0) {
-        t->epoch++;
-        t->step_in_epoch = 0;
+    const struct rt_model_spec *te = &t->teacher.model.spec, *st = &t->model.spec;
+    char a[256], b[256];
+    rt_model_sizes_text(a, sizeof a, te);
+    rt_model_sizes_text(b, sizeof b, st);
+    const char *from = strcmp(t->cfg->teacher, RT_TEACHER_PREVIOUS) == 0
+                           ? "the previous phase's model"
+                           : t->cfg->teacher;
+    if (te->sizes[0] != st->sizes[0] || te->sizes[te->n_sizes - 1] != st->sizes[st->n_sizes - 1])
+        return rt_errorf(RT_ERR_SHAPE,
+                         "[distill] teacher %s (%s) does not fit the student %s ([distill] "
+                         "student_layers): input and output widths must match",
+                         from, a, b);
+    if (te->loss != st->loss)
+        return rt_errorf(RT_ERR_SHAPE,
+                         "[distill] teacher %s was trained with loss %s, the job's [model] loss "
+                         "is %s",
+                         from, rt_loss_name(te->loss), rt_loss_name(st->loss));
+    return RT_OK;
+}
+
+/* Collective: the teacher's outputs for the training rows, once, where cache_teacher
+ * says (on: memory when they fit in data.memory_mb, else a per-rank file in the run
+ * directory). Nothing to do when the teacher is not used (alpha = 0) or not cached. */
+static int build_teacher_cache(struct trainer *t)
+{
+    const struct rt_config *c = t->cfg;
+    if (c->cache_teacher == RT_CACHE_OFF || c->alpha == 0 || t->teacher.cache) return RT_OK;
+    int64_t rows = rt_dataset_info(t->train)->rows;
+    double bytes = rt_teacher_cache_bytes(&t->teacher, rows, c->shuffle);
+    enum rt_rowstore_kind kind = c->cache_teacher == RT_CACHE_FILE     ? RT_ROWSTORE_FILE
+                                 : c->cache_teacher == RT_CACHE_MEMORY ? RT_ROWSTORE_MEMORY
+                                 : bytes <= c->memory_mb * 1048576.0   ? RT_ROWSTORE_MEMORY
+                                                                       : RT_ROWSTORE_FILE;
+    char dir[RT_PATH_MAX], file[RT_PATH_MAX + 64];
+    rt_config_run_dir(c, dir, sizeof dir);
+    snprintf(file, sizeof file, "%s/teacher-cache-%d.h5", dir, t->rank);
+    int st = kind == RT_ROWSTORE_FILE ? trainer_make_dirs(dir, "[train] out") : RT_OK;
+    RT_TRY(rt_comm_agree(t->comm, st));
+    struct rt_data_opts o = {.rank = t->rank,
+                             .world = t->world,
+                             .shuffle = c->shuffle,
+                             .seed = c->seed,
+                             .global_batch = c->batch,
+                             .memory_mb = c->memory_mb,
+                             .synth_rows = c->synth_rows};
+    double t0 = rt_comm_wtime();
+    RT_TRY(rt_teacher_cache_build(&t->teacher, t->comm, c->train, &o, kind, file));
+    rt_log0(
+        "distill: cached the teacher's outputs for %lld rows in %s (%.1f MB per rank, %.2f s)\n",
+        (long long)rows, kind == RT_ROWSTORE_FILE ? "per-rank files" : "memory", bytes / 1048576.0,
+        rt_comm_wtime() - t0);
+    return RT_OK;
+}
+
+/* A distillation phase from scratch: the teacher is the model the previous phase left
+ * (every rank holds it) or a file rank 0 reads; the student is a new model that rank 0
+ * initialises, with a fresh optimizer of [distill]'s kind. */
+static int begin_distill(struct trainer *t)
+{
+    const struct rt_config *c = t->cfg;
+    int st;
+    if (strcmp(c->teacher, RT_TEACHER_PREVIOUS) == 0) {
+        struct rt_model previous = t->model;
+        memset(&t->model, 0, sizeof t->model);
+        st = rt_comm_agree(t->comm, rt_teacher_adopt(&t->teacher, &previous, t->rank, t->world));
+    } else {
+        st = rt_teacher_load(&t->teacher, t->comm, c->teacher, RT_TEACHER_FILE,
+                             trainer_max_batch(t));
     }
-    t->phase_epoch0 = t->epoch;
-    if (current_phase(t) != RT_PHASE_PRUNE) return rt_comm_agree(t->comm, sync_sparse(t));
+    if (st != RT_OK) return st;
+    t->has_teacher = 1;
+    struct rt_model_spec spec;
+    rt_config_student_spec(c, &spec);
+    RT_TRY(rt_comm_agree(t->comm, trainer_rebuild(t, &spec, NULL, NULL)));
+    init_params(t);
+    RT_TRY(rt_comm_agree(t->comm, check_teacher(t)));
+    char a[256], b[256];
+    rt_model_sizes_text(a, sizeof a, &t->teacher.model.spec);
+    rt_model_sizes_text(b, sizeof b, &spec);
+    rt_log0("distill: teacher %s (%s, %zu parameters) -> student %s (%zu parameters), T = %g, "
+            "alpha = %g, %s %g, %lld steps\n",
+            a, c->teacher, t->teacher.model.n_params, b, t->model.n_params, c->temperature,
+            c->alpha, rt_optim_name(t->ocfg.kind), t->ocfg.lr, (long long)t->total_steps);
+    return RT_OK;
+}
+
+/* Pruning starts with every weight kept, after an optional structured shrink. */
+static int begin_prune(struct trainer *t)
+{
     /* Shrink once: a model already narrower than the job's (resumed) is not cut again. */
-    if (t->cfg->prune_keep_neurons < 1 && trainer_same_arch(&t->model.spec, &t->cfg->model))
+    struct rt_model_spec spec;
+    trainer_phase_spec(t, t->phase_index, &spec);
+    if (t->cfg->prune_keep_neurons < 1 && trainer_same_arch(&t->model.spec, &spec))
         RT_TRY(shrink_model(t));
     rt_masks_keep_all(&t->masks);
-    if (t->opt.m) memset(t->opt.m, 0, t->opt.n * sizeof(float));
-    if (t->opt.v) memset(t->opt.v, 0, t->opt.n * sizeof(float));
-    t->opt.step = 0;
     const struct rt_prune_sched *ps = &t->cfg->prune_sched;
     rt_log0("prune: %s %s magnitude pruning to %.3f, mask updates at phase steps %lld..%lld, "
             "then %lld epochs of fine-tuning: %lld steps\n",
             rt_prune_schedule_name(ps->kind), rt_prune_scope_name(t->cfg->prune_scope), ps->target,
             (long long)ps->start, (long long)rt_prune_last_update(ps),
             (long long)t->cfg->prune_finetune_epochs, (long long)t->total_steps);
+    return RT_OK;
+}
+
+/* A phase starts on an epoch boundary with its own step count and a fresh optimizer of its
+ * kind. Resumed inside a phase, nothing is reset: the checkpoint restored it all (a
+ * distillation checkpoint holds its teacher; only the teacher's cache is rebuilt). */
+static int begin_phase(struct trainer *t)
+{
+    t->total_steps = phase_steps(t, t->phase_index);
+    trainer_phase_optim(t, t->phase_index);
+    int resumed = current_phase(t) == RT_PHASE_DISTILL ? t->has_teacher : t->phase_step > 0;
+    if (!resumed && t->phase_index > 0) {
+        if (t->step_in_epoch > 0) {
+            t->epoch++;
+            t->step_in_epoch = 0;
+        }
+        t->phase_epoch0 = t->epoch;
+    }
+    if (!resumed && current_phase(t) == RT_PHASE_DISTILL) RT_TRY(begin_distill(t));
+    if (!resumed && current_phase(t) == RT_PHASE_PRUNE) {
+        RT_TRY(rt_comm_agree(t->comm, reset_optimizer(t)));
+        RT_TRY(begin_prune(t));
+    }
+    if (current_phase(t) == RT_PHASE_DISTILL) RT_TRY(build_teacher_cache(t));
     return rt_comm_agree(t->comm, sync_sparse(t));
 }
 
-/* Every phase ends with a checkpoint named after it. */
+/* The report needs each phase's model as a file; plain one-phase training has train.out. */
+static int wants_report(const struct trainer *t)
+{
+    return t->cfg->n_phases > 1 || t->cfg->phases[0] == RT_PHASE_DISTILL;
+}
+
+/* Every phase ends with its model file (for the report) and a checkpoint named after it;
+ * the distillation teacher is dropped once its phase is over. */
 static int run_phases(struct trainer *t, struct rt_train_result *res)
 {
     for (; t->phase_index < t->cfg->n_phases; t->phase_index++, t->phase_step = 0) {
         RT_TRY(begin_phase(t));
         int st = run_epochs(t, res);
         if (st != RT_OK) return st;
+        if (wants_report(t)) RT_TRY(trainer_save_phase_model(t, t->phase_index));
         if (t->cfg->ckpt_keep > 0 && t->step != t->last_ckpt_step)
             RT_TRY(trainer_checkpoint(t, rt_phase_name(current_phase(t))));
         if (t->phase_index + 1 == t->cfg->n_phases) break; /* keep the last phase current */
+        if (t->has_teacher) {
+            rt_teacher_free(&t->teacher);
+            t->has_teacher = 0;
+        }
     }
-    return RT_OK;
+    return wants_report(t) ? trainer_report(t) : RT_OK;
 }
 
 static void fill_result(const struct trainer *t, struct rt_train_result *res)
@@ -688,7 +858,7 @@ int rt_train_run(const struct rt_config *cfg, rt_comm_t *comm, const struct rt_t
     t.world = rt_comm_size(comm);
     memset(res, 0, sizeof *res);
     t.wall_start = rt_comm_wtime();
-    t.threads = choose_threads((int)cfg->threads, rt_comm_local_size(comm));
+    t.threads = trainer_choose_threads((int)cfg->threads, rt_comm_local_size(comm));
     int st = trainer_open(&t);
     if (st == RT_OK && opts && opts->resume) st = trainer_resume(&t, opts->resume);
     if (st == RT_OK) {
@@ -702,54 +872,5 @@ int rt_train_run(const struct rt_config *cfg, rt_comm_t *comm, const struct rt_t
     fill_result(&t, res);
     res->seconds = rt_comm_wtime() - t.wall_start;
     trainer_close(&t);
-    return st;
-}
-
-static int eval_open(rt_comm_t *comm, const char *model_path, const char *data_path, int64_t batch,
-                     double memory_mb, struct rt_model *m, struct rt_dataset **d)
-{
-    int rank = rt_comm_rank(comm), world = rt_comm_size(comm);
-    struct rt_model_spec spec;
-    memset(&spec, 0, sizeof spec);
-    /* Rank 0 reads the model file and broadcasts it: one reader, one verdict. */
-    int st = rank == 0 ? rt_model_file_spec(model_path, &spec) : RT_OK;
-    RT_TRY(rt_comm_agree(comm, st));
-    rt_comm_bcast(comm, &spec, sizeof spec, 0);
-    int64_t gb = eval_global_batch(batch, world);
-    st = rt_model_init(m, &spec, (int)local_rows_max(gb, world));
-    if (st == RT_OK && rank == 0) st = rt_model_file_load(model_path, m);
-    RT_TRY(rt_comm_agree(comm, st));
-    rt_comm_bcast(comm, m->params, m->n_params * sizeof(float), 0);
-    /* A model stored sparse is evaluated sparse: the kernel the file was made for. */
-    int csr = rank == 0 ? rt_model_file_is_csr(model_path) : 0;
-    rt_comm_bcast(comm, &csr, sizeof csr, 0);
-    RT_TRY(rt_comm_agree(comm, csr ? rt_model_use_csr(m, 1) : RT_OK));
-    struct rt_data_opts o = {.rank = rank,
-                             .world = world,
-                             .shuffle = RT_SHUFFLE_OFF,
-                             .global_batch = gb,
-                             .memory_mb = memory_mb,
-                             .synth_rows = 8192,
-                             .synth_split = 1};
-    st = rt_dataset_open(d, data_path, &o);
-    if (st == RT_OK)
-        st = rt_dataset_validate(*d, spec.sizes[0], spec.sizes[spec.n_sizes - 1], spec.loss);
-    return rt_comm_agree(comm, st);
-}
-
-int rt_eval_run(rt_comm_t *comm, const char *model_path, const char *data_path, int64_t batch,
-                double memory_mb, int threads, struct rt_eval_result *res)
-{
-    struct rt_model m;
-    memset(&m, 0, sizeof m);
-    struct rt_dataset *d = NULL;
-    choose_threads(threads, rt_comm_local_size(comm));
-    int st = eval_open(comm, model_path, data_path, batch, memory_mb, &m, &d);
-    if (st == RT_OK) st = evaluate(&m, d, comm, res);
-    res->csr = m.csr != NULL;
-    res->nonzeros = m.n_params ? rt_model_weight_nonzeros(&m) : 0;
-    res->weights = m.n_params ? rt_model_weight_count(&m) : 0;
-    rt_dataset_close(d);
-    rt_model_free(&m);
     return st;
 }

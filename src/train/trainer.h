@@ -12,6 +12,7 @@
 #include "ringtrain/comm.h"
 #include "ringtrain/config.h"
 #include "ringtrain/dataset.h"
+#include "ringtrain/distill.h"
 #include "ringtrain/model.h"
 #include "ringtrain/optim.h"
 #include "ringtrain/prune.h"
@@ -43,6 +44,11 @@ struct trainer {
      * begun at global epoch phase_epoch0 (each phase starts on an epoch boundary). */
     int phase_index;
     int64_t phase_step, total_steps, phase_epoch0;
+    struct rt_optim_cfg ocfg;       /* the phase's optimizer ([distill] or [optim]) */
+    struct rt_sched_cfg scfg;       /* and its learning-rate schedule */
+    struct rt_teacher teacher;      /* the distillation phase's frozen teacher */
+    int has_teacher;                /* teacher set up (fresh or from a checkpoint) */
+    int deferred;                   /* a failure inside a step, agreed at the next boundary */
     struct rt_masks masks;          /* pruning masks; all kept outside a prune phase */
     int has_masks;                  /* masks allocated (the job has a prune phase) */
     double train_seconds, samples;  /* across resumes */
@@ -74,6 +80,45 @@ int trainer_checkpoint(struct trainer *t, const char *tag);
  * the layout: a fresh optimizer, the masks, the gradient buckets. Outside the step loop. */
 int trainer_rebuild(struct trainer *t, const struct rt_model_spec *spec, const int32_t *kept,
                     const int *counts);
+
+static inline int64_t local_rows_max(int64_t global_batch, int world)
+{
+    return (global_batch + world - 1) / world;
+}
+
+/* Largest multiple of world not above b (at least world): evaluation batches need not match
+ * training ones, only divide evenly. */
+static inline int64_t eval_global_batch(int64_t b, int world)
+{
+    return b < world ? world : b / world * world;
+}
+
+/* Threads per rank (train.threads, OPENBLAS_NUM_THREADS, or the node's share); sets BLAS's. */
+int trainer_choose_threads(int requested, int local_ranks);
+
+/* Collective: loss and accuracy of m over every row of d exactly once (file order). */
+int trainer_evaluate(struct rt_model *m, struct rt_dataset *d, rt_comm_t *comm,
+                     struct rt_eval_result *r);
+
+/* The optimizer and schedule of phase i into t->ocfg, t->scfg. */
+void trainer_phase_optim(struct trainer *t, int i);
+
+/* The architecture the job's model has in phase i before any structured pruning: the
+ * student from the distillation phase on, else [model]. */
+void trainer_phase_spec(const struct trainer *t, int i, struct rt_model_spec *spec);
+
+/* Rows of the largest local batch (training or evaluation): the models' max_batch. */
+int trainer_max_batch(const struct trainer *t);
+
+/* Collective, at the end of the job: evaluates each phase's model file (and a teacher
+ * file) on the test set, times inference, prints the table and writes report.json in the
+ * run directory (rank 0). */
+int trainer_report(struct trainer *t);
+
+/* Collective, after phase i: rank 0 writes the phase's model to its file in the run
+ * directory (CSR when at least half the weights are zero); the path into buf. */
+int trainer_save_phase_model(struct trainer *t, int i);
+void trainer_phase_model_path(const struct trainer *t, int i, char *buf, size_t cap);
 
 /* 1 when a and b have the same widths and activation. */
 int trainer_same_arch(const struct rt_model_spec *a, const struct rt_model_spec *b);

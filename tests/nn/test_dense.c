@@ -269,6 +269,140 @@ START_TEST(dense_linear_reference)
 }
 END_TEST
 
+/* ---- rt_dense_forward_rowwise ---- */
+
+/* Widths that reach every path of the kernel: OUT < 4 (scalar), OUT < 64 (one narrow panel
+ * width, the last panel overlapping), several 64-wide panels plus an overlapping one; IN
+ * past one slab of k (128) and not a multiple of 4. */
+enum { RW_B = 19, RW_N_SHAPES = 5 };
+static const int rw_shapes[RW_N_SHAPES][2] = {{5, 1}, {33, 3}, {40, 10}, {133, 150}, {300, 64}};
+
+/* x (B, IN), w (OUT, IN), wt = w^T (IN, OUT), b (OUT); caller frees x, w, wt. */
+static void draw_rowwise(float **x, float **w, float **wt, float *b, int B, int IN, int OUT,
+                         uint64_t seed)
+{
+    struct rt_rng rng;
+    rt_rng_seed(&rng, seed);
+    *x = malloc((size_t)B * IN * sizeof **x);
+    *w = malloc((size_t)OUT * IN * sizeof **w);
+    *wt = malloc((size_t)OUT * IN * sizeof **wt);
+    ck_assert(*x && *w && *wt);
+    fill_uniform_f(*x, B * IN, -2, 2, &rng);
+    fill_uniform_f(*w, OUT * IN, -0.5, 0.5, &rng);
+    fill_uniform_f(b, OUT, -1, 1, &rng);
+    for (int o = 0; o < OUT; o++)
+        for (int k = 0; k < IN; k++)
+            (*wt)[k * OUT + o] = (*w)[o * IN + k];
+}
+
+/* Against the sgemm forward, for every activation and shape: the same values up to the
+ * rounding of a different summation order (IN <= 300 terms of O(1)). */
+START_TEST(dense_forward_rowwise_matches_gemm)
+{
+    enum rt_act a = all_acts[_i];
+    for (int s = 0; s < RW_N_SHAPES; s++) {
+        int IN = rw_shapes[s][0], OUT = rw_shapes[s][1];
+        float *x, *w, *wt, b[150];
+        draw_rowwise(&x, &w, &wt, b, RW_B, IN, OUT, 50 + (uint64_t)s);
+        size_t n = (size_t)RW_B * OUT;
+        float *y = malloc(n * sizeof *y), *z = malloc(n * sizeof *z);
+        float *yg = malloc(n * sizeof *yg), *zg = malloc(n * sizeof *zg);
+        rt_dense_forward(yg, zg, x, w, b, a, RW_B, IN, OUT);
+        rt_dense_forward_rowwise(y, z, x, wt, b, a, RW_B, IN, OUT);
+        char label[64];
+        snprintf(label, sizeof label, "%s %dx%d", act_label[_i], IN, OUT);
+        check_close(y, yg, n, 2e-5, 2e-5, label);
+        if (rt_act_needs_preact(a)) check_close(z, zg, n, 2e-5, 2e-5, "pre-activation");
+        free(x), free(w), free(wt), free(y), free(z), free(yg), free(zg);
+    }
+}
+END_TEST
+
+/* The documented order, exactly: per element one float sum from 0.0f over k ascending, then
+ * the bias. This file is C11 too, so the loop below is not contracted into FMAs either. */
+START_TEST(dense_forward_rowwise_exact_order)
+{
+    for (int s = 0; s < RW_N_SHAPES; s++) {
+        int IN = rw_shapes[s][0], OUT = rw_shapes[s][1];
+        float *x, *w, *wt, b[150];
+        draw_rowwise(&x, &w, &wt, b, RW_B, IN, OUT, 70 + (uint64_t)s);
+        size_t n = (size_t)RW_B * OUT;
+        float *y = malloc(n * sizeof *y), *want = malloc(n * sizeof *want);
+        for (int r = 0; r < RW_B; r++)
+            for (int o = 0; o < OUT; o++) {
+                float acc = 0.0f;
+                for (int k = 0; k < IN; k++)
+                    acc += x[r * IN + k] * wt[k * OUT + o];
+                want[r * OUT + o] = acc + b[o];
+            }
+        rt_dense_forward_rowwise(y, NULL, x, wt, b, RT_ACT_IDENTITY, RW_B, IN, OUT);
+        ck_assert_msg(memcmp(y, want, n * sizeof *y) == 0, "%dx%d: not the k-ascending sum", IN,
+                      OUT);
+        free(x), free(w), free(wt), free(y), free(want);
+    }
+}
+END_TEST
+
+/* Rows computed alone, then in batches of 1, 3, 17 and 64 rows taken in a shuffled order:
+ * every row's outputs (and pre-activations) are the same bytes each time. */
+START_TEST(dense_forward_rowwise_row_independent)
+{
+    enum rt_act a = all_acts[_i];
+    enum { N = 64 };
+    const int batch[4] = {1, 3, 17, 64};
+    for (int s = 2; s < RW_N_SHAPES; s++) {
+        int IN = rw_shapes[s][0], OUT = rw_shapes[s][1];
+        float *x, *w, *wt, b[150];
+        draw_rowwise(&x, &w, &wt, b, N, IN, OUT, 90 + (uint64_t)s);
+        size_t n = (size_t)N * OUT;
+        float *alone = malloc(n * sizeof *alone), *zalone = malloc(n * sizeof *zalone);
+        float *xb = malloc((size_t)N * IN * sizeof *xb);
+        float *y = malloc(n * sizeof *y), *z = malloc(n * sizeof *z);
+        for (int r = 0; r < N; r++)
+            rt_dense_forward_rowwise(alone + r * OUT, zalone + r * OUT, x + r * IN, wt, b, a, 1, IN,
+                                     OUT);
+        struct rt_rng rng;
+        rt_rng_seed(&rng, 5);
+        int perm[N];
+        for (int i = 0; i < N; i++)
+            perm[i] = i;
+        for (int t = 0; t < 4; t++) {
+            for (int i = N - 1; i > 0; i--) { /* Fisher-Yates: a new order for each size */
+                int j = (int)rt_rng_below(&rng, (uint64_t)i + 1), keep = perm[i];
+                perm[i] = perm[j];
+                perm[j] = keep;
+            }
+            for (int i = 0; i < N; i++)
+                memcpy(xb + i * IN, x + perm[i] * IN, (size_t)IN * sizeof *xb);
+            for (int r0 = 0; r0 < N; r0 += batch[t]) {
+                int B = N - r0 < batch[t] ? N - r0 : batch[t];
+                rt_dense_forward_rowwise(y + r0 * OUT, z + r0 * OUT, xb + r0 * IN, wt, b, a, B, IN,
+                                         OUT);
+            }
+            for (int i = 0; i < N; i++) {
+                size_t bytes = (size_t)OUT * sizeof *y;
+                ck_assert_msg(memcmp(y + i * OUT, alone + perm[i] * OUT, bytes) == 0,
+                              "%s %dx%d: row %d differs in batches of %d", act_label[_i], IN, OUT,
+                              perm[i], batch[t]);
+                if (rt_act_needs_preact(a))
+                    ck_assert(memcmp(z + i * OUT, zalone + perm[i] * OUT, bytes) == 0);
+            }
+        }
+        free(x), free(w), free(wt), free(alone), free(zalone), free(xb), free(y), free(z);
+    }
+}
+END_TEST
+
+START_TEST(dense_forward_rowwise_b0)
+{
+    float y[1] = {5.0f}, x[1] = {1.0f}, wt[1] = {1.0f}, b[1] = {1.0f};
+    rt_dense_forward_rowwise(y, y, x, wt, b, RT_ACT_GELU, 0, 1, 1);
+    ck_assert_float_eq(y[0], 5.0f);
+    rt_dense_forward_rowwise(y, NULL, x, wt, b, RT_ACT_RELU, 0, 1, 1);
+    ck_assert_float_eq(y[0], 5.0f);
+}
+END_TEST
+
 START_TEST(act_needs_preact_only_gelu)
 {
     ck_assert_int_eq(rt_act_needs_preact(RT_ACT_GELU), 1);
@@ -286,6 +420,12 @@ static Suite *dense_suite(void)
     tcase_add_loop_test(tc, dense_forward_reference, 0, N_ACTS);
     tcase_add_test(tc, dense_forward_b0);
     tcase_add_loop_test(tc, dense_forward_csr_reference, 0, N_ACTS);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("rt_dense_forward_rowwise");
+    tcase_add_loop_test(tc, dense_forward_rowwise_matches_gemm, 0, N_ACTS);
+    tcase_add_test(tc, dense_forward_rowwise_exact_order);
+    tcase_add_loop_test(tc, dense_forward_rowwise_row_independent, 0, N_ACTS);
+    tcase_add_test(tc, dense_forward_rowwise_b0);
     suite_add_tcase(s, tc);
     tc = tcase_create("rt_dense_backward");
     tcase_add_loop_test(tc, dense_backward_gradcheck, 0, N_ACTS);

@@ -291,6 +291,95 @@ START_TEST(loss_kd_t2_keeps_scale)
 }
 END_TEST
 
+/* ---- rt_loss_kd_mse ---- */
+
+/* Double reference of the regression distillation SUM: squared error against the blend. */
+static double ref_kd_mse(const double *out, const float *teacher, const float *t, int n,
+                         double alpha)
+{
+    double total = 0.0;
+    for (int i = 0; i < n; i++) {
+        double d = out[i] - (alpha * teacher[i] + (1.0 - alpha) * t[i]);
+        total += d * d;
+    }
+    return total;
+}
+
+/* Loss and dlogits against the reference and its central differences, for several alphas;
+ * the teacher is a second draw, away from both outputs and targets. */
+START_TEST(loss_kd_mse_gradcheck)
+{
+    const double alphas[] = {0, 0.25, 0.5, 0.9, 1};
+    struct loss_case c;
+    draw_case(&c, 13);
+    float teacher[GB * GK], d[GB * GK];
+    struct rt_rng rng;
+    rt_rng_seed(&rng, 14);
+    fill_uniform_f(teacher, GB * GK, -2, 2, &rng);
+    double norm = GB * GK, worst = 0.0;
+    for (int a = 0; a < 5; a++) {
+        double alpha = alphas[a];
+        double sum = rt_loss_kd_mse(d, c.z, teacher, c.t, GB, GK, alpha, norm);
+        double ref = ref_kd_mse(c.zd, teacher, c.t, GB * GK, alpha);
+        ck_assert_msg(fabs(sum - ref) <= 1e-5 * fabs(ref), "a=%g: loss %.9g vs %.9g", alpha, sum,
+                      ref);
+        for (int i = 0; i < GB * GK; i++) {
+            double keep = c.zd[i];
+            c.zd[i] = keep + GRADCHECK_EPS;
+            double fp = ref_kd_mse(c.zd, teacher, c.t, GB * GK, alpha);
+            c.zd[i] = keep - GRADCHECK_EPS;
+            double fm = ref_kd_mse(c.zd, teacher, c.t, GB * GK, alpha);
+            c.zd[i] = keep;
+            double e = rel_err(d[i], (fp - fm) / (2.0 * GRADCHECK_EPS) / norm, 1e-2 / norm);
+            worst = e > worst || isnan(e) ? e : worst;
+        }
+    }
+    printf("gradcheck loss-kd-mse max_rel_err=%.2g\n", worst);
+    fflush(stdout);
+    ck_assert_msg(worst < 1e-5, "kd-mse: max rel err %.3g", worst);
+}
+END_TEST
+
+/* alpha = 0 is rt_loss_mse bit for bit, loss and gradient, whatever the teacher holds. */
+START_TEST(loss_kd_mse_alpha0_is_mse)
+{
+    struct loss_case c;
+    draw_case(&c, 15);
+    float teacher[GB * GK], d_mse[GB * GK], d_kd[GB * GK];
+    for (int i = 0; i < GB * GK; i++)
+        teacher[i] = i % 2 ? INFINITY : NAN;
+    double mse = rt_loss_mse(d_mse, c.z, c.t, GB, GK, GB * GK);
+    double kd = rt_loss_kd_mse(d_kd, c.z, teacher, c.t, GB, GK, 0.0, GB * GK);
+    ck_assert_double_eq(kd, mse);
+    ck_assert_int_eq(memcmp(d_kd, d_mse, sizeof d_kd), 0);
+}
+END_TEST
+
+/* alpha = 1 is MSE against the teacher, bit for bit: the blend rounds to the teacher. */
+START_TEST(loss_kd_mse_alpha1_is_mse_on_teacher)
+{
+    struct loss_case c;
+    draw_case(&c, 16);
+    float teacher[GB * GK], d_mse[GB * GK], d_kd[GB * GK];
+    struct rt_rng rng;
+    rt_rng_seed(&rng, 17);
+    fill_uniform_f(teacher, GB * GK, -2, 2, &rng);
+    double mse = rt_loss_mse(d_mse, c.z, teacher, GB, GK, 3.0);
+    double kd = rt_loss_kd_mse(d_kd, c.z, teacher, c.t, GB, GK, 1.0, 3.0);
+    ck_assert_double_eq(kd, mse);
+    ck_assert_int_eq(memcmp(d_kd, d_mse, sizeof d_kd), 0);
+}
+END_TEST
+
+START_TEST(loss_kd_mse_b0)
+{
+    float d[1] = {9.0f}, z[1] = {0.0f};
+    ck_assert_double_eq(rt_loss_kd_mse(d, z, z, z, 0, 1, 0.5, 1.0), 0.0);
+    ck_assert_double_eq(rt_loss_kd_mse(d, z, z, z, 0, 1, 0.0, 1.0), 0.0);
+    ck_assert_float_eq(d[0], 9.0f);
+}
+END_TEST
+
 static Suite *loss_suite(void)
 {
     Suite *s = suite_create("loss");
@@ -314,6 +403,12 @@ static Suite *loss_suite(void)
     tcase_add_test(tc, loss_kd_gradcheck);
     tcase_add_test(tc, loss_kd_alpha0_is_ce);
     tcase_add_test(tc, loss_kd_t2_keeps_scale);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("rt_loss_kd_mse");
+    tcase_add_test(tc, loss_kd_mse_gradcheck);
+    tcase_add_test(tc, loss_kd_mse_alpha0_is_mse);
+    tcase_add_test(tc, loss_kd_mse_alpha1_is_mse_on_teacher);
+    tcase_add_test(tc, loss_kd_mse_b0);
     suite_add_tcase(s, tc);
     return s;
 }

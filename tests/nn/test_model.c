@@ -8,8 +8,10 @@
 #include "check_util.h"
 #include "ref.h"
 
+#include "ringtrain/dense.h"
 #include "ringtrain/model.h"
 #include "ringtrain/status.h"
+#include "nn/loss.h"
 
 #include <math.h>
 #include <string.h>
@@ -474,6 +476,198 @@ START_TEST(model_count_correct_ties)
 }
 END_TEST
 
+/* ---- rt_model_loss_kd ---- */
+
+/* The model entry point is the kernel of its loss on the last logits, bit for bit. */
+START_TEST(model_loss_kd_dispatch)
+{
+    enum { B = 3, K = 4 };
+    float x[B * K] = {0.5f, -1, 2, 0, 1, 1, -3, 0.25f, -7, 2, 0, 1};
+    float teacher[B * K] = {1, 0, -1, 2, 0.5f, 0.5f, 3, -2, 0, 0, 1, -1};
+    float t[B * K] = {0, 1, 0, 0, 1, 0, 0, 0, -1, 0.5f, 2, 0};
+    int32_t labels[B] = {2, 0, 3};
+    float d[B * K];
+    for (int l = 0; l < 2; l++) {
+        enum rt_loss loss = l ? RT_LOSS_MSE : RT_LOSS_CE;
+        struct rt_model m;
+        identity_model(&m, K, B, loss);
+        const float *z = rt_model_forward(&m, x, B);
+        double norm = rt_loss_norm(loss, 2 * B, K);
+        double got = rt_model_loss_kd(&m, teacher, l ? (const void *)t : labels, B, norm, 2.0, 0.3);
+        double want = l ? rt_loss_kd_mse(d, z, teacher, t, B, K, 0.3, norm)
+                        : rt_loss_kd(d, z, teacher, labels, B, K, 2.0, 0.3, norm);
+        ck_assert_double_eq(got, want);
+        ck_assert_int_eq(memcmp(m.dlogits, d, sizeof d), 0);
+        if (loss == RT_LOSS_MSE) { /* T is unused by the regression loss */
+            ck_assert_double_eq(rt_model_loss_kd(&m, teacher, t, B, norm, 7.0, 0.3), want);
+            ck_assert_int_eq(memcmp(m.dlogits, d, sizeof d), 0);
+        }
+        rt_model_free(&m);
+    }
+}
+END_TEST
+
+/* ---- rt_model_use_rowwise ---- */
+
+enum { RWN = 64 };
+static const int rw_sizes[4] = {30, 70, 40, 10};
+
+/* A 3-layer model whose middle layer keeps only every tenth weight (90% zeros: CSR in
+ * row-wise mode; the other two run the row-wise kernel), and RWN input rows. */
+static void rowwise_model(struct rt_model *m, float *x, enum rt_act act)
+{
+    struct rt_model_spec s = make_spec(4, rw_sizes, act, RT_LOSS_CE, RT_INIT_TORCH);
+    ck_assert_int_eq(rt_model_init(m, &s, RWN), RT_OK);
+    rt_model_init_params(m, 8);
+    float *w;
+    rt_model_layer_view(m, 1, &w, NULL, NULL, NULL);
+    for (int j = 0; j < rw_sizes[1] * rw_sizes[2]; j++)
+        if (j % 10 != 3) w[j] = 0.0f;
+    struct rt_rng rng;
+    rt_rng_seed(&rng, 12);
+    fill_uniform_f(x, RWN * rw_sizes[0], -2, 2, &rng);
+}
+
+/* Logits (RWN, K) of all rows, forwarded in batches of `batch` rows. */
+static void forward_in_batches(float *out, struct rt_model *m, const float *x, int batch)
+{
+    int IN = rw_sizes[0], K = rw_sizes[3];
+    for (int r0 = 0; r0 < RWN; r0 += batch) {
+        int B = RWN - r0 < batch ? RWN - r0 : batch;
+        memcpy(out + r0 * K, rt_model_forward(m, x + r0 * IN, B), (size_t)B * K * sizeof *out);
+    }
+}
+
+START_TEST(model_use_rowwise_matches_gemm)
+{
+    enum { IN = 30, K = 10 };
+    struct rt_model m;
+    float x[RWN * IN], gemm[RWN * K], rw[RWN * K], again[RWN * K];
+    rowwise_model(&m, x, all_acts[_i]);
+    forward_in_batches(gemm, &m, x, RWN);
+    ck_assert_int_eq(rt_model_use_rowwise(&m, 1), RT_OK);
+    ck_assert_ptr_nonnull(m.rowwise_wt);
+    ck_assert_ptr_nonnull(m.csr);
+    ck_assert_ptr_null(m.csr[0].indptr); /* dense layers: row-wise kernel */
+    ck_assert_ptr_nonnull(m.csr[1].indptr);
+    ck_assert_ptr_null(m.csr[2].indptr);
+    forward_in_batches(rw, &m, x, RWN);
+    check_close(rw, gemm, RWN * K, 1e-5, 1e-5, rt_act_name(all_acts[_i]));
+    ck_assert_int_eq(rt_model_use_rowwise(&m, 0), RT_OK);
+    ck_assert_ptr_null(m.rowwise_wt);
+    ck_assert_ptr_null(m.csr);
+    forward_in_batches(again, &m, x, RWN);
+    ck_assert_int_eq(memcmp(again, gemm, sizeof gemm), 0); /* exactly GEMM again */
+    rt_model_free(&m);
+}
+END_TEST
+
+/* Rows forwarded alone, then in batches of 3, 17 and 64 in a shuffled order: the same
+ * logits, byte for byte. */
+START_TEST(model_use_rowwise_row_independent)
+{
+    enum { IN = 30, K = 10 };
+    const int batch[3] = {3, 17, RWN};
+    struct rt_model m;
+    float x[RWN * IN], xs[RWN * IN], alone[RWN * K], got[RWN * K];
+    rowwise_model(&m, x, all_acts[_i]);
+    ck_assert_int_eq(rt_model_use_rowwise(&m, 1), RT_OK);
+    forward_in_batches(alone, &m, x, 1);
+    struct rt_rng rng;
+    rt_rng_seed(&rng, 6);
+    int perm[RWN];
+    for (int i = 0; i < RWN; i++)
+        perm[i] = i;
+    for (int t = 0; t < 3; t++) {
+        for (int i = RWN - 1; i > 0; i--) {
+            int j = (int)rt_rng_below(&rng, (uint64_t)i + 1), keep = perm[i];
+            perm[i] = perm[j];
+            perm[j] = keep;
+        }
+        for (int i = 0; i < RWN; i++)
+            memcpy(xs + i * IN, x + perm[i] * IN, sizeof(float) * IN);
+        forward_in_batches(got, &m, xs, batch[t]);
+        for (int i = 0; i < RWN; i++)
+            ck_assert_msg(memcmp(got + i * K, alone + perm[i] * K, sizeof(float) * K) == 0,
+                          "%s: row %d differs in batches of %d", rt_act_name(all_acts[_i]), perm[i],
+                          batch[t]);
+    }
+    rt_model_free(&m); /* frees the row-wise copies too */
+}
+END_TEST
+
+/* Each mode replaces the other cleanly, and each gives its own results again. */
+START_TEST(model_use_rowwise_and_csr_switch)
+{
+    enum { IN = 30, K = 10 };
+    struct rt_model m;
+    float x[RWN * IN], gemm[RWN * K], csr[RWN * K], rw[RWN * K], got[RWN * K];
+    rowwise_model(&m, x, RT_ACT_RELU);
+    forward_in_batches(gemm, &m, x, RWN);
+    ck_assert_int_eq(rt_model_use_csr(&m, 1), RT_OK);
+    forward_in_batches(csr, &m, x, RWN);
+    ck_assert_int_eq(rt_model_use_rowwise(&m, 1), RT_OK); /* CSR on -> row-wise */
+    ck_assert_ptr_nonnull(m.rowwise_wt);
+    ck_assert_ptr_null(m.csr[0].indptr);
+    forward_in_batches(rw, &m, x, RWN);
+    ck_assert_int_eq(rt_model_use_csr(&m, 1), RT_OK); /* row-wise on -> CSR */
+    ck_assert_ptr_null(m.rowwise_wt);
+    for (int i = 0; i < 3; i++)
+        ck_assert_ptr_nonnull(m.csr[i].indptr);
+    forward_in_batches(got, &m, x, RWN);
+    ck_assert_int_eq(memcmp(got, csr, sizeof got), 0);
+    ck_assert_int_eq(rt_model_use_rowwise(&m, 1), RT_OK);
+    ck_assert_int_eq(rt_model_use_rowwise(&m, 1), RT_OK); /* twice: a fresh snapshot */
+    forward_in_batches(got, &m, x, RWN);
+    ck_assert_int_eq(memcmp(got, rw, sizeof got), 0);
+    ck_assert_int_eq(rt_model_use_csr(&m, 0), RT_OK); /* row-wise on -> GEMM */
+    ck_assert_ptr_null(m.rowwise_wt);
+    ck_assert_ptr_null(m.csr);
+    forward_in_batches(got, &m, x, RWN);
+    ck_assert_int_eq(memcmp(got, gemm, sizeof got), 0);
+    rt_model_free(&m);
+}
+END_TEST
+
+/* 70% zeros is sparse enough, 60% is not; with every layer sparse, the mode still shows
+ * (rowwise_wt non-NULL) and forward still matches GEMM. */
+START_TEST(model_use_rowwise_threshold)
+{
+    int sizes[3] = {5, 2, 4};
+    struct rt_model_spec s = make_spec(3, sizes, RT_ACT_TANH, RT_LOSS_MSE, RT_INIT_TORCH);
+    float x[2 * 5] = {1, -2, 0.5f, 3, -1, 0, 1, 2, -0.5f, 0.25f}, gemm[2 * 4];
+    for (int zeros = 8; zeros <= 9; zeros++) {
+        struct rt_model m;
+        ck_assert_int_eq(rt_model_init(&m, &s, 2), RT_OK);
+        rt_model_init_params(&m, 4);
+        float *w0, *w1;
+        rt_model_layer_view(&m, 0, &w0, NULL, NULL, NULL);
+        rt_model_layer_view(&m, 1, &w1, NULL, NULL, NULL);
+        for (int j = 0; j < zeros; j++) /* layer 0: 10 weights */
+            w0[j] = 0.0f;
+        memcpy(gemm, rt_model_forward(&m, x, 2), sizeof gemm);
+        ck_assert_int_eq(rt_model_use_rowwise(&m, 1), RT_OK);
+        if (zeros == 8)
+            ck_assert_ptr_null(m.csr); /* no layer sparse enough */
+        else
+            ck_assert(m.csr && m.csr[0].indptr && !m.csr[1].indptr);
+        check_close(rt_model_forward(&m, x, 2), gemm, 8, 1e-6, 1e-6, "threshold");
+        for (int j = 0; j < 8; j++) /* layer 1: 8 weights, all zero */
+            w1[j] = 0.0f;
+        memcpy(gemm, rt_model_forward(&m, x, 2), sizeof gemm); /* the old snapshot */
+        ck_assert_int_eq(rt_model_use_rowwise(&m, 0), RT_OK);
+        float fresh[2 * 4];
+        memcpy(fresh, rt_model_forward(&m, x, 2), sizeof fresh);
+        ck_assert(memcmp(fresh, gemm, sizeof fresh) != 0); /* row-wise had a snapshot */
+        ck_assert_int_eq(rt_model_use_rowwise(&m, 1), RT_OK);
+        if (zeros == 9) ck_assert(m.csr[0].indptr && m.csr[1].indptr); /* every layer CSR */
+        ck_assert_ptr_nonnull(m.rowwise_wt);
+        check_close(rt_model_forward(&m, x, 2), fresh, 8, 1e-6, 1e-6, "after new snapshot");
+        rt_model_free(&m);
+    }
+}
+END_TEST
+
 /* ---- FLOPs, names, threads ---- */
 
 START_TEST(model_flops_values)
@@ -578,6 +772,15 @@ static Suite *model_suite(void)
     tc = tcase_create("rt_model_loss");
     tcase_add_test(tc, model_loss_ce_values);
     tcase_add_test(tc, model_loss_mse_values);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("rt_model_loss_kd");
+    tcase_add_test(tc, model_loss_kd_dispatch);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("rt_model_use_rowwise");
+    tcase_add_loop_test(tc, model_use_rowwise_matches_gemm, 0, N_ACTS);
+    tcase_add_loop_test(tc, model_use_rowwise_row_independent, 0, N_ACTS);
+    tcase_add_test(tc, model_use_rowwise_and_csr_switch);
+    tcase_add_test(tc, model_use_rowwise_threshold);
     suite_add_tcase(s, tc);
     tc = tcase_create("rt_model_count_correct");
     tcase_add_test(tc, model_count_correct_ties);
