@@ -134,9 +134,11 @@ int rt_ckpt_path(char *buf, size_t cap, const char *dir, int64_t step, const cha
 int rt_ckpt_list(const char *dir, char ***paths, int *n);
 void rt_ckpt_list_free(char **paths, int n);
 
-/* After a successful write: removes the oldest checkpoints beyond keep (keep >= 1) and any
- * leftover ckpt-*.h5.tmp of an interrupted writer. Never touches other files. Failures to
- * remove are reported as RT_ERR_IO (the new checkpoint is intact either way). */
+/* After a successful write: removes the oldest periodic checkpoints (ckpt-<step>.h5) beyond
+ * keep (keep >= 1) and any leftover ckpt-*.h5.tmp of an interrupted writer. A phase's
+ * final checkpoint (ckpt-<step>-<phase>.h5) is never removed: each is where the next phase
+ * starts, e.g. to distil again from the same pruned teacher. Never touches other files.
+ * Failures to remove are reported as RT_ERR_IO (the new checkpoint is intact either way). */
 int rt_ckpt_prune(const char *dir, int keep);
 
 /* Prints a human summary (format, phase, step, epoch, architecture, parameter count,

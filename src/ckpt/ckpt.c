@@ -570,10 +570,15 @@ int rt_ckpt_prune(const char *dir, int keep)
     char **paths;
     int n;
     RT_TRY(rt_ckpt_list(dir, &paths, &n));
-    int st = RT_OK;
-    for (int i = keep < 1 ? 1 : keep; i < n; i++)
+    int st = RT_OK, periodic = 0;
+    for (int i = 0; i < n; i++) {
+        const char *base = strrchr(paths[i], '/');
+        base = base ? base + 1 : paths[i];
+        if (strchr(base + 5, '-')) continue; /* the end of a phase: kept */
+        if (++periodic <= (keep < 1 ? 1 : keep)) continue;
         if (unlink(paths[i]) != 0 && errno != ENOENT && st == RT_OK)
             st = rt_errorf(RT_ERR_IO, "%s: cannot remove: %s", paths[i], strerror(errno));
+    }
     rt_ckpt_list_free(paths, n);
     int st2 = remove_leftovers(dir);
     return st != RT_OK ? st : st2;

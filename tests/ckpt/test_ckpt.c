@@ -881,17 +881,20 @@ START_TEST(prune_keeps_newest)
     rt_error_clear();
     ck_assert_int_eq(rt_ckpt_prune(dir, 2), RT_OK);
     dir_names(dir, names, sizeof names);
-    ck_assert_str_eq(names,
-                     "ckpt-00000120-train.h5 ckpt-00000120.h5 ckpt-abc.h5 notes.txt other.h5");
+    ck_assert_str_eq(names, "ckpt-00000013.h5 ckpt-00000120-train.h5 ckpt-00000120.h5 "
+                            "ckpt-abc.h5 notes.txt other.h5");
 
+    /* a phase's end (tagged) is not rotated: only periodic checkpoints count */
     ck_assert_int_eq(rt_ckpt_prune(dir, 1), RT_OK);
     dir_names(dir, names, sizeof names);
-    ck_assert_str_eq(names, "ckpt-00000120.h5 ckpt-abc.h5 notes.txt other.h5");
+    ck_assert_str_eq(names,
+                     "ckpt-00000120-train.h5 ckpt-00000120.h5 ckpt-abc.h5 notes.txt other.h5");
 
     /* keep beyond what exists: nothing more goes */
     ck_assert_int_eq(rt_ckpt_prune(dir, 5), RT_OK);
     dir_names(dir, names, sizeof names);
-    ck_assert_str_eq(names, "ckpt-00000120.h5 ckpt-abc.h5 notes.txt other.h5");
+    ck_assert_str_eq(names,
+                     "ckpt-00000120-train.h5 ckpt-00000120.h5 ckpt-abc.h5 notes.txt other.h5");
     remove_dir(dir);
     free(dir);
 }
