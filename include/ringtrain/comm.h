@@ -84,6 +84,22 @@ int rt_comm_test(rt_comm_t *c, rt_allreduce_req *req);
 /* Blocks until req (and every request started before it) is complete. */
 void rt_comm_wait(rt_comm_t *c, rt_allreduce_req *req);
 
+/* Hang detection: a blocking wait inside an allreduce or an agreement that lasts longer than
+ * seconds prints what this rank waits for (which peer, which bucket, which ring step) and
+ * ends the job through rt_comm_abort. 0 (the default) waits forever. */
+void rt_comm_set_timeout(rt_comm_t *c, double seconds);
+double rt_comm_timeout(const rt_comm_t *c);
+/* Names the next non-blocking allreduce (a bucket index) in hang reports. */
+void rt_comm_label_next(rt_comm_t *c, int label);
+/* Running totals since init: seconds this rank was blocked waiting inside allreduces, and
+ * the part of them it waited for data from its left neighbour in the ring. */
+struct rt_comm_times {
+    double blocked_s, wait_left_s;
+};
+void rt_comm_times(const rt_comm_t *c, struct rt_comm_times *t);
+/* Collective: n doubles of every rank to every rank; all (size * n), rank-major. */
+void rt_comm_allgather_f64(rt_comm_t *c, const double *mine, int n, double *all);
+
 /* Collective, in place: element-wise sum / max of n doubles (metrics). */
 void rt_comm_sum_f64(rt_comm_t *c, double *vals, int n);
 void rt_comm_max_f64(rt_comm_t *c, double *vals, int n);

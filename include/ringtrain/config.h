@@ -62,6 +62,7 @@ struct rt_config {
     enum rt_overlap overlap;    /* how buckets make progress during backward */
     int64_t check_every;        /* steps between replica checksums; 0 = never */
     enum rt_sparse_comm sparse; /* under pruning masks */
+    double comm_timeout_s;      /* hang detection; 0 = off */
     /* [train] */
     int64_t epochs, max_steps, batch, eval_batch, log_every, threads;
     uint64_t seed;

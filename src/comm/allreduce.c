@@ -21,6 +21,7 @@
 #include "ringtrain/status.h"
 
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -216,6 +217,8 @@ static void req_init(struct rt_comm *c, struct rt_allreduce_req *r, enum rt_allr
                      float *buf, size_t n, float scale, int blocking)
 {
     memset(r, 0, sizeof *r);
+    r->label = c->next_label;
+    c->next_label = -1;
     r->buf = buf;
     r->n = n;
     r->scale = scale;
@@ -336,4 +339,74 @@ void rt_comm_allreduce_with(rt_comm_t *c, enum rt_allreduce_algo algo, float *bu
 void rt_comm_allreduce(rt_comm_t *c, float *buf, size_t n, float scale)
 {
     rt_comm_allreduce_with(c, c->opts.algorithm, buf, n, scale);
+}
+
+/* ---- Blocking waits with a timeout ------------------------------------------------------- */
+
+static _Noreturn void report_hang(struct rt_comm *c, double waited,
+                                  const struct rt_allreduce_req *r, const struct rt_wait_what *w)
+{
+    if (!r)
+        rt_comm_abort(c, 1,
+                      "hang: waited %.1f s at an agreement point (a step boundary or a set-up "
+                      "check) for ranks that have not arrived; ending the job ([comm] timeout_s "
+                      "= %g)",
+                      waited, c->timeout_s);
+    char bucket[48] = "";
+    if (r && r->label >= 0) snprintf(bucket, sizeof bucket, " of bucket %d", r->label);
+    char peer[64] = "another rank";
+    if (w->peer >= 0) snprintf(peer, sizeof peer, "rank %d (%s)", w->peer, w->role);
+    rt_comm_abort(c, 1,
+                  "hang: waited %.1f s for %s in the allreduce%s (%s step %d of %d, %zu floats); "
+                  "ending the job ([comm] timeout_s = %g)",
+                  waited, peer, bucket, w->stage, w->step, w->steps, r ? r->n : (size_t)0,
+                  c->timeout_s);
+}
+
+int rt_wait_(struct rt_comm *c, int n, MPI_Request *reqs, int any, const struct rt_allreduce_req *r,
+             const struct rt_wait_what *w)
+{
+    double t0 = MPI_Wtime();
+    int idx = 0, flag = 0;
+    if (c->timeout_s <= 0) {
+        if (any)
+            MPI_Waitany(n, reqs, &idx, MPI_STATUS_IGNORE);
+        else
+            MPI_Waitall(n, reqs, MPI_STATUSES_IGNORE);
+    } else {
+        for (long spin = 0; !flag; spin++) {
+            if (any)
+                MPI_Testany(n, reqs, &idx, &flag, MPI_STATUS_IGNORE);
+            else
+                MPI_Testall(n, reqs, &flag, MPI_STATUSES_IGNORE);
+            if (!flag && (spin & 1023) == 1023 && MPI_Wtime() - t0 > c->timeout_s)
+                report_hang(c, MPI_Wtime() - t0, r, w);
+        }
+    }
+    double dt = MPI_Wtime() - t0;
+    c->blocked_s += dt;
+    if (w->peer >= 0 && w->peer == (c->rank + c->size - 1) % c->size && w->role[0] == 'l')
+        c->wait_left_s += dt;
+    return idx;
+}
+
+void rt_comm_set_timeout(rt_comm_t *c, double seconds)
+{
+    c->timeout_s = seconds > 0 ? seconds : 0;
+}
+
+double rt_comm_timeout(const rt_comm_t *c)
+{
+    return c->timeout_s;
+}
+
+void rt_comm_label_next(rt_comm_t *c, int label)
+{
+    c->next_label = label;
+}
+
+void rt_comm_times(const rt_comm_t *c, struct rt_comm_times *t)
+{
+    t->blocked_s = c->blocked_s;
+    t->wait_left_s = c->wait_left_s;
 }

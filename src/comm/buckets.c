@@ -131,10 +131,18 @@ static void reduce_politely(struct rt_buckets *b, const struct bucket *bk)
 {
     size_t count;
     float *data = bucket_data(b, bk, &count);
+    rt_comm_label_next(b->comm, (int)(bk - b->bucket));
     rt_allreduce_req *req = rt_comm_iallreduce(b->comm, data, count, b->scale);
     const struct timespec nap = {0, 20000};
-    while (!rt_comm_test(b->comm, req))
+    double t0 = rt_comm_wtime(), timeout = rt_comm_timeout(b->comm);
+    while (!rt_comm_test(b->comm, req)) {
         nanosleep(&nap, NULL);
+        if (timeout > 0 && rt_comm_wtime() - t0 > timeout)
+            rt_comm_abort(b->comm, 1,
+                          "hang: the communication thread waited %.1f s in the allreduce of "
+                          "bucket %d (%zu floats); ending the job ([comm] timeout_s = %g)",
+                          rt_comm_wtime() - t0, (int)(bk - b->bucket), count, timeout);
+    }
 }
 
 static void *comm_thread_main(void *arg)
@@ -293,6 +301,7 @@ static void start_ready(struct rt_buckets *b)
         if (b->overlap == RT_OVERLAP_POLL) {
             size_t count;
             float *data = bucket_data(b, bk, &count);
+            rt_comm_label_next(b->comm, k);
             bk->req = rt_comm_iallreduce(b->comm, data, count, b->scale);
         }
         k++;

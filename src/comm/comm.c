@@ -20,6 +20,7 @@ int rt_comm_init(rt_comm_t **out, int *argc, char ***argv)
     struct rt_comm *c = calloc(1, sizeof *c);
     if (!c) rt_comm_abort(NULL, 1, "cannot allocate the communicator context");
     c->thread_level = provided;
+    c->next_label = -1;
     MPI_Comm_dup(MPI_COMM_WORLD, &c->world);
     MPI_Comm_rank(c->world, &c->rank);
     MPI_Comm_size(c->world, &c->size);
@@ -70,7 +71,15 @@ int rt_comm_agree_max(rt_comm_t *c, int st, int *vals, int n)
     buf[0] = st < 0 ? c->size - c->rank : 0;
     for (int i = 0; i < n; i++)
         buf[1 + i] = vals[i];
-    MPI_Allreduce(MPI_IN_PLACE, buf, 1 + n, MPI_INT, MPI_MAX, c->world);
+    if (c->timeout_s > 0) {
+        /* A rank stuck outside every allreduce (in I/O, in a stall) shows here first. */
+        MPI_Request req;
+        MPI_Iallreduce(MPI_IN_PLACE, buf, 1 + n, MPI_INT, MPI_MAX, c->world, &req);
+        struct rt_wait_what what = {-1, "", "agreement (step boundary or set-up check)", 1, 1};
+        rt_wait_(c, 1, &req, 0, NULL, &what);
+    } else {
+        MPI_Allreduce(MPI_IN_PLACE, buf, 1 + n, MPI_INT, MPI_MAX, c->world);
+    }
     for (int i = 0; i < n; i++)
         vals[i] = buf[1 + i];
     if (buf[0] == 0) return RT_OK;
@@ -101,6 +110,11 @@ void rt_comm_sum_f64(rt_comm_t *c, double *vals, int n)
 void rt_comm_max_f64(rt_comm_t *c, double *vals, int n)
 {
     MPI_Allreduce(MPI_IN_PLACE, vals, n, MPI_DOUBLE, MPI_MAX, c->world);
+}
+
+void rt_comm_allgather_f64(rt_comm_t *c, const double *mine, int n, double *all)
+{
+    MPI_Allgather(mine, n, MPI_DOUBLE, all, n, MPI_DOUBLE, c->world);
 }
 
 void rt_comm_allgather_u64(rt_comm_t *c, uint64_t mine, uint64_t *all)

@@ -47,6 +47,7 @@ struct rt_ring_state {
 };
 
 struct rt_rd_state {
+    int peer;        /* partner of the phase in flight (hang reports) */
     size_t off, len; /* current piece of buf (pieces of scratch size) */
     int phase;       /* RD_* in rd.c */
     int step;        /* exchange step: partner = new rank ^ (1 << step) */
@@ -62,6 +63,7 @@ struct rt_mpi_state {
 };
 
 struct rt_allreduce_req {
+    int label;  /* the caller's name for it (a bucket index), -1 if none: hang reports */
     float *buf; /* borrowed: n floats, reduced in place */
     size_t n;
     float scale;
@@ -92,8 +94,26 @@ struct rt_comm {
     int queue[RT_MAX_INFLIGHT]; /* FIFO of slot indices, oldest at queue[qhead] */
     int qhead, qlen;
     int slots_used;
-    struct rt_allreduce_req breq; /* the request of a blocking call */
+    struct rt_allreduce_req breq;  /* the request of a blocking call */
+    int next_label;                /* label of the next request started (rt_comm_label_next) */
+    double timeout_s;              /* comm.timeout_s; 0 = wait forever */
+    double blocked_s, wait_left_s; /* clocks: rt_comm_times */
 };
+
+/* What a blocking wait is waiting for, for the hang report. */
+struct rt_wait_what {
+    int peer;          /* rank waited for, or -1 */
+    const char *role;  /* "left neighbour", "right neighbour", "partner" */
+    const char *stage; /* "reduce-scatter", "allgather", "exchange", ... */
+    int step, steps;   /* 1-based step of the stage and how many it has */
+};
+
+/* Waits for one (any = 1: returns its index) or all of reqs[0..n). Without a timeout this is
+ * MPI_Waitany/MPI_Waitall; with one it polls, and past c->timeout_s prints what it waited
+ * for (w, and r's label) and aborts the job. The time blocked goes to the clocks, to
+ * wait_left_s too when w->peer is the left neighbour. */
+int rt_wait_(struct rt_comm *c, int n, MPI_Request *reqs, int any, const struct rt_allreduce_req *r,
+             const struct rt_wait_what *w);
 
 /* Called by rt_comm_init after the fields above are set, and by rt_comm_finalize. */
 int rt_allreduce_init_(struct rt_comm *c);

@@ -83,15 +83,23 @@ static void post(struct rt_comm *c, struct rt_rd_state *s, int send, float *p, i
             MPI_Irecv(p + off, l, MPI_FLOAT, peer, tag, c->ar, &s->req[s->nreq++]);
     }
     s->posted = 1;
+    s->peer = peer;
 }
 
 /* Tests (block = 0) or waits for (block = 1) the requests of the current phase. */
-static int complete(struct rt_rd_state *s, int block)
+static int complete(struct rt_comm *c, const struct rt_allreduce_req *r, struct rt_rd_state *s,
+                    int block)
 {
     int flag = 1;
-    if (block)
-        MPI_Waitall(s->nreq, s->req, MPI_STATUSES_IGNORE);
-    else
+    if (block) {
+        struct rt_wait_what what = {.peer = s->peer,
+                                    .role = "recursive-doubling partner",
+                                    .stage = "recursive-doubling",
+                                    .step = s->step + 1,
+                                    .steps =
+                                        c->rd_p2 > 1 ? 31 - __builtin_clz((unsigned)c->rd_p2) : 1};
+        rt_wait_(c, s->nreq, s->req, 0, r, &what);
+    } else
         MPI_Testall(s->nreq, s->req, &flag, MPI_STATUSES_IGNORE);
     if (flag) s->posted = s->nreq = 0;
     return flag;
@@ -119,7 +127,7 @@ int rt_rd_progress_(struct rt_comm *c, struct rt_allreduce_req *r, int block)
                 else
                     post(c, s, 0, c->scratch, len, c->rank - 1, r->tag + RT_TAG_FOLD_IN);
             }
-            if (!complete(s, block)) return 0;
+            if (!complete(c, r, s, block)) return 0;
             if (extra) {
                 s->phase = RD_FOLD_OUT;
             } else {
@@ -138,7 +146,7 @@ int rt_rd_progress_(struct rt_comm *c, struct rt_allreduce_req *r, int block)
                 post(c, s, 0, c->scratch, len, partner, r->tag + RT_TAG_EXCHANGE);
                 post(c, s, 1, p, len, partner, r->tag + RT_TAG_EXCHANGE);
             }
-            if (!complete(s, block)) return 0;
+            if (!complete(c, r, s, block)) return 0;
             /* IEEE addition is commutative, so both partners get the same bits. */
             rt_add_into_(p, c->scratch, len);
             s->step++;
@@ -155,7 +163,7 @@ int rt_rd_progress_(struct rt_comm *c, struct rt_allreduce_req *r, int block)
                 else
                     post(c, s, 1, p, len, c->rank - 1, r->tag + RT_TAG_FOLD_OUT);
             }
-            if (!complete(s, block)) return 0;
+            if (!complete(c, r, s, block)) return 0;
             s->phase = RD_NEXT;
             break;
         default: /* RD_NEXT */

@@ -237,11 +237,19 @@ int rt_ring_progress_(struct rt_comm *c, struct rt_allreduce_req *r, int block)
         if (!block) return 0;
         /* Nothing to do until the oldest receive or send completes. */
         MPI_Request w[2];
-        int nw = 0, idx;
+        int nw = 0, N = c->size;
         if (s->nr > 0) w[nw++] = s->rreq[s->rhead];
         if (s->ns > 0) w[nw++] = s->sreq[s->shead];
         if (nw == 0) rt_comm_abort(c, 1, "ring allreduce: stalled (internal error)");
-        MPI_Waitany(nw, w, &idx, MPI_STATUS_IGNORE);
+        /* Blocked on the oldest receive, the left neighbour has not sent; on a send alone,
+         * the right one has not taken it. */
+        int t = s->nr > 0 ? s->rt : s->ct;
+        struct rt_wait_what what = {.peer = s->nr > 0 ? mod(c->rank - 1, N) : mod(c->rank + 1, N),
+                                    .role = s->nr > 0 ? "left neighbour" : "right neighbour",
+                                    .stage = t < N - 1 ? "reduce-scatter" : "allgather",
+                                    .step = (t < N - 1 ? t : t - (N - 1)) + 1,
+                                    .steps = N - 1};
+        int idx = rt_wait_(c, nw, w, 1, r, &what);
         /* Put the (now null) handle back so MPI_Test above sees it complete at once. */
         if (s->nr > 0 && idx == 0)
             s->rreq[s->rhead] = w[0];

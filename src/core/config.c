@@ -177,6 +177,9 @@ static const struct key keys[] = {
      "how buckets progress during backprop: a comm thread, polling between layers, or off"},
     {"comm", "check_every", K_INT, OFF(check_every), "100", 0, BIG, NULL,
      "steps between cross-rank parameter checksums; 0 = never"},
+    {"comm", "timeout_s", K_REAL, OFF(comm_timeout_s), "0", 0, 1e9, NULL,
+     "end the job when a rank waits longer than this in an allreduce or agreement, naming "
+     "the peer, bucket and ring step it waits for; 0 = wait forever"},
     {"comm", "sparse", K_ENUM, OFF(sparse), "auto", 0, 0, &io_sparse,
      "under pruning masks, allreduce only the kept gradient coordinates (auto: when at most "
      "half are kept)"},

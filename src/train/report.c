@@ -19,8 +19,15 @@
 #define TIMING_SECONDS  0.3 /* per model, per rank: enough repeats for a stable minimum */
 #define TIMING_MIN_REPS 5
 
+/* A synth: source is generated from (seed, rows): the training job's, for the report; the
+ * built-in defaults for `ringtrain eval`. */
+struct synth_opts {
+    uint64_t seed;
+    int64_t rows;
+};
+
 static int eval_open(rt_comm_t *comm, const char *model_path, const char *data_path, int64_t batch,
-                     double memory_mb, int64_t synth_rows, struct rt_model *m,
+                     double memory_mb, const struct synth_opts *so, struct rt_model *m,
                      struct rt_dataset **d)
 {
     int rank = rt_comm_rank(comm), world = rt_comm_size(comm);
@@ -44,7 +51,8 @@ static int eval_open(rt_comm_t *comm, const char *model_path, const char *data_p
                              .shuffle = RT_SHUFFLE_OFF,
                              .global_batch = gb,
                              .memory_mb = memory_mb,
-                             .synth_rows = synth_rows,
+                             .seed = so->seed,
+                             .synth_rows = so->rows,
                              .synth_split = 1};
     st = rt_dataset_open(d, data_path, &o);
     if (st == RT_OK)
@@ -76,13 +84,14 @@ static int time_inference(struct rt_model *m, struct rt_dataset *d, rt_comm_t *c
 }
 
 static int eval_file(rt_comm_t *comm, const char *model_path, const char *data_path, int64_t batch,
-                     double memory_mb, int64_t synth_rows, int timed, struct rt_eval_result *res)
+                     double memory_mb, const struct synth_opts *so, int timed,
+                     struct rt_eval_result *res)
 {
     struct rt_model m;
     memset(&m, 0, sizeof m);
     struct rt_dataset *d = NULL;
     res->infer_us_per_sample = -1;
-    int st = eval_open(comm, model_path, data_path, batch, memory_mb, synth_rows, &m, &d);
+    int st = eval_open(comm, model_path, data_path, batch, memory_mb, so, &m, &d);
     if (st == RT_OK) st = trainer_evaluate(&m, d, comm, res);
     if (st == RT_OK && timed) st = time_inference(&m, d, comm, &res->infer_us_per_sample);
     res->csr = m.csr != NULL;
@@ -98,7 +107,10 @@ int rt_eval_run(rt_comm_t *comm, const char *model_path, const char *data_path, 
                 double memory_mb, int threads, struct rt_eval_result *res)
 {
     trainer_choose_threads(threads, rt_comm_local_size(comm));
-    return eval_file(comm, model_path, data_path, batch, memory_mb, 8192, 0, res);
+    struct rt_config defaults;
+    rt_config_defaults(&defaults);
+    struct synth_opts so = {defaults.seed, defaults.synth_test_rows};
+    return eval_file(comm, model_path, data_path, batch, memory_mb, &so, 0, res);
 }
 
 void trainer_phase_model_path(const struct trainer *t, int i, char *buf, size_t cap)
@@ -215,9 +227,10 @@ static int collect_rows(struct trainer *t, struct report_row *rows, int *n)
             rt_log0("report: %s: no such file: the %s row is left out\n", r->path, r->phase);
             continue;
         }
+        struct synth_opts so = {c->seed, c->synth_test_rows};
         if (t->test)
-            RT_TRY(eval_file(t->comm, r->path, c->test, c->eval_batch, c->memory_mb,
-                             c->synth_test_rows, 1, &r->e));
+            RT_TRY(
+                eval_file(t->comm, r->path, c->test, c->eval_batch, c->memory_mb, &so, 1, &r->e));
         kept++;
     }
     *n = kept;

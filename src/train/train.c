@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Threads per rank: an explicit setting wins, then OPENBLAS_NUM_THREADS; otherwise a rank
@@ -158,6 +159,7 @@ static int setup_comm(struct trainer *t)
     struct rt_comm_opts o = {.algorithm = c->algorithm,
                              .segment_bytes = (size_t)c->segment_kb * 1024};
     RT_TRY(rt_comm_configure(t->comm, &o));
+    rt_comm_set_timeout(t->comm, c->comm_timeout_s);
     RT_TRY(make_buckets(t));
     t->checksums = calloc((size_t)t->world, sizeof *t->checksums);
     if (!t->checksums) return rt_errorf(RT_ERR_NOMEM, "cannot allocate %d checksums", t->world);
@@ -165,6 +167,11 @@ static int setup_comm(struct trainer *t)
     t->fault_rank = -1;
     if (fault && sscanf(fault, "%d:%lld", &t->fault_rank, (long long *)&t->fault_step) != 2)
         t->fault_rank = -1;
+    const char *stall = getenv("RINGTRAIN_FAULT_STALL"); /* RANK:STEP:SECONDS, for hang tests */
+    t->stall_rank = -1;
+    if (stall && sscanf(stall, "%d:%lld:%lf", &t->stall_rank, (long long *)&t->stall_step,
+                        &t->stall_seconds) != 3)
+        t->stall_rank = -1;
     return RT_OK;
 }
 
@@ -537,6 +544,13 @@ static int train_step(struct trainer *t)
         t->deferred = t->deferred != RT_OK ? t->deferred : ls;
     }
     t->lr = step_lr(t);
+    if (t->rank == t->stall_rank && t->step == t->stall_step) {
+        rt_warn("test hook: rank %d stalls for %g s at step %lld\n", t->rank, t->stall_seconds,
+                (long long)t->step);
+        struct timespec nap = {(time_t)t->stall_seconds,
+                               (long)((t->stall_seconds - (double)(time_t)t->stall_seconds) * 1e9)};
+        nanosleep(&nap, NULL);
+    }
     rt_buckets_begin(t->buckets);
     rt_model_backward(m, b.x, b.local_rows, rt_buckets_layer_ready, t->buckets);
     reduce_and_update(t, t->lr);

@@ -37,6 +37,9 @@ struct trainer {
     uint64_t *checksums;        /* (world) owned: replica checksums of the last check */
     int fault_rank;             /* test hook: RINGTRAIN_FAULT_CORRUPT=RANK:STEP */
     int64_t fault_step;
+    int stall_rank; /* test hook: RINGTRAIN_FAULT_STALL=RANK:STEP:SECONDS */
+    int64_t stall_step;
+    double stall_seconds;
     int threads;
     int64_t steps_per_epoch;
     int64_t step, epoch, step_in_epoch; /* position, see above */
