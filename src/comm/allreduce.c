@@ -385,8 +385,9 @@ int rt_wait_(struct rt_comm *c, int n, MPI_Request *reqs, int any, const struct 
     }
     double dt = MPI_Wtime() - t0;
     c->blocked_s += dt;
-    if (w->peer >= 0 && w->peer == (c->rank + c->size - 1) % c->size && w->role[0] == 'l')
-        c->wait_left_s += dt;
+    /* Waiting for data: from the left neighbour in the ring, from the partner in recursive
+     * doubling (whose sends and receives complete together). */
+    if (w->peer >= 0 && strcmp(w->role, "right neighbour") != 0) c->wait_left_s += dt;
     return idx;
 }
 

@@ -102,6 +102,7 @@ int trainer_checkpoint(struct trainer *t, const char *tag)
     snprintf(t->last_ckpt, sizeof t->last_ckpt, "%s", path);
     rt_log0("checkpoint %s (step %lld, %.2f s)\n", path, (long long)t->step,
             t->last_ckpt_time - t0);
+    trainer_metrics_event(t, "checkpoint", "%s (%.2f s)", path, t->last_ckpt_time - t0);
     return RT_OK;
 }
 

@@ -162,7 +162,9 @@ static int setup_comm(struct trainer *t)
     rt_comm_set_timeout(t->comm, c->comm_timeout_s);
     RT_TRY(make_buckets(t));
     t->checksums = calloc((size_t)t->world, sizeof *t->checksums);
-    if (!t->checksums) return rt_errorf(RT_ERR_NOMEM, "cannot allocate %d checksums", t->world);
+    t->timings = calloc((size_t)t->world * 3, sizeof *t->timings);
+    if (!t->checksums || !t->timings)
+        return rt_errorf(RT_ERR_NOMEM, "cannot allocate %d ranks' checksums", t->world);
     const char *fault = getenv("RINGTRAIN_FAULT_CORRUPT");
     t->fault_rank = -1;
     if (fault && sscanf(fault, "%d:%lld", &t->fault_rank, (long long *)&t->fault_step) != 2)
@@ -248,6 +250,7 @@ static int trainer_open(struct trainer *t)
             t->has_masks = st == RT_OK;
             RT_TRY(rt_comm_agree(t->comm, st));
         }
+    RT_TRY(rt_comm_agree(t->comm, trainer_metrics_open(t)));
     t->lr = t->cfg->optim.lr;
     t->last_ckpt_step = -1;
     t->last_ckpt_time = rt_comm_wtime();
@@ -261,9 +264,11 @@ static void trainer_close(struct trainer *t)
     rt_dataset_close(t->test);
     rt_buckets_free(t->buckets);
     free(t->checksums);
+    free(t->timings);
     rt_optim_free(&t->opt);
     rt_model_free(&t->model);
     rt_teacher_free(&t->teacher);
+    trainer_metrics_close(t);
     free(t->config_text);
     free(t->metrics);
     if (t->has_masks) rt_masks_free(&t->masks);
@@ -330,11 +335,49 @@ static void sparsity_label(const struct trainer *t, char *buf, size_t cap, int p
     if (per_layer && n < cap) snprintf(buf + n, cap - n, ")");
 }
 
+/* The slowest rank by compute time and the rank that waited most for its left neighbour,
+ * from every rank's (compute, comm, wait) sums of the interval: raw step time cannot name
+ * a straggler (every rank's step ends together), waiting time does. */
+static void find_stragglers(struct trainer *t, struct metrics_step *r)
+{
+    struct progress *p = &t->prog;
+    double mine[3] = {p->compute_s, p->comm_s, p->wait_s}, steps = p->steps > 0 ? p->steps : 1;
+    rt_comm_allgather_f64(t->comm, mine, 3, t->timings);
+    r->slowest_rank = r->max_wait_rank = 0;
+    for (int q = 1; q < t->world; q++) {
+        if (t->timings[3 * q] > t->timings[3 * r->slowest_rank]) r->slowest_rank = q;
+        if (t->timings[3 * q + 2] > t->timings[3 * r->max_wait_rank + 2]) r->max_wait_rank = q;
+    }
+    r->compute_s = mine[0] / steps;
+    r->comm_s = mine[1] / steps;
+    r->wait_s = mine[2] / steps;
+    r->slowest_compute_s = t->timings[3 * r->slowest_rank] / steps;
+    r->max_wait_s = t->timings[3 * r->max_wait_rank + 2] / steps;
+}
+
+/* " | compute 2.10 ms comm 0.31 wait 0.05 | slowest r1 +8% | waits r0 0.40 ms" */
+static void timing_label(const struct trainer *t, const struct metrics_step *r, char *buf,
+                         size_t cap)
+{
+    double mean = 0;
+    for (int q = 0; q < t->world; q++)
+        mean += t->timings[3 * q];
+    mean /= t->world;
+    double excess = mean > 0 ? 100.0 * (t->timings[3 * r->slowest_rank] / mean - 1) : 0;
+    size_t n = (size_t)snprintf(buf, cap, " | step ms: compute %.2f comm %.2f wait %.2f",
+                                1e3 * r->compute_s, 1e3 * r->comm_s, 1e3 * r->wait_s);
+    if (t->world > 1 && n < cap)
+        snprintf(buf + n, cap - n, " | slowest r%d +%.0f%% compute, r%d waits %.2f ms",
+                 r->slowest_rank, excess, r->max_wait_rank, 1e3 * r->max_wait_s);
+}
+
 static int report_progress(struct trainer *t)
 {
     struct progress *p = &t->prog;
-    double sums[2] = {p->loss_sum, p->rows};
-    rt_comm_sum_f64(t->comm, sums, 2);
+    double sums[3] = {p->loss_sum, p->rows, p->correct};
+    rt_comm_sum_f64(t->comm, sums, 3);
+    struct metrics_step r;
+    find_stragglers(t, &r);
     int K = t->model.spec.sizes[t->model.spec.n_sizes - 1];
     double loss = sums[0] / rt_loss_norm(t->model.spec.loss, (int64_t)sums[1], K);
     /* The reduced value is identical on every rank, so this branch needs no agreement. */
@@ -343,15 +386,23 @@ static int report_progress(struct trainer *t)
                          (long long)t->step, (long long)t->epoch + 1, loss);
     double now = rt_comm_wtime(), dt = now - p->t_last;
     double rate = dt > 0 ? (t->samples - p->samples_last) / dt : 0;
-    char eta[32], label[64], sp[32];
+    char eta[32], label[64], sp[32], timing[160];
     format_eta(eta, sizeof eta,
                rate > 0 ? (double)(t->total_steps - t->phase_step) * (double)t->cfg->batch / rate
                         : 0);
     epoch_label(t, label, sizeof label);
     sparsity_label(t, sp, sizeof sp, 0);
-    rt_log0("%s | step %lld/%lld | loss %.4f | lr %.2e%s | %.0f samples/s | ETA %s\n", label,
-            (long long)t->phase_step, (long long)t->total_steps, loss, t->lr, sp, rate, eta);
-    p->loss_sum = p->rows = 0;
+    timing_label(t, &r, timing, sizeof timing);
+    rt_log0("%s | step %lld/%lld | loss %.4f | lr %.2e%s | %.0f samples/s | ETA %s%s\n", label,
+            (long long)t->phase_step, (long long)t->total_steps, loss, t->lr, sp, rate, eta,
+            timing);
+    r.loss = loss;
+    r.accuracy = t->model.spec.loss == RT_LOSS_CE && sums[1] > 0 ? sums[2] / sums[1] : -1;
+    r.sparsity = current_phase(t) == RT_PHASE_PRUNE ? rt_masks_sparsity(&t->masks, -1) : 0;
+    r.samples_per_s = rate;
+    trainer_metrics_step(t, &r);
+    p->loss_sum = p->rows = p->correct = 0;
+    p->compute_s = p->comm_s = p->wait_s = p->steps = 0;
     p->t_last = now;
     p->samples_last = t->samples;
     return RT_OK;
@@ -451,6 +502,7 @@ static int step_boundary(struct trainer *t, int fetch_status)
     if (on && (vals[0] || vals[1] || by_steps)) RT_TRY(trainer_checkpoint(t, ""));
     if (!vals[0]) return RT_OK;
     t->stop_signal = vals[0];
+    trainer_metrics_event(t, "stop", "%s", rt_signal_name(vals[0]));
     if (t->cfg->ckpt_keep > 0) return RT_STOPPED;
     return rt_errorf(RT_ERR_IO,
                      "stopped by %s at step %lld; checkpoints are off ([checkpoint] keep = 0), "
@@ -491,6 +543,7 @@ static int update_masks(struct trainer *t)
     rt_log0("prune: phase step %lld: %s sparsity %.4f (schedule %.4f, target %.4f)\n",
             (long long)t->phase_step, rt_prune_scope_name(c->prune_scope),
             rt_masks_sparsity(mk, -1), target, c->prune_sched.target);
+    trainer_metrics_event(t, "mask_update", "sparsity %.4f", rt_masks_sparsity(mk, -1));
     return RT_OK;
 }
 
@@ -530,6 +583,9 @@ static int train_step(struct trainer *t)
         RT_TRY(update_masks(t));
     struct rt_model *m = &t->model;
     struct progress *p = &t->prog;
+    struct rt_comm_times c0, c1;
+    rt_comm_times(t->comm, &c0);
+    double t0 = rt_comm_wtime();
     rt_model_forward(m, b.x, b.local_rows);
     double norm = rt_loss_norm(m->spec.loss, b.global_rows, m->spec.sizes[m->spec.n_sizes - 1]);
     double loss;
@@ -554,6 +610,17 @@ static int train_step(struct trainer *t)
     rt_buckets_begin(t->buckets);
     rt_model_backward(m, b.x, b.local_rows, rt_buckets_layer_ready, t->buckets);
     reduce_and_update(t, t->lr);
+    rt_comm_times(t->comm, &c1);
+    double blocked = c1.blocked_s - c0.blocked_s, waited = c1.wait_left_s - c0.wait_left_s;
+    p->compute_s += rt_comm_wtime() - t0 - blocked;
+    p->comm_s += blocked - waited;
+    p->wait_s += waited;
+    p->steps += 1;
+    if (m->spec.loss == RT_LOSS_CE) {
+        double correct = (double)rt_model_count_correct(m, b.y, b.local_rows);
+        p->correct += correct;
+        p->epoch_correct += correct;
+    }
     p->loss_sum += loss;
     p->rows += b.local_rows;
     p->epoch_loss += loss;
@@ -579,14 +646,14 @@ static void result_from_metric(const struct rt_ckpt_metric *r, struct rt_train_r
 static int end_epoch(struct trainer *t, struct rt_train_result *res)
 {
     struct progress *p = &t->prog;
-    double sums[2] = {p->epoch_loss, p->epoch_rows};
-    rt_comm_sum_f64(t->comm, sums, 2);
+    double sums[3] = {p->epoch_loss, p->epoch_rows, p->epoch_correct};
+    rt_comm_sum_f64(t->comm, sums, 3);
     int K = t->model.spec.sizes[t->model.spec.n_sizes - 1];
     struct rt_ckpt_metric row = {
         .epoch = t->epoch, .step = t->step, .test_loss = -1, .test_acc = -1, .lr = t->lr};
     snprintf(row.phase, sizeof row.phase, "%s", rt_phase_name(current_phase(t)));
     row.loss = sums[0] / rt_loss_norm(t->model.spec.loss, (int64_t)sums[1], K);
-    p->epoch_loss = p->epoch_rows = 0;
+    p->epoch_loss = p->epoch_rows = p->epoch_correct = 0;
     if (!isfinite(row.loss))
         return rt_errorf(RT_ERR_NONFINITE, "step %lld (epoch %lld): training loss is %g",
                          (long long)t->step, (long long)t->epoch + 1, row.loss);
@@ -605,6 +672,9 @@ static int end_epoch(struct trainer *t, struct rt_train_result *res)
     row.seconds = t->wall_before + rt_comm_wtime() - t->wall_start;
     trainer_add_metric(t, &row);
     result_from_metric(&row, res);
+    double acc = t->model.spec.loss == RT_LOSS_CE && sums[1] > 0 ? sums[2] / sums[1] : -1;
+    trainer_metrics_epoch(
+        t, &row, acc, current_phase(t) == RT_PHASE_PRUNE ? rt_masks_sparsity(&t->masks, -1) : 0);
     char label[64], sp[320];
     epoch_label(t, label, sizeof label);
     sparsity_label(t, sp, sizeof sp, 1);
@@ -825,6 +895,8 @@ static int begin_phase(struct trainer *t)
         RT_TRY(begin_prune(t));
     }
     if (current_phase(t) == RT_PHASE_DISTILL) RT_TRY(build_teacher_cache(t));
+    trainer_metrics_event(t, "phase_start", "%s%s, %lld steps", rt_phase_name(current_phase(t)),
+                          resumed ? " (resumed)" : "", (long long)t->total_steps);
     return rt_comm_agree(t->comm, sync_sparse(t));
 }
 
@@ -842,6 +914,7 @@ static int run_phases(struct trainer *t, struct rt_train_result *res)
         RT_TRY(begin_phase(t));
         int st = run_epochs(t, res);
         if (st != RT_OK) return st;
+        trainer_metrics_event(t, "phase_end", "%s", rt_phase_name(current_phase(t)));
         if (wants_report(t)) RT_TRY(trainer_save_phase_model(t, t->phase_index));
         if (t->cfg->ckpt_keep > 0 && t->step != t->last_ckpt_step)
             RT_TRY(trainer_checkpoint(t, rt_phase_name(current_phase(t))));

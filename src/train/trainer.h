@@ -18,12 +18,26 @@
 #include "ringtrain/prune.h"
 #include "ringtrain/train.h"
 
+#include <stdio.h>
+
 /* Running sums between progress lines and over the epoch in progress, this rank's share;
  * reduced across ranks only when printed or checkpointed. */
 struct progress {
-    double loss_sum, rows; /* since the last line */
-    double epoch_loss, epoch_rows;
+    double loss_sum, rows, correct; /* since the last line */
+    double epoch_loss, epoch_rows, epoch_correct;
     double t_last, samples_last;
+    /* This rank's step time since the last line, split: computing (forward, backward,
+     * optimizer, including communication progressed behind it), blocked in communication,
+     * and the part of that spent waiting for the left neighbour's data. */
+    double compute_s, comm_s, wait_s, steps;
+};
+
+/* One "step" line of metrics.jsonl (metrics.c): the interval since the previous one. */
+struct metrics_step {
+    double loss, accuracy, sparsity, samples_per_s; /* accuracy < 0: regression */
+    double compute_s, comm_s, wait_s;               /* rank 0, mean per step */
+    int slowest_rank, max_wait_rank;
+    double slowest_compute_s, max_wait_s; /* their mean per step */
 };
 
 struct trainer {
@@ -35,6 +49,7 @@ struct trainer {
     struct rt_dataset *train, *test;
     struct rt_buckets *buckets; /* owned: gradient averaging overlapped with backward */
     uint64_t *checksums;        /* (world) owned: replica checksums of the last check */
+    double *timings;            /* (3 world) owned: every rank's compute, comm, wait sums */
     int fault_rank;             /* test hook: RINGTRAIN_FAULT_CORRUPT=RANK:STEP */
     int64_t fault_step;
     int stall_rank; /* test hook: RINGTRAIN_FAULT_STALL=RANK:STEP:SECONDS */
@@ -59,6 +74,7 @@ struct trainer {
     double lr;                      /* of the last step */
     int stop_signal;                /* agreed stop request (signal number), 0 if none */
     struct progress prog;
+    FILE *metrics_file;             /* rank 0: metrics.jsonl, appended */
     struct rt_ckpt_metric *metrics; /* (metrics_cap) owned: one row per finished epoch */
     int64_t n_metrics, metrics_cap;
     char ckpt_dir[RT_PATH_MAX];
@@ -125,6 +141,15 @@ void trainer_phase_model_path(const struct trainer *t, int i, char *buf, size_t 
 
 /* 1 when a and b have the same widths and activation. */
 int trainer_same_arch(const struct rt_model_spec *a, const struct rt_model_spec *b);
+
+/* metrics.jsonl (metrics.c); rank 0 writes, the others' calls do nothing. */
+int trainer_metrics_open(struct trainer *t);
+void trainer_metrics_close(struct trainer *t);
+void trainer_metrics_step(struct trainer *t, const struct metrics_step *r);
+void trainer_metrics_epoch(struct trainer *t, const struct rt_ckpt_metric *row, double accuracy,
+                           double sparsity);
+void trainer_metrics_event(struct trainer *t, const char *event, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* mkdir -p dir; errors name `what` (the key or file the directory is for). */
 int trainer_make_dirs(const char *dir, const char *what);

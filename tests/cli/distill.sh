@@ -36,7 +36,7 @@ check_every = 10
 [train]
 epochs = 3
 batch = 60
-log_every = 0
+log_every = 5
 [checkpoint]
 every_steps = 7
 keep = 100
@@ -87,6 +87,24 @@ print("  report: " + "; ".join("%s %d/%d acc %.3f %.2f us" % (r["phase"], r["non
       r["test_acc"], r["infer_us_per_sample"]) for r in rows))
 PY
 grep -q "^report: distill " "$tmp/a.log" || fail "no report table"
+# metrics.jsonl: valid JSON lines; every epoch of every phase, the phase events, the time split.
+/usr/bin/python3 - "$tmp/a/metrics.jsonl" <<'PY' || fail "metrics.jsonl"
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+ep = [(r["phase"], r["epoch"]) for r in rows if r["kind"] == "epoch"]
+assert ep == [("train", e) for e in (1, 2, 3)] + [("prune", e) for e in (1, 2)] + \
+    [("distill", e) for e in (1, 2, 3)], ep
+ev = [r["event"] + ":" + r["phase"] for r in rows if r["kind"] == "event" and r["event"].startswith("phase")]
+assert ev == ["phase_start:train", "phase_end:train", "phase_start:prune", "phase_end:prune",
+              "phase_start:distill", "phase_end:distill"], ev
+assert sum(r["kind"] == "event" and r["event"] == "mask_update" for r in rows) == 3
+assert sum(r["kind"] == "event" and r["event"] == "checkpoint" for r in rows) >= 12
+for r in rows:
+    if r["kind"] == "epoch":
+        assert 0 <= r["accuracy"] <= 1 and 0 <= r["test_acc"] <= 1 and r["loss"] > 0, r
+        assert (r["sparsity"] > 0.7) == (r["phase"] == "prune"), r
+print("  metrics.jsonl: %d lines, %d epochs, phases in order" % (len(rows), len(ep)))
+PY
 # The cache is an optimisation only.
 for c in off file; do
     run "$tmp/c$c" distill.cache_teacher=$c || fail "cache $c: $(tail -3 "$tmp/c$c.log")"
