@@ -21,6 +21,7 @@ struct rt_train_result {
     double seconds;             /* wall time of this process's run */
     double sparsity;            /* fraction of the weights (not biases) that are exactly 0 */
     int stop_signal;            /* with RT_STOPPED: the signal that stopped the run */
+    int64_t skipped;            /* steps skipped for a non-finite gradient (this process) */
     char checkpoint[RT_PATH_MAX + 64]; /* the last checkpoint written or resumed from, or "" */
 };
 

@@ -176,9 +176,12 @@ static void print_final(const struct rt_train_result *r)
         snprintf(test, sizeof test, " test_loss=%.6f test_acc=%.4f", r->test_loss, r->test_acc);
     else if (r->has_test)
         snprintf(test, sizeof test, " test_loss=%.6f", r->test_loss);
+    char skipped[48] = "";
+    if (r->skipped > 0) snprintf(skipped, sizeof skipped, " skipped=%lld", (long long)r->skipped);
     rt_log0("final: epochs=%s steps=%lld loss=%.6f%s sparsity=%.4f samples_per_s=%.1f "
-            "seconds=%.2f\n",
-            epochs, (long long)r->steps, r->loss, test, r->sparsity, r->samples_per_s, r->seconds);
+            "seconds=%.2f%s\n",
+            epochs, (long long)r->steps, r->loss, test, r->sparsity, r->samples_per_s, r->seconds,
+            skipped);
 }
 
 static int cmd_train(rt_comm_t *comm, int argc, char **argv)

@@ -196,6 +196,9 @@ static const struct key keys[] = {
      "steps between progress lines; 0 = epoch ends only"},
     {"train", "threads", K_INT, OFF(threads), "0", 0, 1024, NULL,
      "BLAS threads per rank; 0 = cores / ranks on the node (OPENBLAS_NUM_THREADS wins)"},
+    {"train", "skip_nonfinite", K_BOOL, OFF(skip_nonfinite), "off", 0, 0, NULL,
+     "on: a step whose averaged gradient has a NaN or Inf is skipped on every rank and "
+     "counted; off: the job stops naming the step and the last good checkpoint"},
     {"train", "out", K_PATH, OFF(out), "runs/model.h5", 0, 0, NULL,
      "where the trained model is written; empty = not saved"},
     {"checkpoint", "dir", K_PATH, OFF(ckpt_dir), "", 0, 0, NULL,

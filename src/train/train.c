@@ -169,6 +169,10 @@ static int setup_comm(struct trainer *t)
     t->fault_rank = -1;
     if (fault && sscanf(fault, "%d:%lld", &t->fault_rank, (long long *)&t->fault_step) != 2)
         t->fault_rank = -1;
+    const char *nan = getenv("RINGTRAIN_FAULT_NAN"); /* RANK:STEP: a NaN loss gradient */
+    t->nan_rank = -1;
+    if (nan && sscanf(nan, "%d:%lld", &t->nan_rank, (long long *)&t->nan_step) != 2)
+        t->nan_rank = -1;
     const char *stall = getenv("RINGTRAIN_FAULT_STALL"); /* RANK:STEP:SECONDS, for hang tests */
     t->stall_rank = -1;
     if (stall && sscanf(stall, "%d:%lld:%lf", &t->stall_rank, (long long *)&t->stall_step,
@@ -411,28 +415,76 @@ static int report_progress(struct trainer *t)
 /* Averages the gradients bucket by bucket and updates each bucket's parameters as soon as
  * it arrives, so the optimizer overlaps the rest of the communication. Clipping needs the
  * global norm first, so it waits for every bucket. */
-static void reduce_and_update(struct trainer *t, double lr)
+/* 1 when grads[lo, hi) are all finite: x * 0 is 0 for every finite x and NaN otherwise. */
+static int finite_range(const float *g, size_t lo, size_t hi)
+{
+    float acc = 0.0f;
+    for (size_t i = lo; i < hi; i++)
+        acc += g[i] * 0.0f;
+    return acc == 0.0f;
+}
+
+/* The averaged gradient is bitwise the same on every rank, so every rank finds the same
+ * non-finite coordinates and takes the same branch without an agreement. */
+static int nonfinite_error(struct trainer *t, size_t lo)
+{
+    int layer = 0;
+    while (layer + 1 < t->model.n_layers && rt_model_layer_offset(&t->model, layer + 1) <= lo)
+        layer++;
+    return rt_errorf(RT_ERR_NONFINITE,
+                     "step %lld (phase %s, epoch %lld): the averaged gradient of layer %d is "
+                     "not finite (NaN or Inf); nothing of this step was saved, the last good "
+                     "checkpoint is %s. Resume from it (perhaps with a lower learning rate), or "
+                     "set [train] skip_nonfinite = on to skip such steps",
+                     (long long)t->step + 1, rt_phase_name(current_phase(t)),
+                     (long long)(t->epoch - t->phase_epoch0 + 1), layer,
+                     t->last_ckpt[0] ? t->last_ckpt : "(none: checkpoints are off or none yet)");
+}
+
+/* Every bucket first, then one update or none: clipping needs the global norm, and
+ * skipping a non-finite step needs to know before any parameter moves. 0 when skipped. */
+static int reduce_then_update(struct trainer *t, double lr, const struct rt_masks *mk)
+{
+    struct rt_model *m = &t->model;
+    size_t lo, hi, bad = SIZE_MAX;
+    while (rt_buckets_next(t->buckets, &lo, &hi)) {
+        if (mk) rt_masks_apply(mk, m->grads, lo, hi);
+        if (bad == SIZE_MAX && !finite_range(m->grads, lo, hi)) bad = lo;
+    }
+    if (bad != SIZE_MAX) return t->cfg->skip_nonfinite ? 0 : nonfinite_error(t, bad);
+    if (t->cfg->clip_norm > 0) rt_clip_grad_norm(m->grads, m->n_params, t->cfg->clip_norm);
+    rt_optim_step(&t->opt, m->params, m->grads, lr);
+    if (mk) rt_masks_apply(mk, m->params, 0, m->n_params);
+    return 1;
+}
+
+/* Averages the gradients bucket by bucket and updates each bucket's parameters as soon as
+ * it arrives, so the optimizer overlaps the rest of the communication. Returns 1 when the
+ * step was applied, 0 when it was skipped (non-finite, train.skip_nonfinite), or a failure
+ * (non-finite): then the remaining buckets are still completed, so that every rank leaves
+ * the step's allreduces together. */
+static int reduce_and_update(struct trainer *t, double lr)
 {
     struct rt_model *m = &t->model;
     const struct rt_masks *mk = current_phase(t) == RT_PHASE_PRUNE ? &t->masks : NULL;
-    size_t lo, hi;
-    if (t->cfg->clip_norm > 0) {
-        while (rt_buckets_next(t->buckets, &lo, &hi))
-            if (mk) rt_masks_apply(mk, m->grads, lo, hi);
-        rt_clip_grad_norm(m->grads, m->n_params, t->cfg->clip_norm);
-        rt_optim_step(&t->opt, m->params, m->grads, lr);
-        if (mk) rt_masks_apply(mk, m->params, 0, m->n_params);
-        return;
-    }
+    if (t->cfg->clip_norm > 0 || t->cfg->skip_nonfinite) return reduce_then_update(t, lr, mk);
     /* A pruned weight's gradient is masked before the update and the weight after it, so it
      * stays exactly zero whatever the optimizer does (its moments were zeroed with the
      * mask). */
+    size_t lo, hi, bad = SIZE_MAX;
     while (rt_buckets_next(t->buckets, &lo, &hi)) {
+        if (bad != SIZE_MAX) continue;
+        if (!finite_range(m->grads, lo, hi)) {
+            bad = lo;
+            continue;
+        }
         if (mk) rt_masks_apply(mk, m->grads, lo, hi);
         rt_optim_update_range(&t->opt, m->params, m->grads, lo, hi, lr);
         if (mk) rt_masks_apply(mk, m->params, lo, hi);
     }
+    if (bad != SIZE_MAX) return nonfinite_error(t, bad);
     rt_optim_end_step(&t->opt);
+    return 1;
 }
 
 /* Fletcher-style sums over the parameters' bits: order-sensitive, so a swapped or
@@ -607,9 +659,11 @@ static int train_step(struct trainer *t)
                                (long)((t->stall_seconds - (double)(time_t)t->stall_seconds) * 1e9)};
         nanosleep(&nap, NULL);
     }
+    if (t->rank == t->nan_rank && t->step == t->nan_step) m->dlogits[0] = NAN;
     rt_buckets_begin(t->buckets);
     rt_model_backward(m, b.x, b.local_rows, rt_buckets_layer_ready, t->buckets);
-    reduce_and_update(t, t->lr);
+    int applied = reduce_and_update(t, t->lr);
+    if (applied < 0) return applied;
     rt_comm_times(t->comm, &c1);
     double blocked = c1.blocked_s - c0.blocked_s, waited = c1.wait_left_s - c0.wait_left_s;
     p->compute_s += rt_comm_wtime() - t0 - blocked;
@@ -621,10 +675,18 @@ static int train_step(struct trainer *t)
         p->correct += correct;
         p->epoch_correct += correct;
     }
-    p->loss_sum += loss;
-    p->rows += b.local_rows;
-    p->epoch_loss += loss;
-    p->epoch_rows += b.local_rows;
+    if (applied) {
+        p->loss_sum += loss;
+        p->rows += b.local_rows;
+        p->epoch_loss += loss;
+        p->epoch_rows += b.local_rows;
+    } else {
+        t->skipped++;
+        rt_log0("step %lld: non-finite gradient, step skipped on every rank ([train] "
+                "skip_nonfinite = on; %lld skipped so far)\n",
+                (long long)t->step + 1, (long long)t->skipped);
+        trainer_metrics_event(t, "skip", "non-finite gradient");
+    }
     t->samples += (double)b.global_rows;
     t->step++;
     t->phase_step++;
@@ -933,6 +995,7 @@ static void fill_result(const struct trainer *t, struct rt_train_result *res)
     res->epochs = (double)t->step / (double)t->steps_per_epoch;
     res->samples_per_s = t->train_seconds > 0 ? t->samples / t->train_seconds : 0;
     res->stop_signal = t->stop_signal;
+    res->skipped = t->skipped;
     res->sparsity = rt_weights_sparsity(&t->model, t->model.params, -1);
     snprintf(res->checkpoint, sizeof res->checkpoint, "%s", t->last_ckpt);
 }

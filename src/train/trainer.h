@@ -52,7 +52,10 @@ struct trainer {
     double *timings;            /* (3 world) owned: every rank's compute, comm, wait sums */
     int fault_rank;             /* test hook: RINGTRAIN_FAULT_CORRUPT=RANK:STEP */
     int64_t fault_step;
-    int stall_rank; /* test hook: RINGTRAIN_FAULT_STALL=RANK:STEP:SECONDS */
+    int nan_rank; /* test hook: RINGTRAIN_FAULT_NAN=RANK:STEP */
+    int64_t nan_step;
+    int64_t skipped; /* steps skipped for a non-finite gradient (train.skip_nonfinite) */
+    int stall_rank;  /* test hook: RINGTRAIN_FAULT_STALL=RANK:STEP:SECONDS */
     int64_t stall_step;
     double stall_seconds;
     int threads;

@@ -38,11 +38,12 @@ phases = [("train", 0, 300), ("prune", 300, 500), ("distill", 500, 600)] if kind
     else [("train", 0, 400)]
 def record(phase, start, step, stale=False):
     loss = 2.0 * math.exp(-step / 80) + 0.05 if kind == "class" else 10 * math.exp(-step / 50)
-    sp = min(0.8, 0.8 * (step - 300) / 150) if phase == "prune" else (0.8 if phase == "distill" else 0)
+    sp = {"prune": min(0.8, 0.8 * (step - 300) / 150), "distill": 0.8}.get(phase, 0)
     return dict(kind="step", phase=phase, epoch=(step - start - 1) // 100 + 1, step=step,
                 phase_step=step - start, time=step * 0.05, loss=999.0 if stale else loss,
                 accuracy=(1 - loss / 2.5) if kind == "class" else None, lr=0.01,
-                sparsity=sp if kind == "class" else 0, samples_per_s=12000 + 500 * math.sin(step / 30),
+                sparsity=sp if kind == "class" else 0,
+                samples_per_s=12000 + 500 * math.sin(step / 30),
                 compute_s=0.004, comm_s=0.001 + 0.0005 * math.sin(step / 20), wait_s=0.0007,
                 slowest_rank=2, slowest_compute_s=0.0048, max_wait_rank=1, max_wait_s=0.0012,
                 future_key={"ignored": True})
@@ -112,7 +113,8 @@ png "$tmp/reg-out/loss.png"
 png "$tmp/reg-out/throughput.png"
 for c in accuracy sparsity; do
     [ -e "$tmp/reg-out/$c.png" ] && fail "$c.png written for a regression run"
-    grep -q "note: $c.png not written" "$tmp/reg.err" || fail "no note for $c.png: $(cat "$tmp/reg.err")"
+    grep -q "note: $c.png not written" "$tmp/reg.err" ||
+        fail "no note for $c.png: $(cat "$tmp/reg.err")"
 done
 [ "$(wc -l <"$tmp/reg.out")" -eq 2 ] || fail "reg printed: $(cat "$tmp/reg.out")"
 

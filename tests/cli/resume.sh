@@ -119,10 +119,11 @@ cp "$c26" "$tmp/future.h5" || fail "copy"
 refuse "format_version = 9 is newer than this ringtrain reads (1)" --resume "$tmp/future.h5"
 refuse "no-such.h5: No such file or directory" --resume "$tmp/no-such.h5"
 
-# keep bounds the directory; inspect summarises and verifies.
+# keep bounds the periodic checkpoints (a phase's last one stays); inspect summarises and
+# verifies.
 run "$np" "$tmp/k" train.out="$tmp/k/model.h5" checkpoint.keep=2 || fail "keep run"
 files=$(cd "$tmp/k/checkpoints" && echo *)
-[ "$files" = "ckpt-00000052.h5 ckpt-00000055-train.h5" ] || fail "keep=2 left: $files"
+[ "$files" = "ckpt-00000039.h5 ckpt-00000052.h5 ckpt-00000055-train.h5" ] || fail "keep=2 left: $files"
 "$RINGTRAIN" inspect "$tmp/k/checkpoints/ckpt-00000052.h5" >"$tmp/i.out" 2>&1 || fail "inspect: $(cat "$tmp/i.out")"
 for want in "^format     ringtrain-checkpoint v1, .* on $np rank" "^phase      train \(phase 1 of the job\): step 52 of 55 in the phase, 52 in all; epoch 5 \(8 of 11 steps done\)" \
     "^model      16-64-32-4, tanh hidden, ce loss: 3300 parameters" "^optimizer  52 updates; state stored: m, v" \
