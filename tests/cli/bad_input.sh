@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One bad input per call: runs `ringtrain train` on NP ranks and checks the contract:
-# non-zero exit from every rank within 10 s, exactly one "ringtrain: error:" line naming
-# the culprit, no HDF5 stack dump or crash, and no model file left behind.
-#   bad_input.sh CASE NP      (RINGTRAIN, MKDATA and MPIRUN_SH come from meson)
+# non-zero exit from every rank within 5 s, exactly one "ringtrain: error:" line naming
+# the culprit, no HDF5 stack dump or crash, no model file left behind, and the checkpoint
+# a good earlier run left in the checkpoint directory byte-identical afterwards.
+#   bad_input.sh CASE NP      (RINGTRAIN, MKDATA, CKPTEDIT and MPIRUN_SH come from meson)
 set -u
 case_=$1
 np=$2
@@ -40,6 +41,19 @@ unknown-optim)    overrides+=(optim.name=lion); expect="lion" ;;
 unknown-override) overrides+=(train.speed=3); expect="speed" ;;
 missing-job)      job_missing=1; expect="nojob.ini" ;;
 unwritable-out)   overrides+=(train.out=/proc/ringtrain-test/model.h5); expect="/proc/ringtrain-test" ;;
+unwritable-ckpt)  overrides+=(checkpoint.dir=/proc/ringtrain-test/ck checkpoint.every_steps=2); expect="/proc/ringtrain-test" ;;
+unknown-phase)    overrides+=("job.phases=train,finetune"); expect="finetune" ;;
+prune-first)      overrides+=(job.phases=prune); expect="phases" ;;
+distill-no-teacher) overrides+=(job.phases=distill); expect="distill is the first phase" ;;
+ckpt-truncated)   ckpt_case=truncate; expect="bad-ckpt.h5" ;;
+ckpt-corrupt)     ckpt_case=corrupt; expect="bad-ckpt.h5" ;;
+ckpt-future)      ckpt_case=future; expect="format_version = 9" ;;
+ckpt-other-arch)  ckpt_case=copy; overrides+=("model.layers=16,12,4"); expect="16-8-4" ;;
+ckpt-other-batch) ckpt_case=copy; overrides+=(train.batch=$((np * 2))); expect="batch" ;;
+ckpt-not-ckpt)    ckpt_case=data; expect="bad-ckpt.h5" ;;
+teacher-mismatch) teacher_case=other; overrides+=(job.phases=distill "distill.student_layers=16,8,4"); expect="does not fit the student" ;;
+teacher-missing)  overrides+=(job.phases=distill "distill.student_layers=16,8,4" distill.teacher=$tmp/no-teacher.h5); expect="no-teacher.h5" ;;
+teacher-not-model) overrides+=(job.phases=distill "distill.student_layers=16,8,4" distill.teacher=$data); expect="train.h5: not a ringtrain model" ;;
 *) echo "unknown case $case_"; exit 99 ;;
 esac
 job=$tmp/job.ini
@@ -54,8 +68,36 @@ epochs = 1
 batch = 12
 log_every = 0
 out = $tmp/model.h5
-$extra_ini
 INI
+cp "$job" "$tmp/base.ini"
+echo "$extra_ini" >>"$job"
+# A good earlier run: its last checkpoint must come through every bad run untouched.
+sed -e "s|^train = .*|train = $tmp/train.h5|" -e "s|^out = .*|out = $tmp/good/model.h5|" \
+    "$tmp/base.ini" >"$tmp/good.ini"
+good() {
+    timeout -k 5 30 "$MPIRUN_SH" "$np" "$RINGTRAIN" train "$tmp/good.ini" "$@" >"$tmp/good.log" 2>&1 ||
+        { cat "$tmp/good.log"; exit 99; }
+}
+good checkpoint.dir="$tmp/ck"
+ckpt=$(ls "$tmp"/ck/ckpt-*.h5 | tail -1)
+sum_before=$(md5sum <"$ckpt")
+overrides=(checkpoint.dir="$tmp/ck" "${overrides[@]}") # a case's own dir wins
+if [ -n "${ckpt_case:-}" ]; then
+    cp "$ckpt" "$tmp/bad-ckpt.h5"
+    case $ckpt_case in
+    truncate) truncate -s 3000 "$tmp/bad-ckpt.h5" ;;
+    corrupt) "$CKPTEDIT" "$tmp/bad-ckpt.h5" corrupt model/layers/0/weight || exit 99 ;;
+    future) "$CKPTEDIT" "$tmp/bad-ckpt.h5" version 9 || exit 99 ;;
+    data) cp "$data" "$tmp/bad-ckpt.h5" ;;
+    esac
+    overrides+=(--resume "$tmp/bad-ckpt.h5")
+fi
+if [ "${teacher_case:-}" = other ]; then # a model of other input width: 12-6-4
+    "$MKDATA" "$tmp/other.h5" blobs 48 12 4 || exit 99
+    good model.layers=12,6,4 data.train="$tmp/other.h5" train.out="$tmp/teacher/model.h5" \
+        checkpoint.dir="$tmp/teacher/ck"
+    overrides+=(distill.teacher="$tmp/teacher/model.h5")
+fi
 [ "${job_missing:-0}" = 1 ] && job=$tmp/nojob.ini
 start=$(date +%s%N)
 timeout -k 5 20 "$MPIRUN_SH" "$np" "$RINGTRAIN" train "$job" "${overrides[@]}" \
@@ -66,10 +108,11 @@ cat "$tmp/err"
 fail() { echo "FAIL [$case_ np=$np]: $*"; exit 1; }
 [ $code -ne 0 ] || fail "exit code 0"
 if [ $code -eq 124 ] || [ $code -eq 137 ]; then fail "hung: killed by timeout"; fi
-[ "$ms" -lt 10000 ] || fail "took ${ms} ms (limit 10 s)"
+[ "$ms" -lt 5000 ] || fail "took ${ms} ms (limit 5 s)"
 n=$(grep -c '^ringtrain: error: ' "$tmp/err")
 [ "$n" -eq 1 ] || fail "expected exactly one 'ringtrain: error:' line, got $n"
 grep '^ringtrain: error: ' "$tmp/err" | grep -qF -- "$expect" || fail "error line lacks '$expect'"
 ! grep -qE 'HDF5-DIAG|Segmentation|core dumped|Backtrace|Aborted' "$tmp/err" || fail "crash or HDF5 dump"
 [ "$case_" = unwritable-out ] || [ ! -e "$tmp/model.h5" ] || fail "a model file was written"
+[ "$(md5sum <"$ckpt")" = "$sum_before" ] || fail "the earlier checkpoint $ckpt changed"
 echo "ok [$case_ np=$np] exit=$code ${ms} ms"
