@@ -100,6 +100,11 @@ void rt_comm_times(const rt_comm_t *c, struct rt_comm_times *t);
 /* Collective: n doubles of every rank to every rank; all (size * n), rank-major. */
 void rt_comm_allgather_f64(rt_comm_t *c, const double *mine, int n, double *all);
 
+/* Point to point on the job's communicator (bulk transfers at the end of a run, such as
+ * the trace): bytes of any size, in pieces MPI can count. */
+void rt_comm_send_bytes(rt_comm_t *c, const void *buf, size_t bytes, int dest);
+void rt_comm_recv_bytes(rt_comm_t *c, void *buf, size_t bytes, int src);
+
 /* Collective, in place: element-wise sum / max of n doubles (metrics). */
 void rt_comm_sum_f64(rt_comm_t *c, double *vals, int n);
 void rt_comm_max_f64(rt_comm_t *c, double *vals, int n);

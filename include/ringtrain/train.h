@@ -27,6 +27,7 @@ struct rt_train_result {
 
 struct rt_train_opts {
     const char *resume; /* NULL: start fresh; "auto": newest readable checkpoint; or a path */
+    const char *trace;  /* NULL, or the Chrome trace JSON file rank 0 writes at the end */
 };
 
 /* Trains cfg's model on cfg's data with this communicator's ranks, prints progress on rank

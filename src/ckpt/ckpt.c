@@ -394,7 +394,9 @@ static int get_metrics(hid_t f, const char *path, struct rt_ckpt_metric *rows, i
     hid_t fs = ds < 0 ? -1 : H5Dget_space(ds);
     hsize_t count = (hsize_t)(have < cap ? have : cap), start = 0;
     hid_t ms = H5Screate_simple(1, &count, NULL);
+    /* start and count have one dimension: HDF5 would read as many as the file's rank */
     int rc = ds < 0 || mt < 0 || fs < 0 || ms < 0 || count == 0 ||
+                     H5Sget_simple_extent_ndims(fs) != 1 ||
                      H5Sselect_hyperslab(fs, H5S_SELECT_SET, &start, NULL, &count, NULL) < 0 ||
                      H5Dread(ds, mt, ms, fs, H5P_DEFAULT, rows) < 0
                  ? -1

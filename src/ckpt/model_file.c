@@ -159,9 +159,12 @@ static int scatter_csr(const char *path, int layer, const int64_t *indptr, const
                          layer, (long long)indptr[0], (long long)indptr[OUT], (long long)nnz);
     memset(w, 0, (size_t)OUT * (size_t)IN * sizeof *w);
     for (int o = 0; o < OUT; o++) {
-        if (indptr[o + 1] < indptr[o])
-            return rt_errorf(RT_ERR_FORMAT, "%s: layers/%d/indptr decreases at row %d", path, layer,
-                             o);
+        /* the bound too: a later decrease back to nnz is seen only after this row is read */
+        if (indptr[o + 1] < indptr[o] || indptr[o + 1] > nnz)
+            return rt_errorf(RT_ERR_FORMAT,
+                             "%s: layers/%d/indptr[%d] = %lld: expected non-decreasing offsets "
+                             "from 0 to %lld",
+                             path, layer, o + 1, (long long)indptr[o + 1], (long long)nnz);
         for (int64_t k = indptr[o]; k < indptr[o + 1]; k++) {
             if (idx[k] < 0 || idx[k] >= IN || (k > indptr[o] && idx[k] <= idx[k - 1]))
                 return rt_errorf(RT_ERR_FORMAT,

@@ -53,6 +53,8 @@ static const char usage_train[] =
     "options:\n"
     "  --resume auto|PATH  continue from a checkpoint: auto takes the newest one in the\n"
     "                      checkpoint directory that reads back clean (none: start fresh)\n"
+    "  --trace FILE     write a Chrome trace (Perfetto, chrome://tracing) of every rank:\n"
+    "                   forward, backward per layer, each bucket's allreduce, optimizer, ...\n"
     "  --print-config   print the effective job as INI and exit\n"
     "  --help-keys      list every job key with its default and meaning\n"
     "\n"
@@ -149,6 +151,12 @@ static int load_job(struct rt_config *c, int argc, char **argv)
             i++;
             continue;
         }
+        if (strcmp(argv[i], "--trace") == 0) {
+            if (i + 1 >= argc || argv[i + 1][0] == '\0' || argv[i + 1][0] == '-')
+                return rt_errorf(RT_ERR_INVAL, "train: --trace needs a file name (trace.json)");
+            i++;
+            continue;
+        }
         if (argv[i][0] == '-')
             return rt_errorf(RT_ERR_INVAL, "train: unknown option '%s'", argv[i]);
         RT_TRY(rt_config_override(c, argv[i]));
@@ -195,7 +203,8 @@ static int cmd_train(rt_comm_t *comm, int argc, char **argv)
         rt_log0("%s", text);
         return EXIT_OK;
     }
-    struct rt_train_opts opts = {.resume = option_str(argc, argv, "--resume")};
+    struct rt_train_opts opts = {.resume = option_str(argc, argv, "--resume"),
+                                 .trace = option_str(argc, argv, "--trace")};
     static struct rt_train_result r;
     st = rt_train_run(&cfg, comm, &opts, &r);
     rt_signals_restore();

@@ -19,6 +19,7 @@
  * Not here: MPI for the trainer's metrics and agreement (comm.c). */
 #include "comm/comm_impl.h"
 #include "ringtrain/status.h"
+#include "ringtrain/trace.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -228,11 +229,26 @@ static void req_init(struct rt_comm *c, struct rt_allreduce_req *r, enum rt_allr
     c->seq++;
 }
 
+/* The finished request on the timeline: a ring's two halves, or one span. */
+static void trace_request(const struct rt_comm *c, const struct rt_allreduce_req *r)
+{
+    double end = rt_trace_now();
+    if (r->algo == RT_ALLREDUCE_RING && c->size > 1) {
+        double mid = r->u.ring.t_gather > 0 ? r->u.ring.t_gather : end;
+        rt_trace_span(RT_TR_REDUCE_SCATTER, r->label, r->t_start, mid);
+        rt_trace_span(RT_TR_ALLGATHER, r->label, mid, end);
+        return;
+    }
+    rt_trace_span(r->algo == RT_ALLREDUCE_RD ? RT_TR_RD : RT_TR_MPI_ALLREDUCE, r->label, r->t_start,
+                  end);
+}
+
 /* Starts r if needed and advances it; 1 when complete. */
 static int req_progress(struct rt_comm *c, struct rt_allreduce_req *r, int block)
 {
     if (r->state == RT_REQ_QUEUED) {
         r->state = RT_REQ_ACTIVE;
+        r->t_start = rt_trace_on() ? rt_trace_now() : 0;
         if (c->size == 1) {
             rt_scale_(r->buf, r->n, r->scale);
             r->state = RT_REQ_DONE;
@@ -253,7 +269,10 @@ static int req_progress(struct rt_comm *c, struct rt_allreduce_req *r, int block
         done = mpi_progress(c, r, block);
         break;
     }
-    if (done) r->state = RT_REQ_DONE;
+    if (done) {
+        r->state = RT_REQ_DONE;
+        if (rt_trace_on()) trace_request(c, r);
+    }
     return done;
 }
 

@@ -131,6 +131,27 @@ void rt_comm_bcast(rt_comm_t *c, void *buf, size_t bytes, int root)
     }
 }
 
+#define BYTES_TAG 77
+
+void rt_comm_send_bytes(rt_comm_t *c, const void *buf, size_t bytes, int dest)
+{
+    const size_t max_chunk = (size_t)1 << 30;
+    for (size_t off = 0; off < bytes; off += max_chunk) {
+        size_t len = bytes - off < max_chunk ? bytes - off : max_chunk;
+        MPI_Send((const char *)buf + off, (int)len, MPI_BYTE, dest, BYTES_TAG, c->world);
+    }
+}
+
+void rt_comm_recv_bytes(rt_comm_t *c, void *buf, size_t bytes, int src)
+{
+    const size_t max_chunk = (size_t)1 << 30;
+    for (size_t off = 0; off < bytes; off += max_chunk) {
+        size_t len = bytes - off < max_chunk ? bytes - off : max_chunk;
+        MPI_Recv((char *)buf + off, (int)len, MPI_BYTE, src, BYTES_TAG, c->world,
+                 MPI_STATUS_IGNORE);
+    }
+}
+
 void rt_comm_barrier(rt_comm_t *c)
 {
     MPI_Barrier(c->world);

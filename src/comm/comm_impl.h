@@ -42,6 +42,7 @@ struct rt_ring_state {
     int ct, ck;                     /* next send to complete */
     int nr, rhead;                  /* receives in flight, oldest window slot */
     int ns, shead;                  /* sends in flight, oldest window slot */
+    double t_gather;                /* trace clock: the reduce-scatter half ended */
     MPI_Request rreq[RT_RING_RWIN]; /* window slot i receives into scratch segment i */
     MPI_Request sreq[RT_RING_SWIN];
 };
@@ -63,8 +64,9 @@ struct rt_mpi_state {
 };
 
 struct rt_allreduce_req {
-    int label;  /* the caller's name for it (a bucket index), -1 if none: hang reports */
-    float *buf; /* borrowed: n floats, reduced in place */
+    int label;      /* the caller's name for it (a bucket index), -1 if none: hang reports */
+    double t_start; /* when it started (trace clock), when tracing */
+    float *buf;     /* borrowed: n floats, reduced in place */
     size_t n;
     float scale;
     enum rt_allreduce_algo algo; /* resolved: never RT_ALLREDUCE_AUTO */

@@ -68,6 +68,7 @@
  * addition per hop, whatever the timing and whatever the segment size: element x of chunk j
  * is always ((x_j + x_{j+1}) + x_{j+2}) + ... The additions depend only on N and n. */
 #include "comm/comm_impl.h"
+#include "ringtrain/trace.h"
 
 #define RT_RING_MIN_SEGS 4
 
@@ -160,6 +161,7 @@ void rt_ring_start_(struct rt_comm *c, struct rt_allreduce_req *r)
     norm(c, r, &s->st, &s->sk, 1);
     norm(c, r, &s->ct, &s->ck, 1);
     s->nr = s->ns = s->rhead = s->shead = 0;
+    s->t_gather = 0;
 }
 
 /* One pass: posts what it may, completes what has arrived. Returns 1 if anything moved. */
@@ -211,6 +213,7 @@ static int step_once(struct rt_comm *c, struct rt_allreduce_req *r)
             s->nr--;
             s->rk++;
             norm(c, r, &s->rt, &s->rk, 0);
+            if (s->rt >= N - 1 && s->t_gather == 0 && rt_trace_on()) s->t_gather = rt_trace_now();
             moved = 1;
         }
     }

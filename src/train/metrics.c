@@ -11,7 +11,12 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "ringtrain/trace.h"
+
+#define TRACE_CAPACITY ((size_t)1 << 20) /* events per rank: 24 MiB */
 
 int trainer_metrics_open(struct trainer *t)
 {
@@ -106,4 +111,92 @@ void trainer_metrics_event(struct trainer *t, const char *event, const char *fmt
     head(t, "event");
     fprintf(t->metrics_file, ", \"event\": \"%s\", \"detail\": \"%s\"", event, detail);
     tail(t);
+}
+
+/* ---- the trace ------------------------------------------------------------------------ */
+
+int trainer_trace_begin(struct trainer *t, const char *path)
+{
+    t->trace_path = path;
+    if (!path) return RT_OK;
+    RT_TRY(rt_comm_agree(t->comm, rt_trace_start(TRACE_CAPACITY)));
+    rt_comm_barrier(t->comm); /* every rank's time 0 is this moment */
+    t->trace_t0 = rt_trace_now();
+    return RT_OK;
+}
+
+/* Rank 0's output: its own events, then each other rank's, received in turn. */
+static int write_trace(struct trainer *t, FILE *f, size_t *total, size_t *lost_all)
+{
+    const char *phases[RT_MAX_PHASES];
+    for (int i = 0; i < t->cfg->n_phases; i++)
+        phases[i] = rt_phase_name(t->cfg->phases[i]);
+    int first = 1;
+    fputs("{\"displayTimeUnit\": \"ms\", \"traceEvents\": [\n", f);
+    for (int q = 0; q < t->world; q++) {
+        fprintf(f,
+                "%s{\"name\": \"process_name\", \"ph\": \"M\", \"pid\": %d, \"args\": "
+                "{\"name\": \"rank %d\"}}",
+                first ? "" : ",\n", q, q);
+        fprintf(f,
+                ",\n{\"name\": \"process_sort_index\", \"ph\": \"M\", \"pid\": %d, "
+                "\"args\": {\"sort_index\": %d}}",
+                q, q);
+        first = 0;
+    }
+    size_t n, lost;
+    const struct rt_trace_event *mine = rt_trace_events(&n, &lost);
+    rt_trace_write(f, 0, mine, n, t->trace_t0, phases, &first);
+    *total = n;
+    *lost_all = lost;
+    for (int q = 1; q < t->world; q++) {
+        uint64_t head[3]; /* events, dropped, t0 as bits */
+        rt_comm_recv_bytes(t->comm, head, sizeof head, q);
+        struct rt_trace_event *ev = malloc((head[0] ? head[0] : 1) * sizeof *ev);
+        if (!ev)
+            return rt_errorf(RT_ERR_NOMEM, "--trace: %llu events of rank %d",
+                             (unsigned long long)head[0], q);
+        rt_comm_recv_bytes(t->comm, ev, head[0] * sizeof *ev, q);
+        double t0;
+        memcpy(&t0, &head[2], sizeof t0);
+        rt_trace_write(f, q, ev, head[0], t0, phases, &first);
+        free(ev);
+        *total += head[0];
+        *lost_all += head[1];
+    }
+    fputs("\n]}\n", f);
+    return RT_OK;
+}
+
+int trainer_trace_end(struct trainer *t)
+{
+    if (!t->trace_path) return RT_OK;
+    int st = RT_OK;
+    if (t->rank != 0) {
+        size_t n, lost;
+        const struct rt_trace_event *ev = rt_trace_events(&n, &lost);
+        uint64_t head[3] = {n, lost, 0};
+        memcpy(&head[2], &t->trace_t0, sizeof t->trace_t0);
+        rt_comm_send_bytes(t->comm, head, sizeof head, 0);
+        rt_comm_send_bytes(t->comm, ev, n * sizeof *ev, 0);
+    } else {
+        char tmp[RT_PATH_MAX + 8];
+        snprintf(tmp, sizeof tmp, "%s.tmp", t->trace_path);
+        FILE *f = fopen(tmp, "w");
+        size_t total = 0, lost = 0;
+        /* Every other rank sends whatever happens here, so rank 0 receives even when it
+         * cannot write. */
+        FILE *out = f ? f : fopen("/dev/null", "w");
+        st = out ? write_trace(t, out, &total, &lost) : RT_ERR_IO;
+        if (!f) st = rt_errorf(RT_ERR_IO, "--trace %s: cannot write: %s", tmp, strerror(errno));
+        int bad = out ? (ferror(out) || fclose(out) != 0) : 1;
+        if (st == RT_OK && (bad || rename(tmp, t->trace_path) != 0))
+            st = rt_errorf(RT_ERR_IO, "--trace %s: cannot write: %s", t->trace_path,
+                           strerror(errno));
+        if (st == RT_OK)
+            rt_log0("trace: %s: %zu events from %d rank%s%s\n", t->trace_path, total, t->world,
+                    t->world > 1 ? "s" : "", lost ? " (some dropped: the buffer was full)" : "");
+    }
+    rt_trace_stop();
+    return rt_comm_agree(t->comm, st);
 }

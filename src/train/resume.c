@@ -8,6 +8,7 @@
 #include "train/trainer.h"
 #include "ringtrain/log.h"
 #include "ringtrain/status.h"
+#include "ringtrain/trace.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -73,7 +74,7 @@ int trainer_checkpoint(struct trainer *t, const char *tag)
      * rank count; every rank takes part in that sum, so it precedes the rank-0 branch. */
     double sums[2] = {t->prog.epoch_loss, t->prog.epoch_rows};
     rt_comm_sum_f64(t->comm, sums, 2);
-    double t0 = rt_comm_wtime();
+    double t0 = rt_comm_wtime(), tr = rt_trace_now();
     char path[RT_PATH_MAX + 64];
     int st = rt_ckpt_path(path, sizeof path, t->ckpt_dir, t->step, tag);
     if (t->rank == 0 && st == RT_OK) {
@@ -97,6 +98,7 @@ int trainer_checkpoint(struct trainer *t, const char *tag)
         if (st == RT_OK) st = rt_ckpt_prune(t->ckpt_dir, (int)t->cfg->ckpt_keep);
     }
     RT_TRY(rt_comm_agree(t->comm, st));
+    rt_trace_span(RT_TR_CHECKPOINT, 0, tr, rt_trace_now());
     t->last_ckpt_step = t->step;
     t->last_ckpt_time = rt_comm_wtime();
     snprintf(t->last_ckpt, sizeof t->last_ckpt, "%s", path);

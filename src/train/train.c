@@ -12,6 +12,7 @@
 #include "ringtrain/model_file.h"
 #include "ringtrain/signals.h"
 #include "ringtrain/status.h"
+#include "ringtrain/trace.h"
 #include "train/trainer.h"
 
 #include <errno.h>
@@ -472,7 +473,10 @@ static int reduce_and_update(struct trainer *t, double lr)
      * stays exactly zero whatever the optimizer does (its moments were zeroed with the
      * mask). */
     size_t lo, hi, bad = SIZE_MAX;
+    double tw = rt_trace_on() ? rt_trace_now() : 0;
     while (rt_buckets_next(t->buckets, &lo, &hi)) {
+        double to = tw > 0 ? rt_trace_now() : 0;
+        if (tw > 0) rt_trace_span(RT_TR_COMM_WAIT, 0, tw, to);
         if (bad != SIZE_MAX) continue;
         if (!finite_range(m->grads, lo, hi)) {
             bad = lo;
@@ -481,6 +485,7 @@ static int reduce_and_update(struct trainer *t, double lr)
         if (mk) rt_masks_apply(mk, m->grads, lo, hi);
         rt_optim_update_range(&t->opt, m->params, m->grads, lo, hi, lr);
         if (mk) rt_masks_apply(mk, m->params, lo, hi);
+        if (tw > 0) rt_trace_span(RT_TR_OPTIMIZER, 0, to, tw = rt_trace_now());
     }
     if (bad != SIZE_MAX) return nonfinite_error(t, bad);
     rt_optim_end_step(&t->opt);
@@ -607,6 +612,22 @@ static double step_lr(const struct trainer *t)
     return rt_sched_lr(&t->scfg, t->ocfg.lr, t->phase_step, t->total_steps);
 }
 
+/* Backward's per-layer callback on the timeline: the span since the previous layer (or the
+ * start of backward) is this layer's backward, then its bucket may start. */
+struct backward_trace {
+    struct rt_buckets *buckets;
+    double last;
+};
+
+static void layer_ready_traced(void *ctx, int layer, size_t offset, size_t count)
+{
+    struct backward_trace *bt = ctx;
+    double now = rt_trace_now();
+    rt_trace_span(RT_TR_BACKWARD, layer, bt->last, now);
+    bt->last = now;
+    rt_buckets_layer_ready(bt->buckets, layer, offset, count);
+}
+
 /* The step's loss and m->dlogits: against the targets, or in a distillation phase against
  * the teacher's outputs for the same rows too (alpha = 0 needs no teacher: plain
  * training, exactly). */
@@ -631,14 +652,18 @@ static int train_step(struct trainer *t)
     int st = step_boundary(t, rt_dataset_next(t->train, &b));
     if (st != RT_OK) return st;
     if (current_phase(t) == RT_PHASE_PRUNE &&
-        rt_prune_is_update(&t->cfg->prune_sched, t->phase_step))
+        rt_prune_is_update(&t->cfg->prune_sched, t->phase_step)) {
+        double tm = rt_trace_now();
         RT_TRY(update_masks(t));
+        rt_trace_span(RT_TR_MASK_UPDATE, 0, tm, rt_trace_now());
+    }
     struct rt_model *m = &t->model;
     struct progress *p = &t->prog;
     struct rt_comm_times c0, c1;
     rt_comm_times(t->comm, &c0);
-    double t0 = rt_comm_wtime();
+    double t0 = rt_comm_wtime(), tr = rt_trace_on() ? rt_trace_now() : 0;
     rt_model_forward(m, b.x, b.local_rows);
+    if (tr > 0) rt_trace_span(RT_TR_FORWARD, 0, tr, rt_trace_now());
     double norm = rt_loss_norm(m->spec.loss, b.global_rows, m->spec.sizes[m->spec.n_sizes - 1]);
     double loss;
     /* A failed teacher-cache read cannot leave this step alone: the others are about to
@@ -661,7 +686,12 @@ static int train_step(struct trainer *t)
     }
     if (t->rank == t->nan_rank && t->step == t->nan_step) m->dlogits[0] = NAN;
     rt_buckets_begin(t->buckets);
-    rt_model_backward(m, b.x, b.local_rows, rt_buckets_layer_ready, t->buckets);
+    if (rt_trace_on()) {
+        struct backward_trace bt = {t->buckets, rt_trace_now()};
+        rt_model_backward(m, b.x, b.local_rows, layer_ready_traced, &bt);
+    } else {
+        rt_model_backward(m, b.x, b.local_rows, rt_buckets_layer_ready, t->buckets);
+    }
     int applied = reduce_and_update(t, t->lr);
     if (applied < 0) return applied;
     rt_comm_times(t->comm, &c1);
@@ -722,7 +752,9 @@ static int end_epoch(struct trainer *t, struct rt_train_result *res)
     char test[96] = "";
     if (t->test) {
         struct rt_eval_result e;
+        double te = rt_trace_now();
         RT_TRY(trainer_evaluate(&t->model, t->test, t->comm, &e));
+        rt_trace_span(RT_TR_EVALUATE, 0, te, rt_trace_now());
         row.test_loss = e.loss;
         row.test_acc = e.acc;
         if (e.acc >= 0)
@@ -877,8 +909,9 @@ static int build_teacher_cache(struct trainer *t)
                              .global_batch = c->batch,
                              .memory_mb = c->memory_mb,
                              .synth_rows = c->synth_rows};
-    double t0 = rt_comm_wtime();
+    double t0 = rt_comm_wtime(), tc = rt_trace_now();
     RT_TRY(rt_teacher_cache_build(&t->teacher, t->comm, c->train, &o, kind, file));
+    rt_trace_span(RT_TR_TEACHER_CACHE, 0, tc, rt_trace_now());
     rt_log0(
         "distill: cached the teacher's outputs for %lld rows in %s (%.1f MB per rank, %.2f s)\n",
         (long long)rows, kind == RT_ROWSTORE_FILE ? "per-rank files" : "memory", bytes / 1048576.0,
@@ -943,6 +976,7 @@ static int begin_phase(struct trainer *t)
 {
     t->total_steps = phase_steps(t, t->phase_index);
     trainer_phase_optim(t, t->phase_index);
+    rt_trace_instant(RT_TR_PHASE, t->phase_index, rt_trace_now());
     int resumed = current_phase(t) == RT_PHASE_DISTILL ? t->has_teacher : t->phase_step > 0;
     if (!resumed && t->phase_index > 0) {
         if (t->step_in_epoch > 0) {
@@ -1011,6 +1045,7 @@ int rt_train_run(const struct rt_config *cfg, rt_comm_t *comm, const struct rt_t
     t.threads = trainer_choose_threads((int)cfg->threads, rt_comm_local_size(comm));
     int st = trainer_open(&t);
     if (st == RT_OK && opts && opts->resume) st = trainer_resume(&t, opts->resume);
+    if (st == RT_OK && opts) st = trainer_trace_begin(&t, opts->trace);
     if (st == RT_OK) {
         rt_log0("ringtrain: job %s | %d rank%s x %d thread%s | %zu parameters | %lld steps of "
                 "%lld samples\n",
@@ -1019,6 +1054,10 @@ int rt_train_run(const struct rt_config *cfg, rt_comm_t *comm, const struct rt_t
         st = run_phases(&t, res);
     }
     if (st == RT_OK) st = save_model(&t);
+    if (st == RT_OK || st == RT_STOPPED) {
+        int ts = trainer_trace_end(&t);
+        st = st == RT_OK ? ts : st;
+    }
     fill_result(&t, res);
     res->seconds = rt_comm_wtime() - t.wall_start;
     trainer_close(&t);

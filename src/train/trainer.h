@@ -78,6 +78,8 @@ struct trainer {
     int stop_signal;                /* agreed stop request (signal number), 0 if none */
     struct progress prog;
     FILE *metrics_file;             /* rank 0: metrics.jsonl, appended */
+    const char *trace_path;         /* --trace FILE, or NULL */
+    double trace_t0;                /* this rank's trace clock at the common start */
     struct rt_ckpt_metric *metrics; /* (metrics_cap) owned: one row per finished epoch */
     int64_t n_metrics, metrics_cap;
     char ckpt_dir[RT_PATH_MAX];
@@ -153,6 +155,11 @@ void trainer_metrics_epoch(struct trainer *t, const struct rt_ckpt_metric *row, 
                            double sparsity);
 void trainer_metrics_event(struct trainer *t, const char *event, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* --trace (metrics.c): collective; begin starts recording after a barrier, end gathers every
+ * rank's events on rank 0, which writes the Chrome trace JSON. No-ops without a path. */
+int trainer_trace_begin(struct trainer *t, const char *path);
+int trainer_trace_end(struct trainer *t);
 
 /* mkdir -p dir; errors name `what` (the key or file the directory is for). */
 int trainer_make_dirs(const char *dir, const char *what);
