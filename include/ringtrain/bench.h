@@ -12,4 +12,11 @@
  * wrong or a setup step failed (message on stderr), 2 on a usage error. */
 int rt_cli_bench_allreduce(rt_comm_t *c, int argc, char **argv);
 
+/* `ringtrain bench train JOB.ini [section.key=value ...] [--steps N]`: trains the job's
+ * first phase for N steps (default 100, after 10 of warm-up) writing nothing, and prints per
+ * rank samples/s, model GFLOP/s, the sgemm GFLOP/s of the same GEMMs measured in the same
+ * run, MFU, the step time split (compute, comm, wait), the communication share and peak
+ * memory (max RSS). Collective; returns the exit code (0, 1 failure, 2 usage). */
+int rt_cli_bench_train(rt_comm_t *c, int argc, char **argv);
+
 #endif

@@ -152,6 +152,12 @@ int rt_model_use_rowwise(struct rt_model *m, int on);
 int64_t rt_model_weight_nonzeros(const struct rt_model *m);
 int64_t rt_model_weight_count(const struct rt_model *m);
 
+/* Mean seconds cblas_sgemm takes for the GEMMs of one training step of spec at batch B
+ * (forward X W^T; backward dZ^T X and, except for layer 0, dZ W: same shapes and transposes
+ * as src/nn issues), over reps repeats after a warm-up, on this process's BLAS threads: the
+ * reference of model FLOP utilisation. Allocates its own operands; < 0 when it cannot. */
+double rt_model_gemm_step_seconds(const struct rt_model_spec *spec, int B, int reps);
+
 /* BLAS threads for this process (cblas lives in src/nn only). n <= 0 leaves the default. */
 void rt_nn_set_threads(int n);
 

@@ -22,12 +22,15 @@ struct rt_train_result {
     double sparsity;            /* fraction of the weights (not biases) that are exactly 0 */
     int stop_signal;            /* with RT_STOPPED: the signal that stopped the run */
     int64_t skipped;            /* steps skipped for a non-finite gradient (this process) */
+    double compute_s, comm_s, wait_s;  /* this rank's step time of this run, split (train.h's
+                                          progress-line split: see README) */
     char checkpoint[RT_PATH_MAX + 64]; /* the last checkpoint written or resumed from, or "" */
 };
 
 struct rt_train_opts {
     const char *resume; /* NULL: start fresh; "auto": newest readable checkpoint; or a path */
     const char *trace;  /* NULL, or the Chrome trace JSON file rank 0 writes at the end */
+    int bench;          /* 1: write nothing (no metrics.jsonl, phase models or report) */
 };
 
 /* Trains cfg's model on cfg's data with this communicator's ranks, prints progress on rank

@@ -39,6 +39,7 @@ static const char usage_main[] =
     "  data synth OUT.h5 [--rows N] [--seed S] [--split train|test]\n"
     "                                            write the synthetic BigModel task\n"
     "  bench allreduce [--csv] [options]         our allreduce against MPI_Allreduce\n"
+    "  bench train JOB.ini [--steps N]           throughput, MFU, comm share, memory of a job\n"
     "\n"
     "  ringtrain <command> --help   help on one command\n"
     "  ringtrain --version\n";
@@ -101,7 +102,14 @@ static const char usage_bench[] =
     "Times ring, recursive doubling, auto and MPI_Allreduce side by side, 4 KiB to 64 MiB,\n"
     "verifying every result; prints size, count, time avg/min/max over ranks, algbw, busbw =\n"
     "algbw*2(N-1)/N and #wrong (nccl-tests columns). Exits non-zero on any wrong element.\n"
-    "--csv prints algorithm,bytes,count,time_us,algbw_gbs,busbw_gbs,wrong.\n";
+    "--csv prints algorithm,bytes,count,time_us,algbw_gbs,busbw_gbs,wrong.\n"
+    "\n"
+    "usage: mpirun -np N ringtrain bench train JOB.ini [section.key=value ...] [--steps N]\n"
+    "\n"
+    "Trains the job's first phase for N steps (default 100, after 10 of warm-up) without\n"
+    "writing anything (no checkpoints, model, metrics) and prints per rank: samples/s, model\n"
+    "GFLOP/s, the sgemm GFLOP/s of the same GEMMs in the same run, MFU, the step time split\n"
+    "into compute / comm / wait, the communication share and the peak memory (max RSS).\n";
 
 static int has_flag(int argc, char **argv, const char *flag)
 {
@@ -327,8 +335,10 @@ static int cmd_inspect(rt_comm_t *comm, int argc, char **argv)
 
 static int cmd_bench(rt_comm_t *comm, int argc, char **argv)
 {
+    if (argc >= 1 && strcmp(argv[0], "train") == 0)
+        return rt_cli_bench_train(comm, argc - 1, argv + 1);
     if (argc < 1 || strcmp(argv[0], "allreduce") != 0)
-        return usage_error("bench: unknown benchmark '%s': expected allreduce",
+        return usage_error("bench: unknown benchmark '%s': expected allreduce or train",
                            argc ? argv[0] : "");
     return rt_cli_bench_allreduce(comm, argc, argv);
 }

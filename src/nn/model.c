@@ -31,6 +31,7 @@
 #include <cblas.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 int rt_layer_setup(struct rt_layer *l, enum rt_layer_kind kind, int in, int out, enum rt_act act)
 {
@@ -434,4 +435,50 @@ double rt_model_train_flops_per_sample(const struct rt_model *m)
 void rt_nn_set_threads(int n)
 {
     if (n > 0) openblas_set_num_threads(n);
+}
+
+/* The GEMMs of one training step of a dense stack at batch B, as dense.c issues them. */
+static void gemm_step(const struct rt_model_spec *s, int B, const float *a, const float *b,
+                      float *c)
+{
+    for (int l = 0; l + 1 < s->n_sizes; l++) {
+        int IN = s->sizes[l], OUT = s->sizes[l + 1];
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, OUT, IN, 1.0f, a, IN, b, IN, 0.0f,
+                    c, OUT);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OUT, IN, B, 1.0f, a, OUT, b, IN, 0.0f,
+                    c, IN);
+        if (l > 0)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, IN, OUT, 1.0f, a, OUT, b, IN,
+                        0.0f, c, IN);
+    }
+}
+
+static double seconds_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+double rt_model_gemm_step_seconds(const struct rt_model_spec *spec, int B, int reps)
+{
+    size_t big = 0;
+    for (int l = 0; l < spec->n_sizes; l++)
+        big = (size_t)spec->sizes[l] > big ? (size_t)spec->sizes[l] : big;
+    size_t n = big * (big > (size_t)B ? big : (size_t)B);
+    float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b), *c = malloc(n * sizeof *c);
+    double total = -1;
+    if (a && b && c) {
+        for (size_t i = 0; i < n; i++)
+            a[i] = b[i] = (float)(i % 13) * 0.01f;
+        gemm_step(spec, B, a, b, c); /* warm-up: threads, pages */
+        double t0 = seconds_now();
+        for (int r = 0; r < reps; r++)
+            gemm_step(spec, B, a, b, c);
+        total = (seconds_now() - t0) / (reps > 0 ? reps : 1);
+    }
+    free(a);
+    free(b);
+    free(c);
+    return total;
 }

@@ -255,7 +255,7 @@ static int trainer_open(struct trainer *t)
             t->has_masks = st == RT_OK;
             RT_TRY(rt_comm_agree(t->comm, st));
         }
-    RT_TRY(rt_comm_agree(t->comm, trainer_metrics_open(t)));
+    RT_TRY(rt_comm_agree(t->comm, t->bench ? RT_OK : trainer_metrics_open(t)));
     t->lr = t->cfg->optim.lr;
     t->last_ckpt_step = -1;
     t->last_ckpt_time = rt_comm_wtime();
@@ -696,9 +696,13 @@ static int train_step(struct trainer *t)
     if (applied < 0) return applied;
     rt_comm_times(t->comm, &c1);
     double blocked = c1.blocked_s - c0.blocked_s, waited = c1.wait_left_s - c0.wait_left_s;
-    p->compute_s += rt_comm_wtime() - t0 - blocked;
+    double computed = rt_comm_wtime() - t0 - blocked;
+    p->compute_s += computed;
     p->comm_s += blocked - waited;
     p->wait_s += waited;
+    p->run_compute_s += computed;
+    p->run_comm_s += blocked - waited;
+    p->run_wait_s += waited;
     p->steps += 1;
     if (m->spec.loss == RT_LOSS_CE) {
         double correct = (double)rt_model_count_correct(m, b.y, b.local_rows);
@@ -999,6 +1003,7 @@ static int begin_phase(struct trainer *t)
 /* The report needs each phase's model as a file; plain one-phase training has train.out. */
 static int wants_report(const struct trainer *t)
 {
+    if (t->bench) return 0;
     return t->cfg->n_phases > 1 || t->cfg->phases[0] == RT_PHASE_DISTILL;
 }
 
@@ -1030,6 +1035,9 @@ static void fill_result(const struct trainer *t, struct rt_train_result *res)
     res->samples_per_s = t->train_seconds > 0 ? t->samples / t->train_seconds : 0;
     res->stop_signal = t->stop_signal;
     res->skipped = t->skipped;
+    res->compute_s = t->prog.run_compute_s;
+    res->comm_s = t->prog.run_comm_s;
+    res->wait_s = t->prog.run_wait_s;
     res->sparsity = rt_weights_sparsity(&t->model, t->model.params, -1);
     snprintf(res->checkpoint, sizeof res->checkpoint, "%s", t->last_ckpt);
 }
@@ -1037,7 +1045,7 @@ static void fill_result(const struct trainer *t, struct rt_train_result *res)
 int rt_train_run(const struct rt_config *cfg, rt_comm_t *comm, const struct rt_train_opts *opts,
                  struct rt_train_result *res)
 {
-    struct trainer t = {.cfg = cfg, .comm = comm};
+    struct trainer t = {.cfg = cfg, .comm = comm, .bench = opts && opts->bench};
     t.rank = rt_comm_rank(comm);
     t.world = rt_comm_size(comm);
     memset(res, 0, sizeof *res);

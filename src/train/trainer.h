@@ -30,6 +30,7 @@ struct progress {
      * optimizer, including communication progressed behind it), blocked in communication,
      * and the part of that spent waiting for the left neighbour's data. */
     double compute_s, comm_s, wait_s, steps;
+    double run_compute_s, run_comm_s, run_wait_s; /* the same over the whole run */
 };
 
 /* One "step" line of metrics.jsonl (metrics.c): the interval since the previous one. */
@@ -79,6 +80,7 @@ struct trainer {
     struct progress prog;
     FILE *metrics_file;             /* rank 0: metrics.jsonl, appended */
     const char *trace_path;         /* --trace FILE, or NULL */
+    int bench;                      /* bench train: nothing is written */
     double trace_t0;                /* this rank's trace clock at the common start */
     struct rt_ckpt_metric *metrics; /* (metrics_cap) owned: one row per finished epoch */
     int64_t n_metrics, metrics_cap;

@@ -1,0 +1,122 @@
+/* bench_train.c - `ringtrain bench train JOB.ini`: what a job's training costs per rank,
+ * without touching its checkpoints, model files or metrics.
+ *
+ * MFU = achieved model FLOP/s per rank (training FLOPs per sample x samples/s / ranks, over
+ * real steps of the trainer's own loop) divided by the FLOP/s cblas_sgemm reaches on
+ * exactly the GEMMs of one step (same shapes, transposes and threads), measured on every
+ * rank in the same run before and after training, so machine noise hits both alike. */
+#include "ringtrain/bench.h"
+#include "ringtrain/config.h"
+#include "ringtrain/log.h"
+#include "ringtrain/model.h"
+#include "ringtrain/status.h"
+#include "ringtrain/train.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#define BENCH_FIELDS 8 /* per rank: see report() */
+
+static int bench_config(struct rt_config *cfg, int argc, char **argv, long *steps)
+{
+    rt_config_defaults(cfg);
+    *steps = 100;
+    int first = 0;
+    if (argc > 0 && argv[0][0] != '-' && !strchr(argv[0], '=')) {
+        RT_TRY(rt_config_load(cfg, argv[0]));
+        first = 1;
+    }
+    for (int i = first; i < argc; i++) {
+        if (strcmp(argv[i], "--steps") == 0 && i + 1 < argc) {
+            *steps = atol(argv[++i]);
+            if (*steps < 1)
+                return rt_errorf(RT_ERR_INVAL,
+                                 "bench train: --steps %s: expected a whole number >= 1", argv[i]);
+            continue;
+        }
+        RT_TRY(rt_config_override(cfg, argv[i]));
+    }
+    RT_TRY(rt_config_validate(cfg));
+    /* The first phase only, as many steps as asked, nothing written, no evaluation. */
+    cfg->n_phases = 1;
+    cfg->max_steps = *steps;
+    cfg->ckpt_keep = 0;
+    cfg->out[0] = cfg->test[0] = '\0';
+    cfg->log_every = 0;
+    if (cfg->phases[0] == RT_PHASE_DISTILL)
+        return rt_errorf(RT_ERR_INVAL, "bench train: the job starts with distill: benchmark its "
+                                       "student as a train job instead");
+    return RT_OK;
+}
+
+static void report(rt_comm_t *comm, const struct rt_config *cfg, const double *all, double fps,
+                   double samples_per_s, long steps)
+{
+    int world = rt_comm_size(comm);
+    rt_log0("bench train: job %s | %d rank%s | %lld samples per step | %ld steps | %.3g MFLOP per "
+            "sample (forward + backward GEMMs)\n",
+            cfg->source, world, world > 1 ? "s" : "", (long long)cfg->batch, steps, fps / 1e6);
+    rt_log0("%-5s %12s %11s %11s %6s %11s %11s %11s %7s %9s\n", "rank", "samples/s", "GFLOP/s",
+            "sgemm GF/s", "MFU", "compute ms", "comm ms", "wait ms", "comm %", "peak MB");
+    for (int q = 0; q < world; q++) {
+        const double *r = all + (size_t)q * BENCH_FIELDS;
+        double achieved = samples_per_s * fps / world, step = r[2] + r[3] + r[4];
+        rt_log0("%-5d %12.0f %11.2f %11.2f %6.3f %11.3f %11.3f %11.3f %7.1f %9.1f\n", q,
+                samples_per_s, achieved / 1e9, r[0] / 1e9, r[0] > 0 ? achieved / r[0] : 0,
+                1e3 * r[2] / r[5], 1e3 * r[3] / r[5], 1e3 * r[4] / r[5],
+                step > 0 ? 100 * (r[3] + r[4]) / step : 0, r[6] / 1024.0);
+    }
+}
+
+/* The agreed failure st: rank 0 says it once; 2 for a usage error, else 1. */
+static int failed(rt_comm_t *comm, int st)
+{
+    if (rt_comm_rank(comm) == 0) fprintf(stderr, "ringtrain: error: %s\n", rt_error_message(st));
+    return st == RT_ERR_INVAL ? 2 : 1;
+}
+
+int rt_cli_bench_train(rt_comm_t *comm, int argc, char **argv)
+{
+    static struct rt_config cfg;
+    long steps;
+    int st = rt_comm_agree(comm, bench_config(&cfg, argc, argv, &steps));
+    if (st != RT_OK) return failed(comm, st);
+    struct rt_model probe = {0};
+    st = rt_model_init(&probe, &cfg.model, 1);
+    double fps = st == RT_OK ? rt_model_train_flops_per_sample(&probe) : 0;
+    rt_model_free(&probe);
+    if ((st = rt_comm_agree(comm, st)) != RT_OK) return failed(comm, st);
+    int B = (int)(cfg.batch / rt_comm_size(comm));
+    struct rt_train_opts opts = {.bench = 1};
+    struct rt_train_result r;
+    long timed = cfg.max_steps;
+    cfg.max_steps = steps < 10 ? steps : 10; /* warm-up: threads, pages, clocks settle */
+    st = rt_train_run(&cfg, comm, &opts, &r);
+    if (st != RT_OK) return failed(comm, st);
+    double g0 = rt_model_gemm_step_seconds(&cfg.model, B, 10);
+    cfg.max_steps = timed;
+    st = rt_train_run(&cfg, comm, &opts, &r);
+    if (st != RT_OK) return failed(comm, st);
+    double g1 = rt_model_gemm_step_seconds(&cfg.model, B, 10);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double mine[BENCH_FIELDS] = {g0 > 0 && g1 > 0 ? fps * B / ((g0 + g1) / 2) : 0,
+                                 r.samples_per_s,
+                                 r.compute_s,
+                                 r.comm_s,
+                                 r.wait_s,
+                                 (double)r.steps,
+                                 (double)ru.ru_maxrss,
+                                 0};
+    double *all = malloc(sizeof mine * (size_t)rt_comm_size(comm));
+    if ((st = rt_comm_agree(comm, all ? RT_OK : rt_errorf(RT_ERR_NOMEM, "bench train"))) != RT_OK) {
+        free(all);
+        return failed(comm, st);
+    }
+    rt_comm_allgather_f64(comm, mine, BENCH_FIELDS, all);
+    report(comm, &cfg, all, fps, r.samples_per_s, steps);
+    free(all);
+    return 0;
+}
