@@ -766,7 +766,9 @@ static int end_epoch(struct trainer *t, struct rt_train_result *res)
         else
             snprintf(test, sizeof test, " | test_loss %.6f", e.loss);
     }
-    row.samples_per_s = t->train_seconds > 0 ? t->samples / t->train_seconds : 0;
+    /* This epoch's (or, resumed inside it, this run's part of it) training throughput. */
+    double secs = t->train_seconds - p->epoch_seconds0;
+    row.samples_per_s = secs > 0 ? (t->samples - p->epoch_samples0) / secs : 0;
     row.seconds = t->wall_before + rt_comm_wtime() - t->wall_start;
     trainer_add_metric(t, &row);
     result_from_metric(&row, res);
@@ -785,6 +787,8 @@ static int run_steps(struct trainer *t)
 {
     int st = rt_dataset_begin_epoch(t->train, t->epoch, t->step_in_epoch);
     RT_TRY(rt_comm_agree(t->comm, st));
+    t->prog.epoch_samples0 = t->samples;
+    t->prog.epoch_seconds0 = t->train_seconds;
     double t0 = rt_comm_wtime();
     while (st == RT_OK && t->step_in_epoch < t->steps_per_epoch && t->phase_step < t->total_steps) {
         st = train_step(t);

@@ -31,6 +31,7 @@ struct progress {
      * and the part of that spent waiting for the left neighbour's data. */
     double compute_s, comm_s, wait_s, steps;
     double run_compute_s, run_comm_s, run_wait_s; /* the same over the whole run */
+    double epoch_samples0, epoch_seconds0;        /* samples, train_seconds at epoch start */
 };
 
 /* One "step" line of metrics.jsonl (metrics.c): the interval since the previous one. */
