@@ -174,6 +174,9 @@ static int setup_comm(struct trainer *t)
     t->nan_rank = -1;
     if (nan && sscanf(nan, "%d:%lld", &t->nan_rank, (long long *)&t->nan_step) != 2)
         t->nan_rank = -1;
+    const char *slow = getenv("RINGTRAIN_FAULT_SLOW"); /* RANK:MS per step: a straggler */
+    t->slow_rank = -1;
+    if (slow && sscanf(slow, "%d:%lf", &t->slow_rank, &t->slow_ms) != 2) t->slow_rank = -1;
     const char *stall = getenv("RINGTRAIN_FAULT_STALL"); /* RANK:STEP:SECONDS, for hang tests */
     t->stall_rank = -1;
     if (stall && sscanf(stall, "%d:%lld:%lf", &t->stall_rank, (long long *)&t->stall_step,
@@ -677,6 +680,10 @@ static int train_step(struct trainer *t)
         t->deferred = t->deferred != RT_OK ? t->deferred : ls;
     }
     t->lr = step_lr(t);
+    if (t->rank == t->slow_rank) {
+        struct timespec nap = {0, (long)(t->slow_ms * 1e6)};
+        nanosleep(&nap, NULL);
+    }
     if (t->rank == t->stall_rank && t->step == t->stall_step) {
         rt_warn("test hook: rank %d stalls for %g s at step %lld\n", t->rank, t->stall_seconds,
                 (long long)t->step);

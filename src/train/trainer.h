@@ -57,7 +57,9 @@ struct trainer {
     int nan_rank; /* test hook: RINGTRAIN_FAULT_NAN=RANK:STEP */
     int64_t nan_step;
     int64_t skipped; /* steps skipped for a non-finite gradient (train.skip_nonfinite) */
-    int stall_rank;  /* test hook: RINGTRAIN_FAULT_STALL=RANK:STEP:SECONDS */
+    int slow_rank;   /* test hook: RINGTRAIN_FAULT_SLOW=RANK:MS, every step */
+    double slow_ms;
+    int stall_rank; /* test hook: RINGTRAIN_FAULT_STALL=RANK:STEP:SECONDS */
     int64_t stall_step;
     double stall_seconds;
     int threads;
