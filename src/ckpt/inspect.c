@@ -130,7 +130,8 @@ static void print_header(const char *path, const struct rt_model_spec *spec,
     fprintf(out, "model      %s, %s hidden, %s loss: %zu parameters, %.2f MiB as float32\n", sizes,
             rt_act_name(spec->act), rt_loss_name(spec->loss), m->n_params,
             (double)m->n_params * 4 / (1 << 20));
-    print_job_layers(path, sizes, out);
+    /* A distillation checkpoint's model is the student, not [model] shrunk. */
+    if (strcmp(s->phase, "distill") != 0) print_job_layers(path, sizes, out);
     fprintf(out, "sampler    shuffle %s, seed %llu, global batch %lld, %lld training rows\n",
             rt_shuffle_name(s->shuffle), (unsigned long long)s->seed, (long long)s->global_batch,
             (long long)s->rows);
