@@ -59,8 +59,8 @@ static struct rt_optim_cfg file_optim(const char *path)
     struct rt_optim_cfg cfg = default_optim;
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) return cfg;
-    if (H5Lexists(f, "optim", H5P_DEFAULT) > 0 && H5Aexists_by_name(f, "optim", "name",
-                                                                     H5P_DEFAULT) > 0) {
+    if (H5Lexists(f, "optim", H5P_DEFAULT) > 0 &&
+        H5Aexists_by_name(f, "optim", "name", H5P_DEFAULT) > 0) {
         hid_t a = H5Aopen_by_name(f, "optim", "name", H5P_DEFAULT, H5P_DEFAULT);
         hid_t t = a < 0 ? -1 : H5Aget_type(a), sp = a < 0 ? -1 : H5Aget_space(a);
         hid_t mt = H5Tcopy(H5T_C_S1);
@@ -78,10 +78,10 @@ static struct rt_optim_cfg file_optim(const char *path)
         if (a >= 0) H5Aclose(a);
     }
     if (cfg.kind == RT_OPTIM_SGD)
-        cfg.momentum = H5Lexists(f, "optim", H5P_DEFAULT) > 0 &&
-                               H5Lexists(f, "optim/m", H5P_DEFAULT) > 0
-                           ? 0.9
-                           : 0.0;
+        cfg.momentum =
+            H5Lexists(f, "optim", H5P_DEFAULT) > 0 && H5Lexists(f, "optim/m", H5P_DEFAULT) > 0
+                ? 0.9
+                : 0.0;
     H5Fclose(f);
     return cfg;
 }
@@ -119,7 +119,8 @@ static void read_checkpoint(const char *path)
 
     int64_t n = -1;
     rt_error_clear();
-    if (FUZZ_CALL(rt_ckpt_read_metrics(path, rows, METRICS_CAP, &n)) == RT_OK && (n < 0 || n > METRICS_CAP))
+    if (FUZZ_CALL(rt_ckpt_read_metrics(path, rows, METRICS_CAP, &n)) == RT_OK &&
+        (n < 0 || n > METRICS_CAP))
         fuzz_die("rt_ckpt_read_metrics: n beyond the cap");
 
     char *text = NULL;

@@ -66,8 +66,12 @@ static void run_variant(const char *path, int rank, int world, enum rt_shuffle s
                         double memory_mb, struct epoch *e)
 {
     memset(e, 0, sizeof *e);
-    struct rt_data_opts o = {.rank = rank, .world = world, .shuffle = shuffle, .seed = 7,
-                             .global_batch = BATCH, .memory_mb = memory_mb};
+    struct rt_data_opts o = {.rank = rank,
+                             .world = world,
+                             .shuffle = shuffle,
+                             .seed = 7,
+                             .global_batch = BATCH,
+                             .memory_mb = memory_mb};
     struct rt_dataset *d = NULL;
     rt_error_clear();
     int st = FUZZ_CALL(rt_dataset_open(&d, path, &o));
