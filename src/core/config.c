@@ -338,6 +338,17 @@ static int bad_value(const char *origin, const struct key *k, const char *value,
                      value, expected);
 }
 
+/* Whether v reads back from a job file as itself: no control characters, no ';' at the
+ * start or after a blank (inih takes that for an inline comment). */
+static int path_value_ok(const char *v)
+{
+    for (const char *p = v; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f ||
+            (*p == ';' && (p == v || p[-1] == ' ' || p[-1] == '\t')))
+            return 0;
+    return 1;
+}
+
 static int set_sizes(struct rt_model_spec *spec, const struct key *k, const char *v,
                      const char *origin)
 {
@@ -414,6 +425,10 @@ static int set_key(struct rt_config *c, const struct key *k, const char *v, cons
     case K_PATH:
         if (strlen(v) >= RT_PATH_MAX)
             return bad_value(origin, k, v, "a path shorter than 1024 bytes");
+        if (!path_value_ok(v))
+            return bad_value(origin, k, v,
+                             "a path without control characters and without ';' at its start "
+                             "or after a blank (a job file reads that as a comment)");
         snprintf(field, RT_PATH_MAX, "%s", v);
         return RT_OK;
     case K_BOOL:
@@ -474,6 +489,19 @@ static char *job_line_reader(char *str, int num, void *stream)
     char *r = fgets(str, num, x->f);
     if (!r) return r;
     x->line++;
+    /* Debian's inih reads through a 200-byte buffer: the rest of a longer line would be
+     * parsed as a line of its own, silently when it looks like "key = value". */
+    size_t len = strlen(str);
+    if (len == (size_t)num - 1 && str[len - 1] != '\n') {
+        int ch = getc(x->f); /* a line of exactly num - 1 bytes fits: its newline is next */
+        if (ch != '\n' && ch != EOF) {
+            x->failed = 1;
+            rt_errorf(RT_ERR_INVAL,
+                      "%s:%d: line longer than %d bytes (the job-file parser's limit)", x->path,
+                      x->line, num - 1);
+            return NULL; /* stops inih */
+        }
+    }
     /* inih does not report a section header by itself, so an unknown (or empty) section
      * is caught here, at its own line. */
     const char *p = str + strspn(str, " \t");

@@ -34,6 +34,8 @@ mse-on-labels)    overrides+=(model.loss=mse); expect="train.h5" ;;
 batch-divisible)  overrides+=(train.batch=$((np * 4 + 1))); expect="batch" ;;
 unknown-key)      extra_ini=$'[train]\nspeed = 3'; expect="speed" ;;
 unknown-section)  extra_ini=$'[trian]\nepochs = 3'; expect="[trian]" ;;
+long-line)        extra_ini="[checkpoint]"$'\n'"dir = $(printf '%0195d' 0) every_steps = 1"; expect="line longer than 199 bytes" ;;
+comment-path)     overrides+=("train.out=$tmp/x ;y/model.h5"); expect="';' at its start or after a blank" ;;
 bad-number)       overrides+=(optim.lr=fast); expect="lr" ;;
 negative-size)    overrides+=("model.layers=16,-8,4"); expect="layers" ;;
 unknown-act)      overrides+=(model.activation=swish); expect="swish" ;;
