@@ -50,7 +50,7 @@
 #include "ringtrain/optim.h"
 
 #define RT_CKPT_FORMAT         "ringtrain-checkpoint"
-#define RT_CKPT_FORMAT_VERSION 1
+#define RT_CKPT_FORMAT_VERSION 2
 #define RT_CKPT_PHASE_MAX      16
 
 /* One finished epoch, as the metrics table stores it. */

@@ -44,7 +44,8 @@ struct rt_config {
     int n_phases;
     enum rt_phase phases[RT_MAX_PHASES];
     /* [model] */
-    struct rt_model_spec model;
+    struct rt_model_spec model; /* input shape: see rt_config_model_spec */
+    struct rt_shape input_shape; /* [model] input_shape; rank 0 = from the data */
     /* [data] */
     char train[RT_PATH_MAX]; /* dataset file or synth:NAME */
     char test[RT_PATH_MAX];  /* "" = no test set */
@@ -116,6 +117,9 @@ size_t rt_config_format(const struct rt_config *c, char *buf, size_t size);
 void rt_config_distill_optim(const struct rt_config *c, struct rt_optim_cfg *o,
                              struct rt_sched_cfg *s);
 void rt_config_student_spec(const struct rt_config *c, struct rt_model_spec *spec);
+/* The [model] spec with [model] input_shape applied to a layer list (rank 0 when the data
+ * decides). */
+void rt_config_model_spec(const struct rt_config *c, struct rt_model_spec *spec);
 
 /* The run directory: where train.out goes ("." when it has no directory part). Per-phase
  * models and report.json are written there. */

@@ -71,6 +71,8 @@ void rt_dataset_close(struct rt_dataset *d); /* NULL is a no-op; joins the prefe
 
 const struct rt_dataset_info *rt_dataset_info(const struct rt_dataset *d);
 const char *rt_dataset_source(const struct rt_dataset *d);
+/* The per-sample shape of the rows: (D) for flat rows. */
+struct rt_shape rt_dataset_sample_shape(const struct rt_dataset *d);
 
 /* Checks the data against a model: D == input width; CE needs class labels in [0, K);
  * MSE needs float targets of width K; every value finite. Each rank checks rows

@@ -1,18 +1,29 @@
-/* model.h - a feed-forward network over flat parameter and gradient blocks.
+/* model.h - a network as an ordered list of typed layers over flat parameter and gradient
+ * blocks.
+ *
+ * A model spec is a list of layer specs (dense, conv2d, maxpool2d, avgpool2d, flatten, an
+ * activation, dropout) and the per-sample input shape: rank 1 (D) or rank 3 (C, H, W),
+ * activations in NCHW as in PyTorch. Each layer infers its output shape from its input
+ * shape (rt_model_spec_infer), so only the input and the layers' own hyper-parameters are
+ * given. An activation written right after a dense or conv2d layer is folded into it
+ * (run fused with the bias), elsewhere it is a layer of its own.
  *
  * Layout (documented for checkpoints, h5py and PyTorch users): the parameters of layer i
- * are W_i (OUT_i, IN_i) row-major, exactly nn.Linear.weight, followed by b_i (OUT_i). Layers
- * follow each other in order in one contiguous float block `params`; `grads` has the same
- * layout. Averaging gradients across ranks is therefore one call on one buffer.
+ * are its weight in PyTorch's layout (dense: nn.Linear.weight (OUT, IN); conv2d:
+ * nn.Conv2d.weight (OC, C, KH, KW)) followed by its bias (OUT or OC); layers without
+ * parameters take no space. Layers follow each other in order in one contiguous float block
+ * `params`; `grads` has the same layout, so averaging gradients across ranks is one call on
+ * one buffer.
  *
- * Hidden layers apply `act`; the last layer is linear (its output, the logits, goes to the
- * loss). All buffers, activations included, are allocated by rt_model_init for batches of
- * up to max_batch rows; forward, loss and backward never allocate.
+ * Everything a caller needs to know about a layer's sizes is asked of the model through
+ * the functions below (parameters, prunable weights, structured units, FLOPs, shapes):
+ * the layer kinds behind them live in src/nn, one file each, behind one table of
+ * operations (src/nn/layer.h).
  *
- * Layer kinds sit behind a small table of operations (src/nn/layer.h), so that kinds other
- * than dense can be added without changing this interface.
+ * All buffers, activations included, are allocated by rt_model_init for batches of up to
+ * max_batch rows; forward, loss and backward never allocate.
  *
- * Dimension letters: B rows in the batch, IN/OUT a layer's widths, K the model output width. */
+ * Dimension letters: B rows in the batch, IN/OUT a layer's flat widths, K the output width. */
 #ifndef RT_MODEL_H
 #define RT_MODEL_H
 
@@ -21,7 +32,7 @@
 
 #include "ringtrain/arena.h"
 
-#define RT_MAX_LAYERS 32
+#define RT_MAX_LAYERS 64
 
 enum rt_act { RT_ACT_IDENTITY, RT_ACT_RELU, RT_ACT_TANH, RT_ACT_SIGMOID, RT_ACT_GELU };
 enum rt_loss { RT_LOSS_CE, RT_LOSS_MSE };
@@ -36,57 +47,185 @@ const char *rt_act_name(enum rt_act a);
 const char *rt_loss_name(enum rt_loss l);
 const char *rt_init_name(enum rt_init i);
 
-struct rt_model_spec;
-/* The widths as "784-512-256-10" into buf. */
-void rt_model_sizes_text(char *buf, size_t cap, const struct rt_model_spec *s);
+enum rt_layer_kind {
+    RT_LAYER_DENSE,
+    RT_LAYER_CONV2D,
+    RT_LAYER_MAXPOOL2D,
+    RT_LAYER_AVGPOOL2D,
+    RT_LAYER_FLATTEN,
+    RT_LAYER_ACT,
+    RT_LAYER_DROPOUT,
+    RT_LAYER_KINDS
+};
+
+/* A per-sample shape: rank 1 (D) or rank 3 (C, H, W); rank 0 = not known yet. */
+struct rt_shape {
+    int rank;
+    int d[3];
+};
+int64_t rt_shape_size(const struct rt_shape *s); /* product of the dims; 0 for rank 0 */
+int rt_shape_equal(const struct rt_shape *a, const struct rt_shape *b);
+/* "(1, 28, 28)", "(784)" or "(?)" into buf. */
+void rt_shape_text(char *buf, size_t cap, const struct rt_shape *s);
+
+struct rt_layer_spec {
+    enum rt_layer_kind kind;
+    int units;                        /* dense: OUT; conv2d: output channels */
+    int kernel[2], stride[2], pad[2]; /* conv2d and pooling, (H, W); pooling has no pad */
+    enum rt_act act; /* RT_LAYER_ACT: the function; dense, conv2d: applied after (fused) */
+    double p;        /* dropout: probability of zeroing an element */
+};
 
 struct rt_model_spec {
-    int n_sizes;                  /* layer widths given: n_layers + 1, >= 2 */
-    int sizes[RT_MAX_LAYERS + 1]; /* sizes[0] = input width, sizes[n_sizes-1] = K */
-    enum rt_act act;              /* hidden activation */
+    struct rt_shape input; /* rank 0: taken from the data (rt_model_spec_bind_input) */
+    int n_layers;          /* 1 .. RT_MAX_LAYERS */
+    struct rt_layer_spec layers[RT_MAX_LAYERS];
+    int widths_form; /* given as widths ("784, 512, 10"): hidden dense layers apply `act`,
+                        and the job file writes it back that way */
+    enum rt_act act; /* [model] activation: the hidden activation of the widths form */
     enum rt_loss loss;
     enum rt_init init;
 };
 
+/* The layer list in the job-file syntax (README "Layer lists"): a list of widths
+ * "784, 512, 10" (the widths form: input width, then dense layers, hidden ones applying
+ * `act`), or a list of layers "conv(32, 3, pad=1), relu, maxpool(2), flatten, dense(10)".
+ * Fills input (widths form only), n_layers, layers and widths_form of spec; keeps the rest.
+ * -1 with a message in err (naming the item and what was expected) when it does not parse. */
+int rt_model_spec_parse(struct rt_model_spec *spec, const char *text, char *err, size_t err_cap);
+/* The canonical text of the layers: the widths form for a spec in widths form, else the
+ * layer list (activations folded into a layer written after it). Parses back to the same
+ * layers. Returns the length needed, like snprintf. */
+size_t rt_model_spec_format(char *buf, size_t cap, const struct rt_model_spec *s);
+/* spec as an MLP in the widths form: input (widths[0]), dense layers widths[1..n), the
+ * hidden ones applying act. 2 <= n <= RT_MAX_LAYERS + 1. Keeps loss and init. */
+void rt_model_spec_widths(struct rt_model_spec *spec, const int *widths, int n, enum rt_act act);
+/* Marks a spec in the widths form when it is one (flat input, dense layers only, one hidden
+ * activation, a linear last layer), so that it is written and shown that way. */
+void rt_model_spec_normalize(struct rt_model_spec *spec);
+/* Sets [model] activation: spec->act and, in the widths form, the hidden layers' act. */
+void rt_model_spec_set_act(struct rt_model_spec *spec, enum rt_act act);
+/* Short text for messages: "784-512-256-10" for an MLP of the widths form, else the list. */
+void rt_model_sizes_text(char *buf, size_t cap, const struct rt_model_spec *s);
+/* Text of layer i alone, e.g. "conv(32, 3, pad=1), relu". */
+void rt_layer_spec_text(char *buf, size_t cap, const struct rt_layer_spec *l);
+/* 1 when a and b have the same input shape (when both are known) and the same layers. */
+int rt_model_spec_same_layers(const struct rt_model_spec *a, const struct rt_model_spec *b);
+
+/* 1 when a is b with some layers' units (neurons, channels) fewer, as structured pruning
+ * leaves it: same kinds and hyper-parameters, the same last layer. */
+int rt_model_spec_narrower(const struct rt_model_spec *a, const struct rt_model_spec *b);
+
+/* Shape inference: out[i] = the per-sample output shape of layer i (out has n_layers
+ * entries; may be NULL). RT_ERR_SHAPE naming the layer (index and text) and both shapes
+ * when a layer does not fit its input (a kernel larger than its input, pooling that leaves
+ * nothing, a dense layer on an image without flatten, ...), RT_ERR_INVAL when the input is
+ * not known or a hyper-parameter is out of range. */
+int rt_model_spec_infer(const struct rt_model_spec *spec, struct rt_shape *out);
+/* The output width K: the flat size of the last layer's output (after a successful infer). */
+int rt_model_spec_outputs(const struct rt_model_spec *spec);
+/* Sets the input shape from the data's sample shape when the spec has none; when it has one,
+ * the two must hold as many values (a flat file's rows read as the spec's shape, or an
+ * image read flat by a widths-form MLP). RT_ERR_SHAPE naming both shapes and `what` (e.g.
+ * "[model] layers"). */
+int rt_model_spec_bind_input(struct rt_model_spec *spec, const struct rt_shape *data,
+                             const char *what);
+
 struct rt_layer; /* src/nn/layer.h */
 struct rt_csr;   /* dense.h */
 
+/* What layers that behave differently in training see of the step (dropout): set by
+ * rt_model_set_training before a training forward; a model starts in inference mode. */
+struct rt_model_mode {
+    int training;        /* 0: inference (dropout is the identity) */
+    uint64_t seed;       /* the job seed */
+    int64_t step;        /* the global step: the same at any rank count and on resume */
+    const int64_t *rows; /* (B) borrowed: the global id of each row of the batch */
+};
+
 struct rt_model {
-    struct rt_model_spec spec;
+    struct rt_model_spec spec; /* input shape known */
     int n_layers;
-    int max_batch;           /* rows the activation arena was sized for */
-    size_t n_params;         /* floats in params (and in grads) */
-    float *params;           /* (n_params) owned, see layout above */
-    float *grads;            /* (n_params) owned, same layout; overwritten by backward */
-    struct rt_layer *layers; /* (n_layers) owned */
-    float *dlogits;          /* (max_batch, K) owned: dLoss/dlogits, written by the loss */
+    int max_batch;                    /* rows the activation arena was sized for */
+    int inputs, outputs;              /* flat input width, K */
+    size_t n_params;                  /* floats in params (and in grads) */
+    float *params;                    /* (n_params) owned, see layout above */
+    float *grads;                     /* (n_params) owned, same layout; overwritten by backward */
+    struct rt_layer *layers;          /* (n_layers) owned */
+    float *dlogits;                   /* (max_batch, K) owned: dLoss/dlogits, written by the loss */
+    struct rt_model_mode *mode_block; /* in act_arena (layers point at it, and the struct
+                                         may be moved): rt_model_set_training */
     struct rt_arena params_arena, grads_arena, act_arena;
     struct rt_csr *csr; /* (n_layers) owned; non-NULL after rt_model_use_csr(m, 1), and
                            after rt_model_use_rowwise(m, 1) when a layer runs CSR (then only
                            those layers' entries are filled) */
     float *rowwise_wt;  /* owned; non-NULL after rt_model_use_rowwise(m, 1): the transposed
-                           weights (IN, OUT) of the layers that run the row-wise kernel */
+                           weights (IN, OUT) of the dense layers that run the row-wise kernel */
 };
 
-/* Validates spec (every width >= 1, 2 <= n_sizes <= RT_MAX_LAYERS + 1, max_batch >= 1) and
- * allocates parameters, gradients and the activation arena. Parameters start at zero: call
- * rt_model_init_params. Fails with RT_ERR_INVAL or RT_ERR_NOMEM (message recorded). On
- * failure the model is left freed. */
+/* Infers every layer's shape (rt_model_spec_infer: the input shape must be known), checks
+ * max_batch >= 1 and allocates parameters, gradients and the activation arena. Parameters
+ * start at zero: call rt_model_init_params. Fails with RT_ERR_SHAPE, RT_ERR_INVAL or
+ * RT_ERR_NOMEM (message recorded). On failure the model is left freed. */
 int rt_model_init(struct rt_model *m, const struct rt_model_spec *spec, int max_batch);
 void rt_model_free(struct rt_model *m); /* no-op on a zeroed or freed model */
 
 /* Draws every parameter from spec.init, seeded by (seed, layer) through rt_rng_derive:
- * same seed, same bytes, on any machine. RT_INIT_TORCH is nn.Linear's default
- * (W ~ U(-1/sqrt(IN), 1/sqrt(IN)), i.e. kaiming_uniform a=sqrt(5); b ~ U(-1/sqrt(IN), ...)).
- * RT_INIT_XAVIER: W ~ U(-sqrt(6/(IN+OUT)), +), b = 0. RT_INIT_HE: W ~ N(0, 2/IN), b = 0. */
+ * same seed, same bytes, on any machine. RT_INIT_TORCH is PyTorch's default for nn.Linear
+ * and nn.Conv2d (W ~ U(-1/sqrt(FAN_IN), +), i.e. kaiming_uniform a=sqrt(5); b likewise),
+ * FAN_IN = IN or C KH KW. RT_INIT_XAVIER: W ~ U(-sqrt(6/(FAN_IN+FAN_OUT)), +), b = 0.
+ * RT_INIT_HE: W ~ N(0, 2/FAN_IN), b = 0. */
 void rt_model_init_params(struct rt_model *m, uint64_t seed);
 
-/* Views of layer i's parameters inside params (and grads when non-NULL out-pointers). */
+/* Training mode for the next forward and backward (dropout draws its masks from (seed,
+ * step, rows[r], element)), or inference mode (training = 0, the rest ignored). */
+void rt_model_set_training(struct rt_model *m, int training, uint64_t seed, int64_t step,
+                           const int64_t *rows);
+
+/* ---- what a layer is, asked of the layer ---- */
+
+/* Views of layer i's parameters inside params (and grads when non-NULL out-pointers);
+ * NULL for a layer without parameters. */
 void rt_model_layer_view(const struct rt_model *m, int i, float **w, float **b, float **dw,
                          float **db);
-/* Offset (in floats) of layer i's block inside params/grads, and its length. */
+/* Offset (in floats) of layer i's block inside params/grads, and its length (0 for a layer
+ * without parameters). */
 size_t rt_model_layer_offset(const struct rt_model *m, int i);
 size_t rt_model_layer_count(const struct rt_model *m, int i);
+/* Floats of layer i's weight (what pruning may rank and mask: the block's first
+ * rt_model_layer_weights floats); 0 when the layer has none. Biases are never pruned. */
+size_t rt_model_layer_weights(const struct rt_model *m, int i);
+/* The weight's dimensions in PyTorch's layout, e.g. (OUT, IN) or (OC, C, KH, KW); returns
+ * the rank (0 without weights). The bias is (dims[0]). */
+int rt_model_layer_weight_dims(const struct rt_model *m, int i, int64_t dims[4]);
+/* Layer i's per-sample output shape, its kind's name ("dense", "conv2d", ...) and its text
+ * in the job-file syntax. */
+const struct rt_shape *rt_model_layer_shape(const struct rt_model *m, int i);
+const char *rt_model_layer_kind(const struct rt_model *m, int i);
+void rt_model_layer_text(const struct rt_model *m, int i, char *buf, size_t cap);
+/* FLOPs of layer i's forward per sample (GEMM multiply-adds count two). */
+double rt_model_layer_forward_flops(const struct rt_model *m, int i);
+
+/* ---- structured pruning: units (dense neurons, conv channels) the layers can drop ---- */
+
+/* Output units of layer i that structured pruning may remove: its neurons (dense) or
+ * filters (conv2d), when a later dense or conv2d layer reads them through layers that
+ * keep units apart (activations, pooling, dropout, flatten); 0 otherwise (layers without
+ * units, and the last one with parameters, whose outputs are the model's). */
+int rt_model_units(const struct rt_model *m, int i);
+/* score[j] = sqrt(|incoming weights of unit j|^2 + |weights that read it in the next
+ * layer|^2) for the rt_model_units(m, i) units of layer i. */
+void rt_model_unit_scores(const struct rt_model *m, int i, double *score);
+/* spec with layer i's units set to counts[i] wherever rt_model_units(m, i) > 0. */
+void rt_model_shrunk_spec(const struct rt_model *m, const int *counts, struct rt_model_spec *out);
+/* Copies the kept units' parameters from src into dst, a model initialised with
+ * rt_model_shrunk_spec(src, counts): kept lists, layer after layer (i ascending, for each
+ * i with units), counts[i] ascending unit indices. The rows (filters) of every layer with
+ * units and the matching input columns (channels) of the layer that reads them. The shrunk
+ * model computes exactly what src computes with the dropped units' outputs forced to
+ * zero. */
+void rt_model_shrink_copy(const struct rt_model *src, const int32_t *kept, const int *counts,
+                          struct rt_model *dst);
 
 /* Forward pass of B rows (0 <= B <= max_batch); x (B, IN0) is borrowed and must stay
  * unchanged until backward. Returns the logits (B, K), owned by the model, valid until the
@@ -126,8 +265,9 @@ double rt_model_loss_kd(struct rt_model *m, const float *teacher, const void *ta
  * ties go to the lowest index, like torch.argmax). */
 int64_t rt_model_count_correct(const struct rt_model *m, const int32_t *labels, int B);
 
-/* FLOPs of one training step per sample (forward + backward GEMMs, dX of layer 0 skipped),
- * and of one forward per sample. Used for model FLOP utilisation. */
+/* FLOPs of one training step per sample (forward + backward GEMMs, dX of the first layer
+ * with parameters skipped, since nothing consumes a gradient of the data), and of one
+ * forward per sample. Used for model FLOP utilisation. */
 double rt_model_train_flops_per_sample(const struct rt_model *m);
 double rt_model_forward_flops_per_sample(const struct rt_model *m);
 
@@ -137,6 +277,8 @@ double rt_model_forward_flops_per_sample(const struct rt_model *m);
  * CSR on (backward still uses the dense weights, which CSR does not follow). Allocates;
  * RT_ERR_NOMEM. */
 int rt_model_use_csr(struct rt_model *m, int on);
+/* 1 when layer i's forward runs its sparse (CSR) kernel. */
+int rt_model_layer_is_csr(const struct rt_model *m, int i);
 /* Row-wise inference: on = 1 makes forward results of every row a function of that row
  * alone, bit for bit, whatever the other rows of the batch and their number (BLAS GEMM
  * does not give that: OpenBLAS 0.3.21 rounds a row differently at different positions in
@@ -152,11 +294,12 @@ int rt_model_use_rowwise(struct rt_model *m, int on);
 int64_t rt_model_weight_nonzeros(const struct rt_model *m);
 int64_t rt_model_weight_count(const struct rt_model *m);
 
-/* Mean seconds cblas_sgemm takes for the GEMMs of one training step of spec at batch B
- * (forward X W^T; backward dZ^T X and, except for layer 0, dZ W: same shapes and transposes
- * as src/nn issues), over reps repeats after a warm-up, on this process's BLAS threads: the
- * reference of model FLOP utilisation. Allocates its own operands; < 0 when it cannot. */
-double rt_model_gemm_step_seconds(const struct rt_model_spec *spec, int B, int reps);
+/* Mean seconds cblas_sgemm takes for the GEMMs of one training step of m's layers at batch
+ * B (the same shapes and transposes as the layers issue: forward, dW and, except for the
+ * first layer with parameters, dX), over reps repeats after a warm-up, on this process's
+ * BLAS threads: the reference of model FLOP utilisation. per_layer (n_layers, may be NULL)
+ * receives each layer's share. Allocates its own operands; < 0 when it cannot. */
+double rt_model_gemm_step_seconds(const struct rt_model *m, int B, int reps, double *per_layer);
 
 /* BLAS threads for this process (cblas lives in src/nn only). n <= 0 leaves the default. */
 void rt_nn_set_threads(int n);

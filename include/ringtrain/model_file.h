@@ -20,7 +20,7 @@
 #include "ringtrain/model.h"
 
 #define RT_MODEL_FORMAT         "ringtrain-model"
-#define RT_MODEL_FORMAT_VERSION 1
+#define RT_MODEL_FORMAT_VERSION 2
 
 /* Writes m's architecture and parameters to path atomically: path.tmp is written, flushed,
  * closed and fsynced, then renamed over path and the directory fsynced, so path is always

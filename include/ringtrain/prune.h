@@ -84,19 +84,14 @@ double rt_masks_sparsity(const struct rt_masks *k, int i);
  * what `final: sparsity=` and inspect report, masks or not. */
 double rt_weights_sparsity(const struct rt_model *m, const float *params, int i);
 
-/* Structured pruning (rank 0 decides): for every hidden layer h (the outputs of layer h,
- * h < n_layers - 1) keeps the max(1, round(keep * width)) neurons with the largest
- * score sqrt(|incoming weights|^2 + |outgoing weights|^2), ties to the lower index, and
- * writes their indices, ascending, to kept (layer after layer; capacity: the sum of the
- * hidden widths) and their number to counts[h]. RT_ERR_NOMEM. */
+/* Structured pruning (rank 0 decides): for every layer i with units (rt_model_units: the
+ * neurons of a hidden dense layer, the filters of a conv layer that a later layer reads)
+ * keeps the max(1, round(keep * units)) units with the largest rt_model_unit_scores (the
+ * L2 norm of their incoming and outgoing weights), ties to the lower index, and writes
+ * their indices, ascending, to kept (layer after layer; capacity: the sum of the units)
+ * and their number to counts[i] (0 for layers without units; counts has n_layers
+ * entries). The model then shrinks with rt_model_shrunk_spec and rt_model_shrink_copy.
+ * RT_ERR_NOMEM. */
 int rt_prune_neurons(const struct rt_model *m, double keep, int32_t *kept, int *counts);
-
-/* Copies the kept neurons' parameters from src into dst, a model already initialised with
- * the shrunk widths (input and output widths unchanged, hidden widths = counts): the rows
- * of every hidden layer's weight and bias, and the matching columns of the next layer. The
- * shrunk model computes exactly what src computes with the dropped neurons' outputs
- * forced to zero. */
-void rt_model_shrink_copy(const struct rt_model *src, const int32_t *kept, const int *counts,
-                          struct rt_model *dst);
 
 #endif

@@ -25,6 +25,9 @@ struct rt_train_result {
     double compute_s, comm_s, wait_s;  /* this rank's step time of this run, split (train.h's
                                           progress-line split: see README) */
     char checkpoint[RT_PATH_MAX + 64]; /* the last checkpoint written or resumed from, or "" */
+    /* With opts->bench: the final model's training FLOPs per sample and the seconds
+     * cblas_sgemm alone takes for its GEMMs of one step at this rank's batch. */
+    double flops_per_sample, gemm_step_s;
 };
 
 struct rt_train_opts {

@@ -18,32 +18,61 @@
 
 #define NAME_MAX_ 256 /* longest attribute string we read back (names, not the config) */
 
-/* Writes layer i as group <i> under layers: weight (OUT, IN) and bias (OUT). */
-static int put_layer(hid_t layers, const struct rt_model *m, int i)
+/* The group layers/<i> with its kind attribute. */
+static hid_t layer_group(hid_t layers, const struct rt_model *m, int i)
 {
     char name[16];
     snprintf(name, sizeof name, "%d", i);
     hid_t g = rt_h5_group(layers, name);
+    if (g >= 0 && rt_h5_put_str(g, "kind", rt_model_layer_kind(m, i)) < 0) {
+        rt_h5_close(g);
+        return -1;
+    }
+    return g;
+}
+
+/* Writes layer i as group <i> under layers: weight in PyTorch's layout and bias (OUT). */
+static int put_layer(hid_t layers, const struct rt_model *m, int i)
+{
+    int64_t dims[4];
+    int rank = rt_model_layer_weight_dims(m, i, dims);
+    if (rank == 0) return 0; /* nothing stored for layers without parameters */
+    hid_t g = layer_group(layers, m, i);
     if (g < 0) return -1;
     float *w, *b;
     rt_model_layer_view(m, i, &w, &b, NULL, NULL);
-    hsize_t wd[2] = {(hsize_t)m->spec.sizes[i + 1], (hsize_t)m->spec.sizes[i]};
-    int rc =
-        rt_h5_put_f32(g, "weight", w, 2, wd) < 0 || rt_h5_put_f32(g, "bias", b, 1, wd) < 0 ? -1 : 0;
+    hsize_t wd[4];
+    for (int k = 0; k < rank; k++)
+        wd[k] = (hsize_t)dims[k];
+    int rc = rt_h5_put_f32(g, "weight", w, rank, wd) < 0 || rt_h5_put_f32(g, "bias", b, 1, wd) < 0
+                 ? -1
+                 : 0;
     rt_h5_close(g);
     return rc;
 }
 
-int rt_model_write_loc(hid_t loc, const struct rt_model *m, const char *config_text)
+/* The architecture attributes: the layer list in the job-file syntax and the input shape. */
+static int put_architecture(hid_t loc, const struct rt_model *m)
 {
     const struct rt_model_spec *s = &m->spec;
+    struct rt_model_spec list = *s;
+    list.widths_form = 0; /* the file always says each layer's kind */
+    char text[RT_MAX_LAYERS * 48];
+    rt_model_spec_format(text, sizeof text, &list);
     int version = RT_MODEL_FORMAT_VERSION;
-    if (rt_h5_put_str(loc, "format", RT_MODEL_FORMAT) < 0 ||
-        rt_h5_put_i32s(loc, "format_version", &version, 1) < 0 ||
-        rt_h5_put_i32s(loc, "layers", s->sizes, s->n_sizes) < 0 ||
-        rt_h5_put_str(loc, "activation", rt_act_name(s->act)) < 0 ||
-        rt_h5_put_str(loc, "loss", rt_loss_name(s->loss)) < 0 ||
-        rt_h5_put_str(loc, "init", rt_init_name(s->init)) < 0 ||
+    return rt_h5_put_str(loc, "format", RT_MODEL_FORMAT) < 0 ||
+                   rt_h5_put_i32s(loc, "format_version", &version, 1) < 0 ||
+                   rt_h5_put_str(loc, "architecture", text) < 0 ||
+                   rt_h5_put_i32s(loc, "input_shape", s->input.d, s->input.rank) < 0 ||
+                   rt_h5_put_str(loc, "loss", rt_loss_name(s->loss)) < 0 ||
+                   rt_h5_put_str(loc, "init", rt_init_name(s->init)) < 0
+               ? -1
+               : 0;
+}
+
+int rt_model_write_loc(hid_t loc, const struct rt_model *m, const char *config_text)
+{
+    if (put_architecture(loc, m) < 0 ||
         (config_text && rt_h5_put_str(loc, "config", config_text) < 0))
         return -1;
     hid_t layers = rt_h5_group(loc, "layers");
@@ -57,16 +86,20 @@ int rt_model_write_loc(hid_t loc, const struct rt_model *m, const char *config_t
 /* Layer i in CSR under layers/<i>: indptr, indices, data, bias, and its shape. */
 static int put_layer_csr(hid_t layers, const struct rt_model *m, int i)
 {
-    char name[16];
-    snprintf(name, sizeof name, "%d", i);
-    hid_t g = rt_h5_group(layers, name);
+    int64_t dims[4];
+    int rank = rt_model_layer_weight_dims(m, i, dims);
+    if (rank == 0) return 0;
+    hid_t g = layer_group(layers, m, i);
     if (g < 0) return -1;
     const struct rt_csr *c = &m->csr[i];
     float *w, *b;
     rt_model_layer_view(m, i, &w, &b, NULL, NULL);
-    int shape[2] = {c->rows, c->cols};
+    int shape[2] = {c->rows, c->cols}, wshape[4];
+    for (int k = 0; k < rank; k++)
+        wshape[k] = (int)dims[k];
     hsize_t nb = (hsize_t)c->rows, nd = (hsize_t)c->nnz;
     int rc = rt_h5_put_i32s(g, "shape", shape, 2) < 0 ||
+                     rt_h5_put_i32s(g, "weight_shape", wshape, rank) < 0 ||
                      rt_h5_put_i64v(g, "indptr", c->indptr, (size_t)c->rows + 1) < 0 ||
                      rt_h5_put_i32v(g, "indices", c->indices, (size_t)c->nnz) < 0 ||
                      rt_h5_put_f32(g, "data", c->data, 1, &nd) < 0 ||
@@ -83,16 +116,8 @@ int rt_model_save_csr(const char *path, struct rt_model *m, const char *config_t
     int64_t nnz = rt_model_weight_nonzeros(m);
     hid_t f = -1;
     RT_TRY(rt_h5_create_mem(path, (size_t)nnz * 8 + (1 << 20), &f));
-    const struct rt_model_spec *s = &m->spec;
-    int version = RT_MODEL_FORMAT_VERSION;
     hid_t layers = -1;
-    int rc = rt_h5_put_str(f, "format", RT_MODEL_FORMAT) < 0 ||
-                     rt_h5_put_i32s(f, "format_version", &version, 1) < 0 ||
-                     rt_h5_put_str(f, "storage", "csr") < 0 ||
-                     rt_h5_put_i32s(f, "layers", s->sizes, s->n_sizes) < 0 ||
-                     rt_h5_put_str(f, "activation", rt_act_name(s->act)) < 0 ||
-                     rt_h5_put_str(f, "loss", rt_loss_name(s->loss)) < 0 ||
-                     rt_h5_put_str(f, "init", rt_init_name(s->init)) < 0 ||
+    int rc = put_architecture(f, m) < 0 || rt_h5_put_str(f, "storage", "csr") < 0 ||
                      (config_text && rt_h5_put_str(f, "config", config_text) < 0) ||
                      (layers = rt_h5_group(f, "layers")) < 0
                  ? -1
@@ -121,23 +146,60 @@ int rt_model_save(const char *path, const struct rt_model *m, const char *config
 
 /* ---- reading --------------------------------------------------------------------------- */
 
+/* format_version 1: an MLP as widths ("layers", int32) and one hidden activation. */
+static int read_spec_v1(hid_t loc, const char *path, struct rt_model_spec *sp)
+{
+    char s[NAME_MAX_];
+    int w[RT_MAX_LAYERS + 1], n = 0;
+    RT_TRY(rt_h5_get_i32s(loc, path, "", "layers", w, RT_MAX_LAYERS + 1, &n));
+    if (n < 2)
+        return rt_errorf(RT_ERR_FORMAT, "%s: layers has %d width: expected 2 to %d", path, n,
+                         RT_MAX_LAYERS + 1);
+    for (int i = 0; i < n; i++)
+        if (w[i] < 1)
+            return rt_errorf(RT_ERR_FORMAT, "%s: layers[%d] = %d: expected a width >= 1", path, i,
+                             w[i]);
+    RT_TRY(rt_h5_get_str(loc, path, "", "activation", s, sizeof s));
+    if (rt_act_parse(s, &sp->act) != 0)
+        return rt_errorf(RT_ERR_FORMAT, "%s: activation = \"%s\": unknown", path, s);
+    rt_model_spec_widths(sp, w, n, sp->act);
+    return RT_OK;
+}
+
+/* format_version 2: the layer list ("architecture") and the input shape. */
+static int read_spec_v2(hid_t loc, const char *path, struct rt_model_spec *sp)
+{
+    char text[RT_MAX_LAYERS * 48], err[256];
+    int d[3] = {0}, n = 0;
+    RT_TRY(rt_h5_get_str(loc, path, "", "architecture", text, sizeof text));
+    if (rt_model_spec_parse(sp, text, err, sizeof err) < 0)
+        return rt_errorf(RT_ERR_FORMAT, "%s: architecture = \"%s\": %s", path, text, err);
+    RT_TRY(rt_h5_get_i32s(loc, path, "", "input_shape", d, 3, &n));
+    if ((n != 1 && n != 3) || d[0] < 1 || (n == 3 && (d[1] < 1 || d[2] < 1)))
+        return rt_errorf(RT_ERR_FORMAT, "%s: input_shape: expected (D) or (C, H, W) of sizes >= 1",
+                         path);
+    sp->input = (struct rt_shape){.rank = n, .d = {d[0], d[1], d[2]}};
+    rt_model_spec_normalize(sp);
+    int st = rt_model_spec_infer(sp, NULL);
+    if (st != RT_OK) {
+        char why[RT_ERROR_MAX];
+        snprintf(why, sizeof why, "%s", rt_error_message(st));
+        rt_error_clear();
+        return rt_errorf(RT_ERR_FORMAT, "%s: the architecture does not fit input_shape: %s", path,
+                         why);
+    }
+    return RT_OK;
+}
+
 int rt_model_read_spec_loc(hid_t loc, const char *path, struct rt_model_spec *out)
 {
     char s[NAME_MAX_];
     RT_TRY(rt_h5_check_format(loc, path, RT_MODEL_FORMAT, RT_MODEL_FORMAT_VERSION, "model file"));
+    int version = 0, n = 0;
+    RT_TRY(rt_h5_get_i32s(loc, path, "", "format_version", &version, 1, &n));
     struct rt_model_spec sp;
     memset(&sp, 0, sizeof sp);
-    RT_TRY(rt_h5_get_i32s(loc, path, "", "layers", sp.sizes, RT_MAX_LAYERS + 1, &sp.n_sizes));
-    if (sp.n_sizes < 2)
-        return rt_errorf(RT_ERR_FORMAT, "%s: layers has %d width: expected 2 to %d", path,
-                         sp.n_sizes, RT_MAX_LAYERS + 1);
-    for (int i = 0; i < sp.n_sizes; i++)
-        if (sp.sizes[i] < 1)
-            return rt_errorf(RT_ERR_FORMAT, "%s: layers[%d] = %d: expected a width >= 1", path, i,
-                             sp.sizes[i]);
-    RT_TRY(rt_h5_get_str(loc, path, "", "activation", s, sizeof s));
-    if (rt_act_parse(s, &sp.act) != 0)
-        return rt_errorf(RT_ERR_FORMAT, "%s: activation = \"%s\": unknown", path, s);
+    RT_TRY(version == 1 ? read_spec_v1(loc, path, &sp) : read_spec_v2(loc, path, &sp));
     RT_TRY(rt_h5_get_str(loc, path, "", "loss", s, sizeof s));
     if (rt_loss_parse(s, &sp.loss) != 0)
         return rt_errorf(RT_ERR_FORMAT, "%s: loss = \"%s\": unknown", path, s);
@@ -179,7 +241,9 @@ static int scatter_csr(const char *path, int layer, const int64_t *indptr, const
 
 static int read_csr_layer(hid_t loc, const char *path, struct rt_model *m, int i)
 {
-    int OUT = m->spec.sizes[i + 1], IN = m->spec.sizes[i];
+    int64_t dims[4];
+    if (rt_model_layer_weight_dims(m, i, dims) == 0) return RT_OK;
+    int OUT = (int)dims[0], IN = (int)(rt_model_layer_weights(m, i) / (size_t)dims[0]);
     char name[64];
     snprintf(name, sizeof name, "layers/%d/data", i);
     int64_t nnz = rt_h5_dataset_size(loc, name);
@@ -225,19 +289,18 @@ int rt_model_read_params_loc(hid_t loc, const char *path, struct rt_model *m)
     struct rt_model_spec fs = {0};
     RT_TRY(rt_model_read_spec_loc(loc, path, &fs));
     const struct rt_model_spec *ms = &m->spec;
-    int same = fs.n_sizes == ms->n_sizes;
-    for (int i = 0; same && i < fs.n_sizes; i++)
-        same = fs.sizes[i] == ms->sizes[i];
-    if (!same) {
-        char a[256], b[256];
+    if (!rt_model_spec_same_layers(&fs, ms)) {
+        char a[RT_MAX_LAYERS * 48], b[RT_MAX_LAYERS * 48];
         rt_model_sizes_text(a, sizeof a, &fs);
         rt_model_sizes_text(b, sizeof b, ms);
-        return rt_errorf(RT_ERR_SHAPE, "%s: layer widths %s do not match the model's %s", path, a,
-                         b);
+        if (strcmp(a, b) == 0) { /* the widths agree: the activations do not */
+            struct rt_model_spec la = fs, lb = *ms;
+            la.widths_form = lb.widths_form = 0;
+            rt_model_spec_format(a, sizeof a, &la);
+            rt_model_spec_format(b, sizeof b, &lb);
+        }
+        return rt_errorf(RT_ERR_SHAPE, "%s: layers %s do not match the model's %s", path, a, b);
     }
-    if (fs.act != ms->act)
-        return rt_errorf(RT_ERR_SHAPE, "%s: activation %s does not match the model's %s", path,
-                         rt_act_name(fs.act), rt_act_name(ms->act));
     char storage[16] = "dense";
     if (rt_h5_has_attr(loc, "storage") == 1)
         RT_TRY(rt_h5_get_str(loc, path, "", "storage", storage, sizeof storage));
@@ -248,10 +311,15 @@ int rt_model_read_params_loc(hid_t loc, const char *path, struct rt_model *m)
     for (int i = 0; i < m->n_layers; i++) {
         char name[64];
         float *w, *b;
+        int64_t dims[4];
+        int rank = rt_model_layer_weight_dims(m, i, dims);
+        if (rank == 0) continue;
         rt_model_layer_view(m, i, &w, &b, NULL, NULL);
-        hsize_t wd[2] = {(hsize_t)ms->sizes[i + 1], (hsize_t)ms->sizes[i]};
+        hsize_t wd[4];
+        for (int k = 0; k < rank; k++)
+            wd[k] = (hsize_t)dims[k];
         snprintf(name, sizeof name, "layers/%d/weight", i);
-        RT_TRY(rt_h5_get_f32(loc, path, name, w, 2, wd));
+        RT_TRY(rt_h5_get_f32(loc, path, name, w, rank, wd));
         snprintf(name, sizeof name, "layers/%d/bias", i);
         RT_TRY(rt_h5_get_f32(loc, path, name, b, 1, wd));
     }

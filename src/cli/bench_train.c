@@ -83,11 +83,6 @@ int rt_cli_bench_train(rt_comm_t *comm, int argc, char **argv)
     long steps;
     int st = rt_comm_agree(comm, bench_config(&cfg, argc, argv, &steps));
     if (st != RT_OK) return failed(comm, st);
-    struct rt_model probe = {0};
-    st = rt_model_init(&probe, &cfg.model, 1);
-    double fps = st == RT_OK ? rt_model_train_flops_per_sample(&probe) : 0;
-    rt_model_free(&probe);
-    if ((st = rt_comm_agree(comm, st)) != RT_OK) return failed(comm, st);
     int B = (int)(cfg.batch / rt_comm_size(comm));
     struct rt_train_opts opts = {.bench = 1};
     struct rt_train_result r;
@@ -95,11 +90,11 @@ int rt_cli_bench_train(rt_comm_t *comm, int argc, char **argv)
     cfg.max_steps = steps < 10 ? steps : 10; /* warm-up: threads, pages, clocks settle */
     st = rt_train_run(&cfg, comm, &opts, &r);
     if (st != RT_OK) return failed(comm, st);
-    double g0 = rt_model_gemm_step_seconds(&cfg.model, B, 10);
+    double g0 = r.gemm_step_s;
     cfg.max_steps = timed;
     st = rt_train_run(&cfg, comm, &opts, &r);
     if (st != RT_OK) return failed(comm, st);
-    double g1 = rt_model_gemm_step_seconds(&cfg.model, B, 10);
+    double g1 = r.gemm_step_s, fps = r.flops_per_sample;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double mine[BENCH_FIELDS] = {g0 > 0 && g1 > 0 ? fps * B / ((g0 + g1) / 2) : 0,

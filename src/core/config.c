@@ -16,7 +16,19 @@
 #include <string.h>
 #include <strings.h>
 
-enum key_type { K_INT, K_SEED, K_REAL, K_PATH, K_ENUM, K_SIZES, K_BETAS, K_BOOL, K_PHASES };
+enum key_type {
+    K_INT,
+    K_SEED,
+    K_REAL,
+    K_PATH,
+    K_ENUM,
+    K_SIZES,
+    K_ACT,
+    K_SHAPE,
+    K_BETAS,
+    K_BOOL,
+    K_PHASES
+};
 
 int rt_phase_parse(const char *name, enum rt_phase *out)
 {
@@ -126,9 +138,13 @@ static const struct key keys[] = {
      "the phases to run in order, each at most once: train, prune, distill; e.g. train, prune, "
      "distill or train, distill, prune (prune the student)"},
     {"model", "layers", K_SIZES, OFF(model), "784, 512, 256, 10", 1, 1 << 24, NULL,
-     "layer widths, input first, output last"},
-    {"model", "activation", K_ENUM, OFF(model.act), "relu", 0, 0, &io_act,
-     "hidden-layer activation (the last layer is linear)"},
+     "layer widths, input first, output last (an MLP); or a layer list such as conv(32, 3, "
+     "pad=1), relu, maxpool(2), flatten, dense(10) (README: Layer lists)"},
+    {"model", "activation", K_ACT, OFF(model), "relu", 0, 0, &io_act,
+     "hidden-layer activation of a list of widths (the last layer is linear)"},
+    {"model", "input_shape", K_SHAPE, OFF(input_shape), "auto", 0, 0, NULL,
+     "per-sample input of a layer list: auto (the data's /X dimensions), C, H, W or D; "
+     "rows of a flat file are read as this shape"},
     {"model", "loss", K_ENUM, OFF(model.loss), "ce", 0, 0, &io_loss,
      "ce: softmax cross-entropy on int labels; mse: mean squared error on float targets"},
     {"model", "init", K_ENUM, OFF(model.init), "torch", 0, 0, &io_init,
@@ -233,9 +249,9 @@ static const struct key keys[] = {
     {"distill", "teacher", K_PATH, OFF(teacher), RT_TEACHER_PREVIOUS, 0, 0, NULL,
      "previous: the model the phase before produced; or a model or checkpoint file"},
     {"distill", "student_layers", K_SIZES, OFF(student), "784, 64, 10", 1, 1 << 24, NULL,
-     "the student's layer widths (input and output as the teacher's)"},
-    {"distill", "student_activation", K_ENUM, OFF(student.act), "relu", 0, 0, &io_act,
-     "the student's hidden-layer activation"},
+     "the student's layers, as [model] layers (input and output as the teacher's)"},
+    {"distill", "student_activation", K_ACT, OFF(student), "relu", 0, 0, &io_act,
+     "the student's hidden-layer activation, for a list of widths"},
     {"distill", "epochs", K_INT, OFF(distill_epochs), "40", 1, 1e9, NULL,
      "epochs of distillation (train.max_steps does not apply)"},
     {"distill", "name", K_ENUM, OFF(distill_optim.kind), "adam", 0, 0, &io_optim,
@@ -352,16 +368,26 @@ static int path_value_ok(const char *v)
 static int set_sizes(struct rt_model_spec *spec, const struct key *k, const char *v,
                      const char *origin)
 {
-    double vals[RT_MAX_LAYERS + 2];
-    int n = parse_list(v, vals, RT_MAX_LAYERS + 1);
-    if (n < 2)
-        return bad_value(origin, k, v, "2 to 33 comma-separated layer widths, e.g. 784, 256, 10");
-    for (int i = 0; i < n; i++) {
-        if (vals[i] != floor(vals[i]) || vals[i] < k->min || vals[i] > k->max)
-            return bad_value(origin, k, v, "whole-number widths from 1 to 16777216");
-        spec->sizes[i] = (int)vals[i];
-    }
-    spec->n_sizes = n;
+    char err[256];
+    if (rt_model_spec_parse(spec, v, err, sizeof err) < 0)
+        return rt_errorf(RT_ERR_INVAL, "%s: [%s] %s = '%s': %s", origin, k->section, k->name, v,
+                         err);
+    return RT_OK;
+}
+
+/* "auto", "D" or "C, H, W". */
+static int set_shape(struct rt_shape *shape, const struct key *k, const char *v, const char *origin)
+{
+    double d[4];
+    int n = strcmp(v, "auto") == 0 ? 0 : parse_list(v, d, 3);
+    if (n != 0 && n != 1 && n != 3)
+        return bad_value(origin, k, v, "auto, a width D or C, H, W (e.g. 1, 28, 28)");
+    for (int i = 0; i < n; i++)
+        if (d[i] != floor(d[i]) || d[i] < 1 || d[i] > (1 << 24))
+            return bad_value(origin, k, v, "whole-number sizes from 1 to 16777216");
+    shape->rank = n;
+    for (int i = 0; i < 3; i++)
+        shape->d[i] = i < n ? (int)d[i] : 0;
     return RT_OK;
 }
 
@@ -454,6 +480,15 @@ static int set_key(struct rt_config *c, const struct key *k, const char *v, cons
     }
     case K_SIZES:
         return set_sizes(field, k, v, origin);
+    case K_ACT: {
+        int e;
+        if (k->en->parse(v, &e) != 0)
+            return bad_value(origin, k, v, "one of relu, tanh, sigmoid, gelu, identity");
+        rt_model_spec_set_act(field, (enum rt_act)e);
+        return RT_OK;
+    }
+    case K_SHAPE:
+        return set_shape(field, k, v, origin);
     case K_PHASES:
         return set_phases(c, k, v, origin);
     }
@@ -605,14 +640,15 @@ static int validate_distill(const struct rt_config *c)
                          "%s: [distill] teacher = '%s': distill is the first phase, so expected "
                          "a model or checkpoint file to distil from",
                          src, c->teacher);
+    /* Lists of widths say their input and output here; layer lists once the data is open. */
     const struct rt_model_spec *m = &c->model, *s = &c->student;
-    if (d > 0 &&
-        (s->sizes[0] != m->sizes[0] || s->sizes[s->n_sizes - 1] != m->sizes[m->n_sizes - 1]))
+    int s_out = s->layers[s->n_layers - 1].units, m_out = m->layers[m->n_layers - 1].units;
+    if (d > 0 && m->widths_form && s->widths_form &&
+        (s->input.d[0] != m->input.d[0] || s_out != m_out))
         return rt_errorf(RT_ERR_INVAL,
                          "%s: [distill] student_layers: input %d and output %d must be the "
                          "model's (%d and %d, [model] layers)",
-                         src, s->sizes[0], s->sizes[s->n_sizes - 1], m->sizes[0],
-                         m->sizes[m->n_sizes - 1]);
+                         src, s->input.d[0], s_out, m->input.d[0], m_out);
     if (c->distill_sched.kind == RT_SCHED_COSINE && c->distill_sched.min_lr > c->distill_optim.lr)
         return rt_errorf(RT_ERR_INVAL, "%s: [distill] min_lr = %g exceeds lr = %g", src,
                          c->distill_sched.min_lr, c->distill_optim.lr);
@@ -652,11 +688,24 @@ void rt_config_distill_optim(const struct rt_config *c, struct rt_optim_cfg *o,
     s->min_lr = c->distill_sched.min_lr;
 }
 
+/* A layer list takes [model] input_shape (rank 0: the data's); widths give their own. */
+static void apply_input_shape(const struct rt_config *c, struct rt_model_spec *spec)
+{
+    if (!spec->widths_form) spec->input = c->input_shape;
+}
+
+void rt_config_model_spec(const struct rt_config *c, struct rt_model_spec *spec)
+{
+    *spec = c->model;
+    apply_input_shape(c, spec);
+}
+
 void rt_config_student_spec(const struct rt_config *c, struct rt_model_spec *spec)
 {
     *spec = c->student;
     spec->loss = c->model.loss;
     spec->init = c->model.init;
+    apply_input_shape(c, spec);
 }
 
 void rt_config_run_dir(const struct rt_config *c, char *buf, size_t cap)
@@ -724,9 +773,19 @@ static void format_value(const struct rt_config *c, const struct key *k, struct 
         put(o, "%.17g, %.17g", c->optim.beta1, c->optim.beta2);
         break;
     case K_SIZES: {
-        const struct rt_model_spec *spec = field;
-        for (int i = 0; i < spec->n_sizes; i++)
-            put(o, "%s%d", i ? ", " : "", spec->sizes[i]);
+        char text[RT_MAX_LAYERS * 48];
+        rt_model_spec_format(text, sizeof text, field);
+        put(o, "%s", text);
+        break;
+    }
+    case K_ACT:
+        put(o, "%s", rt_act_name(((const struct rt_model_spec *)field)->act));
+        break;
+    case K_SHAPE: {
+        const struct rt_shape *sh = field;
+        if (sh->rank == 0) put(o, "auto");
+        for (int i = 0; i < sh->rank; i++)
+            put(o, "%s%d", i ? ", " : "", sh->d[i]);
         break;
     }
     case K_PHASES:

@@ -813,6 +813,11 @@ const char *rt_dataset_source(const struct rt_dataset *d)
     return d->source;
 }
 
+struct rt_shape rt_dataset_sample_shape(const struct rt_dataset *d)
+{
+    return (struct rt_shape){.rank = 1, .d = {d->info.dim}};
+}
+
 int64_t rt_dataset_steps_per_epoch(const struct rt_dataset *d)
 {
     return d->steps;

@@ -17,7 +17,7 @@
 
 static int output_width(const struct rt_teacher *t)
 {
-    return t->model.spec.sizes[t->model.spec.n_sizes - 1];
+    return t->model.outputs;
 }
 
 int rt_teacher_adopt(struct rt_teacher *t, struct rt_model *m, int rank, int world)

@@ -27,6 +27,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #define RT_SQRT1_2      0.70710678118654752440f /* 1/sqrt(2) */
@@ -262,31 +263,62 @@ void rt_dense_forward_rowwise(float *y, float *z, const float *x, const float *w
     }
 }
 
-/* One row of the fused backward pass: dr = dr * act'(.) and db += dr. */
-static void act_grad_row(float *db, float *dr, const float *yr, const float *zr, enum rt_act act,
-                         int OUT)
+void rt_act_grad(float *dy, const float *y, const float *z, size_t n, enum rt_act act)
 {
     switch (act) {
     case RT_ACT_IDENTITY:
         break;
     case RT_ACT_RELU: /* y > 0 exactly where z > 0; the kink gets 0, as in torch */
-        for (int o = 0; o < OUT; o++)
-            dr[o] = yr[o] > 0.0f ? dr[o] : 0.0f;
+        for (size_t o = 0; o < n; o++)
+            dy[o] = y[o] > 0.0f ? dy[o] : 0.0f;
         break;
     case RT_ACT_TANH:
-        for (int o = 0; o < OUT; o++)
-            dr[o] *= 1.0f - yr[o] * yr[o];
+        for (size_t o = 0; o < n; o++)
+            dy[o] *= 1.0f - y[o] * y[o];
         break;
     case RT_ACT_SIGMOID:
-        for (int o = 0; o < OUT; o++)
-            dr[o] *= yr[o] * (1.0f - yr[o]);
+        for (size_t o = 0; o < n; o++)
+            dy[o] *= y[o] * (1.0f - y[o]);
         break;
     case RT_ACT_GELU:
-        if (!zr) break; /* cannot happen: gelu keeps its pre-activation (rt_act_needs_preact) */
-        for (int o = 0; o < OUT; o++)
-            dr[o] *= gelu_grad(zr[o]);
+        if (!z) break; /* cannot happen: gelu keeps its pre-activation (rt_act_needs_preact) */
+        for (size_t o = 0; o < n; o++)
+            dy[o] *= gelu_grad(z[o]);
         break;
     }
+}
+
+void rt_act_apply(float *y, float *z, size_t n, enum rt_act act)
+{
+    switch (act) {
+    case RT_ACT_IDENTITY:
+        break;
+    case RT_ACT_RELU:
+        for (size_t o = 0; o < n; o++)
+            y[o] = y[o] < 0.0f ? 0.0f : y[o]; /* NaN passes through */
+        break;
+    case RT_ACT_TANH:
+        for (size_t o = 0; o < n; o++)
+            y[o] = tanhf(y[o]);
+        break;
+    case RT_ACT_SIGMOID:
+        for (size_t o = 0; o < n; o++)
+            y[o] = 1.0f / (1.0f + expf(-y[o]));
+        break;
+    case RT_ACT_GELU:
+        for (size_t o = 0; o < n; o++) {
+            z[o] = y[o];
+            y[o] = gelu(z[o]);
+        }
+        break;
+    }
+}
+
+/* One row of the fused backward pass: dr = dr * act'(.) and db += dr. */
+static void act_grad_row(float *db, float *dr, const float *yr, const float *zr, enum rt_act act,
+                         int OUT)
+{
+    rt_act_grad(dr, yr, zr, (size_t)OUT, act);
     for (int o = 0; o < OUT; o++)
         db[o] += dr[o];
 }
@@ -327,9 +359,31 @@ void rt_dense_backward(float *dx, float *dw, float *db, float *dy, const float *
 
 /* ---- the dense entry of the layer table ---- */
 
-static size_t dense_param_count(const struct rt_layer *l)
+static int dense_infer(struct rt_layer *l, char *err, size_t cap)
 {
-    return (size_t)l->out * l->in + (size_t)l->out;
+    if (l->in_shape.rank != 1) {
+        snprintf(err, cap, "dense takes a flat input (D): put flatten before it");
+        return -1;
+    }
+    l->out_shape = (struct rt_shape){.rank = 1, .d = {l->spec.units}};
+    return 0;
+}
+
+static size_t dense_weight_count(const struct rt_layer *l)
+{
+    return (size_t)l->out * l->in;
+}
+
+static size_t dense_bias_count(const struct rt_layer *l)
+{
+    return (size_t)l->out;
+}
+
+static int dense_weight_dims(const struct rt_layer *l, int64_t dims[4])
+{
+    dims[0] = l->out;
+    dims[1] = l->in;
+    return 2;
 }
 
 static size_t dense_buffer_bytes(const struct rt_layer *l, int max_batch)
@@ -352,37 +406,9 @@ static int dense_bind_buffers(struct rt_layer *l, struct rt_arena *a, int max_ba
     return RT_OK;
 }
 
-/* v[i] ~ U(-bound, bound), in order: the stream position defines the bytes. */
-static void fill_uniform(float *v, size_t n, double bound, struct rt_rng *rng)
-{
-    for (size_t i = 0; i < n; i++)
-        v[i] = (float)((2.0 * rt_rng_uniform(rng) - 1.0) * bound);
-}
-
-static void fill_normal(float *v, size_t n, double std, struct rt_rng *rng)
-{
-    for (size_t i = 0; i < n; i++)
-        v[i] = (float)(rt_rng_normal(rng) * std);
-}
-
-/* W first, then b, from one stream: see model.h for the three schemes. */
 static void dense_init(struct rt_layer *l, enum rt_init init, struct rt_rng *rng)
 {
-    size_t nw = (size_t)l->out * l->in;
-    double in = l->in, out = l->out;
-    switch (init) {
-    case RT_INIT_TORCH: /* kaiming_uniform(a=sqrt 5): gain sqrt(1/3) * sqrt(3/IN) = 1/sqrt(IN) */
-        fill_uniform(l->w, nw, 1.0 / sqrt(in), rng);
-        fill_uniform(l->b, (size_t)l->out, 1.0 / sqrt(in), rng);
-        return;
-    case RT_INIT_XAVIER:
-        fill_uniform(l->w, nw, sqrt(6.0 / (in + out)), rng);
-        break;
-    case RT_INIT_HE:
-        fill_normal(l->w, nw, sqrt(2.0 / in), rng);
-        break;
-    }
-    memset(l->b, 0, (size_t)l->out * sizeof *l->b);
+    rt_layer_init_weights(l, init, rng, l->in, l->out);
 }
 
 static void dense_forward(struct rt_layer *l, const float *x, int B)
@@ -400,18 +426,33 @@ static void dense_backward(struct rt_layer *l, const float *x, int B)
     dense_backward_params(l->dw, l->db, l->dy, x, l->y, l->z, l->act, B, l->in, l->out);
 }
 
-static void dense_backward_dx(struct rt_layer *l, float *dx, int B)
+static void dense_backward_dx(struct rt_layer *l, float *dx, const float *x, int B)
 {
+    (void)x;
     dense_backward_input(dx, l->dy, l->w, B, l->in, l->out); /* l->dy holds dZ now */
+}
+
+/* As dense.c issues them: X W^T, dZ^T X, dZ W. */
+static int dense_gemms(const struct rt_layer *l, int B, struct rt_gemm_shape *g)
+{
+    g[0] = (struct rt_gemm_shape){B, l->out, l->in, 0, 1, 0};
+    g[1] = (struct rt_gemm_shape){l->out, l->in, B, 1, 0, 0};
+    g[2] = (struct rt_gemm_shape){B, l->in, l->out, 0, 0, 0};
+    return 3;
 }
 
 const struct rt_layer_ops rt_layer_dense_ops = {
     .name = "dense",
-    .param_count = dense_param_count,
+    .infer = dense_infer,
+    .weight_count = dense_weight_count,
+    .bias_count = dense_bias_count,
+    .weight_dims = dense_weight_dims,
     .buffer_bytes = dense_buffer_bytes,
     .bind_buffers = dense_bind_buffers,
     .init = dense_init,
     .forward = dense_forward,
     .backward = dense_backward,
     .backward_dx = dense_backward_dx,
+    .gemms = dense_gemms,
+    .unit_role = RT_UNITS_MAKE,
 };

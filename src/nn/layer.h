@@ -1,73 +1,119 @@
 /* layer.h - the table of operations behind every layer kind (private to src/nn).
  *
- * The model driver (model.c) only knows this interface: a layer has widths, a parameter
- * block (views into the model's flat params/grads), an output buffer y and a buffer dy for
- * dLoss/dy. Adding a kind means one new rt_layer_ops table and one case in
- * rt_layer_setup; model.h does not change. Dense is the only kind today.
+ * A kind is one file in src/nn that fills one struct rt_layer_ops; rt_layer_kind_ops maps
+ * the enum to the tables. The model driver (model.c) and everything it answers for other
+ * modules (shapes, parameter views, prunable weights, structured units, FLOPs, save and
+ * load dimensions) only go through this interface.
  *
- * Buffer ownership: every pointer below is a view into one of the model's arenas (owned by
- * struct rt_model, freed by rt_model_free). Layers never allocate after binding.
+ * A layer has an input and output shape (per sample; flat widths in and out), a parameter
+ * block (weight then bias, views into the model's flat params/grads), an output buffer y
+ * and a buffer dy for dLoss/dy. Buffer ownership: every pointer below is a view into one of
+ * the model's arenas (owned by struct rt_model, freed by rt_model_free). Layers never
+ * allocate after binding.
  *
- * Dimension letters: B rows, IN/OUT the layer's input/output widths. */
+ * Dimension letters: B rows, IN/OUT the layer's flat input/output widths per sample. */
 #ifndef RT_NN_LAYER_H
 #define RT_NN_LAYER_H
 
 #include <stddef.h>
 
 #include "ringtrain/arena.h"
+#include "ringtrain/conv.h"
 #include "ringtrain/dense.h"
 #include "ringtrain/model.h"
 #include "ringtrain/rng.h"
 
-enum rt_layer_kind { RT_LAYER_DENSE };
-
 struct rt_layer;
+
+/* One GEMM a layer issues per step: C (M, N) = op(A) op(B), as cblas_sgemm row-major. */
+struct rt_gemm_shape {
+    int M, N, K;
+    int trans_a, trans_b;
+    int per_sample; /* 1: issued once per sample (M, N, K for one sample) */
+};
+#define RT_LAYER_MAX_GEMMS 3
 
 struct rt_layer_ops {
     const char *name;
-    /* Floats of this layer's block in params (and grads). */
-    size_t (*param_count)(const struct rt_layer *l);
-    /* Arena bytes (rt_arena_footprint included) bind_buffers will take for max_batch rows. */
+    /* Checks the spec's hyper-parameters against in_shape and sets out_shape (and any
+     * geometry the kind keeps). -1 with a message in err (the shapes, what does not fit);
+     * the driver adds the layer's index and text. */
+    int (*infer)(struct rt_layer *l, char *err, size_t cap);
+    /* Floats of the weight (0: no parameters) and of the bias. */
+    size_t (*weight_count)(const struct rt_layer *l);
+    size_t (*bias_count)(const struct rt_layer *l);
+    /* The weight's dims in PyTorch's layout; returns the rank. NULL: no weight. */
+    int (*weight_dims)(const struct rt_layer *l, int64_t dims[4]);
+    /* Arena bytes (rt_arena_footprint included) bind_buffers takes for max_batch rows. */
     size_t (*buffer_bytes)(const struct rt_layer *l, int max_batch);
     /* Takes y and private buffers (not dy: the driver owns the dy chain) from a. Fails only
      * with RT_ERR_NOMEM when the arena was sized too small (a bug). */
     int (*bind_buffers)(struct rt_layer *l, struct rt_arena *a, int max_batch);
-    /* Draws the layer's parameters (w, b) from rng. */
+    /* Draws the layer's parameters (w, b) from rng. NULL: no parameters. */
     void (*init)(struct rt_layer *l, enum rt_init init, struct rt_rng *rng);
     /* y (B, OUT) = layer(x (B, IN)); x borrowed, must stay unchanged until backward. */
     void (*forward)(struct rt_layer *l, const float *x, int B);
     /* From dy (B, OUT), which is scratch and may be overwritten: OVERWRITES the layer's
-     * parameter gradients. x is what forward saw. */
+     * parameter gradients. x is what forward saw. NULL: no parameters. */
     void (*backward)(struct rt_layer *l, const float *x, int B);
     /* dx (B, IN) = dLoss/dx, OVERWRITTEN; only after backward, whose state (in dy) it
-     * uses. Split from backward so that the driver can announce the finished parameter
-     * gradients (and let their allreduce start) before this GEMM runs. */
-    void (*backward_dx)(struct rt_layer *l, float *dx, int B);
+     * may use. Split from backward so that the driver can announce the finished parameter
+     * gradients (and let their allreduce start) before this runs. */
+    void (*backward_dx)(struct rt_layer *l, float *dx, const float *x, int B);
+    /* The GEMMs of one training step at batch B (forward, dW, dX in that order; dX last so
+     * that the first layer's can be left out); returns how many. NULL: none. */
+    int (*gemms)(const struct rt_layer *l, int B, struct rt_gemm_shape *out);
+    /* Structured pruning: 1 when the kind's outputs are units (dense neurons, conv
+     * filters: weight rows, one bias each), 2 when it passes units through unchanged in
+     * order (activations, pooling, dropout, flatten), 0 when units end here. */
+    int unit_role;
 };
+
+enum { RT_UNITS_END = 0, RT_UNITS_MAKE = 1, RT_UNITS_PASS = 2 };
 
 struct rt_layer {
-    enum rt_layer_kind kind;
-    enum rt_act act; /* applied to the output; RT_ACT_IDENTITY for the logits layer */
     const struct rt_layer_ops *ops;
-    int in, out;    /* IN, OUT */
-    size_t offset;  /* floats from params (and grads) to this layer's block */
-    size_t count;   /* floats in the block, ops->param_count */
-    float *w, *b;   /* (OUT, IN), (OUT): views into params */
-    float *dw, *db; /* (OUT, IN), (OUT): views into grads */
-    float *y;       /* (max_batch, OUT) output of the last forward */
-    float *z;       /* (max_batch, OUT) pre-activation; only when act needs it, else NULL */
-    float *dy;      /* (max_batch, OUT) dLoss/dy, set by the driver: the next layer's dx,
-                       or the model's dlogits for the last layer */
-    const struct rt_csr *csr; /* non-NULL: forward with these weights in CSR (inference) */
-    const float *wt;          /* non-NULL (and csr NULL): forward with rt_dense_forward_rowwise on
-                                 these weights transposed, (IN, OUT), a view into the model's
-                                 rowwise_wt (inference) */
+    struct rt_layer_spec spec;
+    struct rt_shape in_shape, out_shape;
+    int in, out;     /* IN, OUT: flat sizes of the shapes */
+    enum rt_act act; /* fused activation of dense and conv2d (RT_ACT_IDENTITY: none) */
+    int index;       /* position in the model */
+    size_t offset;   /* floats from params (and grads) to this layer's block */
+    size_t count;    /* floats in the block: weight_count + bias_count */
+    float *w, *b;    /* views into params; NULL without parameters */
+    float *dw, *db;  /* views into grads */
+    float *y;        /* (max_batch, OUT) output of the last forward */
+    float *z;        /* (max_batch, OUT) pre-activation; only when act needs it */
+    float *dy;       /* (max_batch, OUT) dLoss/dy, set by the driver: the next layer's
+                        dx, or the model's dlogits for the last layer */
+    float *scratch;  /* kind-private floats (conv columns) */
+    void *aux;       /* kind-private (maxpool arg-max indices, dropout masks) */
+    union {
+        struct rt_conv2d_geom conv;
+        struct rt_pool2d_geom pool;
+    } g;
+    const struct rt_model_mode *mode; /* the model's: training or inference */
+    const struct rt_csr *csr;         /* non-NULL: forward with these weights in CSR
+                                         (inference; rows = units) */
+    const float *wt;                  /* non-NULL (and csr NULL): dense forward with
+                                         rt_dense_forward_rowwise on these weights
+                                         transposed (IN, OUT) (inference) */
+    int rowwise;                      /* conv: forward one sample at a time (inference) */
 };
 
-/* Fills the kind-independent fields and ops of a layer of kind `kind`. Returns RT_OK or
- * RT_ERR_INVAL for an unknown kind. Parameter views and buffers are bound later. */
-int rt_layer_setup(struct rt_layer *l, enum rt_layer_kind kind, int in, int out, enum rt_act act);
+/* The ops of a kind; NULL for a value outside the enum. */
+const struct rt_layer_ops *rt_layer_kind_ops(enum rt_layer_kind kind);
 
-extern const struct rt_layer_ops rt_layer_dense_ops;
+/* Shared by the kinds with a fused activation: y = act(y) in place over n values, keeping
+ * the pre-activation in z when rt_act_needs_preact(act); and dy = dy * act'(.) in place. */
+void rt_act_apply(float *y, float *z, size_t n, enum rt_act act);
+void rt_act_grad(float *dy, const float *y, const float *z, size_t n, enum rt_act act);
+/* PyTorch's default initialisation and the other two schemes over one weight and bias,
+ * fan_in and fan_out as the kind defines them (see rt_model_init_params). */
+void rt_layer_init_weights(struct rt_layer *l, enum rt_init init, struct rt_rng *rng, double fan_in,
+                           double fan_out);
+
+extern const struct rt_layer_ops rt_layer_dense_ops, rt_layer_conv2d_ops, rt_layer_maxpool2d_ops,
+    rt_layer_avgpool2d_ops, rt_layer_flatten_ops, rt_layer_act_ops, rt_layer_dropout_ops;
 
 #endif

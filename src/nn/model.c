@@ -27,77 +27,90 @@
 #include "nn/loss.h"
 
 #include <assert.h>
+#include <math.h>
 #include <stdlib.h>
 #include <cblas.h>
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
 
-int rt_layer_setup(struct rt_layer *l, enum rt_layer_kind kind, int in, int out, enum rt_act act)
+static const struct rt_layer_ops *const kind_ops[RT_LAYER_KINDS] = {
+    [RT_LAYER_DENSE] = &rt_layer_dense_ops,         [RT_LAYER_CONV2D] = &rt_layer_conv2d_ops,
+    [RT_LAYER_MAXPOOL2D] = &rt_layer_maxpool2d_ops, [RT_LAYER_AVGPOOL2D] = &rt_layer_avgpool2d_ops,
+    [RT_LAYER_FLATTEN] = &rt_layer_flatten_ops,     [RT_LAYER_ACT] = &rt_layer_act_ops,
+    [RT_LAYER_DROPOUT] = &rt_layer_dropout_ops,
+};
+
+const struct rt_layer_ops *rt_layer_kind_ops(enum rt_layer_kind kind)
 {
-    memset(l, 0, sizeof *l);
-    switch (kind) {
-    case RT_LAYER_DENSE:
-        l->ops = &rt_layer_dense_ops;
-        break;
-    default:
-        return rt_errorf(RT_ERR_INVAL, "model: unknown layer kind %d", (int)kind);
-    }
-    l->kind = kind;
-    l->in = in;
-    l->out = out;
-    l->act = act;
-    return RT_OK;
+    return (unsigned)kind < RT_LAYER_KINDS ? kind_ops[kind] : NULL;
 }
 
 static int validate_spec(const struct rt_model_spec *spec, int max_batch)
 {
     if (!spec) return rt_errorf(RT_ERR_INVAL, "model: no spec");
-    if (spec->n_sizes < 2 || spec->n_sizes > RT_MAX_LAYERS + 1)
-        return rt_errorf(RT_ERR_INVAL, "model: %d layer widths given, need 2 to %d", spec->n_sizes,
-                         RT_MAX_LAYERS + 1);
-    for (int i = 0; i < spec->n_sizes; i++)
-        if (spec->sizes[i] < 1)
-            return rt_errorf(RT_ERR_INVAL, "model: layer width %d is %d, must be >= 1", i,
-                             spec->sizes[i]);
-    if ((unsigned)spec->act > RT_ACT_GELU)
-        return rt_errorf(RT_ERR_INVAL, "model: unknown activation %d", (int)spec->act);
     if ((unsigned)spec->loss > RT_LOSS_MSE)
         return rt_errorf(RT_ERR_INVAL, "model: unknown loss %d", (int)spec->loss);
     if ((unsigned)spec->init > RT_INIT_HE)
         return rt_errorf(RT_ERR_INVAL, "model: unknown init %d", (int)spec->init);
+    for (int i = 0; i < spec->n_layers && i < RT_MAX_LAYERS; i++) {
+        const struct rt_layer_spec *l = &spec->layers[i];
+        int sized = l->kind == RT_LAYER_DENSE || l->kind == RT_LAYER_CONV2D;
+        int windowed = l->kind == RT_LAYER_CONV2D || l->kind == RT_LAYER_MAXPOOL2D ||
+                       l->kind == RT_LAYER_AVGPOOL2D;
+        if ((unsigned)l->kind >= RT_LAYER_KINDS || (unsigned)l->act > RT_ACT_GELU)
+            return rt_errorf(RT_ERR_INVAL, "model: layer %d: unknown kind %d or activation %d", i,
+                             (int)l->kind, (int)l->act);
+        if ((sized && l->units < 1) ||
+            (windowed && (l->kernel[0] < 1 || l->kernel[1] < 1 || l->stride[0] < 1 ||
+                          l->stride[1] < 1 || l->pad[0] < 0 || l->pad[1] < 0)) ||
+            (l->kind == RT_LAYER_DROPOUT && !(l->p >= 0 && l->p < 1)))
+            return rt_errorf(RT_ERR_INVAL,
+                             "model: layer %d: a size, kernel, stride, padding or "
+                             "probability out of range",
+                             i);
+    }
     if (max_batch < 1)
         return rt_errorf(RT_ERR_INVAL, "model: max batch %d, must be >= 1", max_batch);
     return RT_OK;
 }
 
-/* Fills layers (widths, kinds, offsets) from the spec and returns n_params in *n_params.
- * Hidden layers apply spec->act; the last one is linear, its output being the logits. */
+/* Fills layers (kinds, shapes, offsets) from the spec and returns n_params in *n_params. */
 static int plan_layers(struct rt_layer *layers, size_t *n_params, const struct rt_model_spec *spec)
 {
-    int L = spec->n_sizes - 1;
+    struct rt_shape shapes[RT_MAX_LAYERS];
+    RT_TRY(rt_model_spec_infer(spec, shapes));
     size_t total = 0;
-    for (int i = 0; i < L; i++) {
+    for (int i = 0; i < spec->n_layers; i++) {
         struct rt_layer *l = &layers[i];
-        enum rt_act act = i == L - 1 ? RT_ACT_IDENTITY : spec->act;
-        RT_TRY(rt_layer_setup(l, RT_LAYER_DENSE, spec->sizes[i], spec->sizes[i + 1], act));
+        char err[256];
+        memset(l, 0, sizeof *l);
+        l->ops = rt_layer_kind_ops(spec->layers[i].kind);
+        l->spec = spec->layers[i];
+        l->act = l->spec.kind == RT_LAYER_ACT ? RT_ACT_IDENTITY : l->spec.act;
+        l->index = i;
+        l->in_shape = i ? shapes[i - 1] : spec->input;
+        if (l->ops->infer(l, err, sizeof err) < 0) /* sets the geometry; checked above */
+            return rt_errorf(RT_ERR_SHAPE, "model: layer %d: %s", i, err);
+        l->in = (int)rt_shape_size(&l->in_shape);
+        l->out = (int)rt_shape_size(&l->out_shape);
         l->offset = total;
-        l->count = l->ops->param_count(l);
-        /* Widths are ints, so one block is < 2^62 floats; 32 of them could still wrap. */
+        l->count = l->ops->weight_count(l) + l->ops->bias_count(l);
+        /* Sizes are ints, so one block is < 2^62 floats; 64 of them could still wrap. */
         if (l->count > SIZE_MAX / sizeof(float) / (RT_MAX_LAYERS + 1))
-            return rt_errorf(RT_ERR_INVAL, "model: layer %d (%d x %d) is too large", i, l->in,
-                             l->out);
+            return rt_errorf(RT_ERR_INVAL, "model: layer %d is too large", i);
         total += l->count;
     }
     *n_params = total;
     return RT_OK;
 }
 
-/* Bytes of the activation arena: layer structs, layer buffers, dy of hidden layers, and
- * dlogits (which is the last layer's dy). */
+/* Bytes of the activation arena: the mode, layer structs, layer buffers, dy of every layer
+ * but the last, and dlogits (which is the last layer's dy). */
 static size_t act_arena_bytes(const struct rt_layer *layers, int L, int max_batch)
 {
-    size_t bytes = rt_arena_footprint((size_t)L * sizeof *layers);
+    size_t bytes = rt_arena_footprint(sizeof(struct rt_model_mode)) +
+                   rt_arena_footprint((size_t)L * sizeof *layers);
     for (int i = 0; i < L; i++) {
         bytes += layers[i].ops->buffer_bytes(&layers[i], max_batch);
         bytes += rt_arena_footprint((size_t)max_batch * layers[i].out * sizeof(float));
@@ -112,11 +125,14 @@ static int bind_layers(struct rt_model *m)
     size_t row_bytes = (size_t)m->max_batch * sizeof(float);
     for (int i = 0; i < L; i++) {
         struct rt_layer *l = &m->layers[i];
-        size_t nw = (size_t)l->out * l->in;
-        l->w = m->params + l->offset;
-        l->b = l->w + nw;
-        l->dw = m->grads + l->offset;
-        l->db = l->dw + nw;
+        size_t nw = l->ops->weight_count(l);
+        if (l->count) {
+            l->w = m->params + l->offset;
+            l->b = l->w + nw;
+            l->dw = m->grads + l->offset;
+            l->db = l->dw + nw;
+        }
+        l->mode = m->mode_block;
         RT_TRY(l->ops->bind_buffers(l, &m->act_arena, m->max_batch));
         l->dy = i == L - 1 ? m->dlogits : rt_arena_alloc(&m->act_arena, row_bytes * l->out);
         if (!l->dy) return RT_ERR_NOMEM;
@@ -128,22 +144,25 @@ static int model_build(struct rt_model *m, const struct rt_model_spec *spec, int
 {
     struct rt_layer plan[RT_MAX_LAYERS];
     RT_TRY(validate_spec(spec, max_batch));
-    m->spec = *spec;
-    m->n_layers = spec->n_sizes - 1;
-    m->max_batch = max_batch;
     RT_TRY(plan_layers(plan, &m->n_params, spec));
-
-    int L = m->n_layers, K = spec->sizes[spec->n_sizes - 1];
+    m->spec = *spec;
+    m->n_layers = spec->n_layers;
+    m->max_batch = max_batch;
+    int L = m->n_layers;
+    m->inputs = (int)rt_shape_size(&spec->input);
+    m->outputs = plan[L - 1].out;
     size_t param_bytes = m->n_params * sizeof(float);
     RT_TRY(rt_arena_init(&m->params_arena, "model params", param_bytes));
     RT_TRY(rt_arena_init(&m->grads_arena, "model grads", param_bytes));
     RT_TRY(rt_arena_init(&m->act_arena, "model activations", act_arena_bytes(plan, L, max_batch)));
     m->params = rt_arena_alloc(&m->params_arena, param_bytes);
     m->grads = rt_arena_alloc(&m->grads_arena, param_bytes);
+    m->mode_block = rt_arena_alloc(&m->act_arena, sizeof *m->mode_block);
     m->layers = rt_arena_alloc(&m->act_arena, (size_t)L * sizeof *m->layers);
-    m->dlogits = rt_arena_alloc(&m->act_arena, (size_t)max_batch * K * sizeof(float));
-    if (!m->params || !m->grads || !m->layers || !m->dlogits)
+    m->dlogits = rt_arena_alloc(&m->act_arena, (size_t)max_batch * m->outputs * sizeof(float));
+    if ((m->n_params && (!m->params || !m->grads)) || !m->mode_block || !m->layers || !m->dlogits)
         return RT_ERR_NOMEM; /* sized above, so this is a bug; the arena recorded why */
+    memset(m->mode_block, 0, sizeof *m->mode_block);
     memcpy(m->layers, plan, (size_t)L * sizeof *m->layers);
     return bind_layers(m);
 }
@@ -154,6 +173,13 @@ int rt_model_init(struct rt_model *m, const struct rt_model_spec *spec, int max_
     int st = model_build(m, spec, max_batch);
     if (st < 0) rt_model_free(m);
     return st;
+}
+
+void rt_model_set_training(struct rt_model *m, int training, uint64_t seed, int64_t step,
+                           const int64_t *rows)
+{
+    *m->mode_block = (struct rt_model_mode){
+        .training = training, .seed = seed, .step = step, .rows = training ? rows : NULL};
 }
 
 static void free_csr(struct rt_model *m)
@@ -168,39 +194,58 @@ static void free_csr(struct rt_model *m)
     m->csr = NULL;
 }
 
+/* Rows (units) and columns of layer i's weight seen as a matrix: (OUT, IN) for dense,
+ * (OC, C KH KW) for conv2d; 0 rows without weights. */
+static int weight_rows(const struct rt_layer *l, size_t *cols)
+{
+    int64_t dims[4];
+    size_t nw = l->ops->weight_count(l);
+    if (!nw || !l->ops->weight_dims) {
+        *cols = 0;
+        return 0;
+    }
+    l->ops->weight_dims(l, dims);
+    *cols = nw / (size_t)dims[0];
+    return (int)dims[0];
+}
+
 /* Layer i's weights into c, exact zeros dropped. */
 static int compress(const struct rt_layer *l, struct rt_csr *c)
 {
+    size_t cols;
+    int rows = weight_rows(l, &cols);
     int64_t nnz = 0;
-    size_t n = (size_t)l->in * (size_t)l->out;
+    size_t n = (size_t)rows * cols;
     for (size_t j = 0; j < n; j++)
         nnz += l->w[j] != 0.0f;
-    c->rows = l->out;
-    c->cols = l->in;
+    c->rows = rows;
+    c->cols = (int)cols;
     c->nnz = nnz;
-    c->indptr = malloc((size_t)(l->out + 1) * sizeof *c->indptr);
+    c->indptr = malloc((size_t)(rows + 1) * sizeof *c->indptr);
     c->indices = malloc((size_t)(nnz ? nnz : 1) * sizeof *c->indices);
     c->data = malloc((size_t)(nnz ? nnz : 1) * sizeof *c->data);
     if (!c->indptr || !c->indices || !c->data)
         return rt_errorf(RT_ERR_NOMEM, "CSR weights: %lld nonzeros", (long long)nnz);
     int64_t k = 0;
-    for (int o = 0; o < l->out; o++) {
+    for (int o = 0; o < rows; o++) {
         c->indptr[o] = k;
-        const float *row = l->w + (size_t)o * l->in;
-        for (int i = 0; i < l->in; i++)
+        const float *row = l->w + (size_t)o * cols;
+        for (size_t i = 0; i < cols; i++)
             if (row[i] != 0.0f) {
-                c->indices[k] = i;
+                c->indices[k] = (int32_t)i;
                 c->data[k++] = row[i];
             }
     }
-    c->indptr[l->out] = k;
+    c->indptr[rows] = k;
     return RT_OK;
 }
 
 static void free_rowwise(struct rt_model *m)
 {
-    for (int i = 0; m->rowwise_wt && i < m->n_layers; i++)
+    for (int i = 0; i < m->n_layers; i++) {
         m->layers[i].wt = NULL;
+        m->layers[i].rowwise = 0;
+    }
     free(m->rowwise_wt);
     m->rowwise_wt = NULL;
 }
@@ -208,40 +253,13 @@ static void free_rowwise(struct rt_model *m)
 /* Back to GEMM in every layer: CSR and row-wise are both off, their copies freed. */
 static void use_gemm(struct rt_model *m)
 {
+    if (!m->layers) return;
     free_rowwise(m);
     free_csr(m);
 }
 
-int rt_model_use_csr(struct rt_model *m, int on)
-{
-    use_gemm(m); /* whichever mode was on, CSR replaces it or GEMM returns */
-    if (!on) return RT_OK;
-    m->csr = calloc((size_t)m->n_layers, sizeof *m->csr);
-    if (!m->csr) return rt_errorf(RT_ERR_NOMEM, "CSR weights");
-    for (int i = 0; i < m->n_layers; i++) {
-        int st = compress(&m->layers[i], &m->csr[i]);
-        if (st != RT_OK) {
-            free_csr(m);
-            return st;
-        }
-        m->layers[i].csr = &m->csr[i];
-    }
-    return RT_OK;
-}
-
-/* 1 when at least 90% of the layer's weights are exact zeros, the threshold model.h sets
- * for CSR in row-wise mode: ceil(9 n / 10) zeros, formed without overflow for any n.
- * Measured: the scalar CSR kernel breaks even with the row-wise dense one near 90%. */
-static int mostly_zeros(const struct rt_layer *l)
-{
-    size_t n = (size_t)l->in * (size_t)l->out, zeros = 0;
-    for (size_t j = 0; j < n; j++)
-        zeros += l->w[j] == 0.0f;
-    return zeros >= n / 10 * 9 + (n % 10 * 9 + 9) / 10;
-}
-
 /* CSR copies of the layers marked in sparse; m->csr stays NULL when none is marked. */
-static int compress_sparse(struct rt_model *m, const unsigned char *sparse)
+static int compress_marked(struct rt_model *m, const unsigned char *sparse)
 {
     int any = 0;
     for (int i = 0; i < m->n_layers; i++)
@@ -257,6 +275,34 @@ static int compress_sparse(struct rt_model *m, const unsigned char *sparse)
     return RT_OK;
 }
 
+int rt_model_use_csr(struct rt_model *m, int on)
+{
+    unsigned char sparse[RT_MAX_LAYERS];
+    use_gemm(m); /* whichever mode was on, CSR replaces it or GEMM returns */
+    if (!on) return RT_OK;
+    for (int i = 0; i < m->n_layers; i++)
+        sparse[i] = m->layers[i].ops->weight_count(&m->layers[i]) > 0;
+    int st = compress_marked(m, sparse);
+    if (st != RT_OK) use_gemm(m);
+    return st;
+}
+
+int rt_model_layer_is_csr(const struct rt_model *m, int i)
+{
+    return m->layers[i].csr != NULL;
+}
+
+/* 1 when at least 90% of the layer's weights are exact zeros, the threshold model.h sets
+ * for CSR in row-wise mode: ceil(9 n / 10) zeros, formed without overflow for any n.
+ * Measured: the scalar CSR kernel breaks even with the row-wise dense one near 90%. */
+static int mostly_zeros(const struct rt_layer *l)
+{
+    size_t n = l->ops->weight_count(l), zeros = 0;
+    for (size_t j = 0; j < n; j++)
+        zeros += l->w[j] == 0.0f;
+    return n && zeros >= n / 10 * 9 + (n % 10 * 9 + 9) / 10;
+}
+
 /* wt (IN, OUT) = w^T for w (OUT, IN). Once per snapshot, so plain loops. */
 static void transpose(float *wt, const float *w, int IN, int OUT)
 {
@@ -265,9 +311,9 @@ static void transpose(float *wt, const float *w, int IN, int OUT)
             wt[(size_t)k * OUT + o] = w[(size_t)o * IN + k];
 }
 
-/* The transposed weights of every layer not marked in sparse, back to back in one block of
- * n floats. The block is allocated even when n is 0: a non-NULL rowwise_wt is what says
- * the model is in row-wise mode. */
+/* The transposed weights of every dense layer not marked in sparse, back to back in one
+ * block of n floats; other kinds run one sample at a time. The block is allocated even
+ * when n is 0: a non-NULL rowwise_wt is what says the model is in row-wise mode. */
 static int transpose_dense(struct rt_model *m, const unsigned char *sparse, size_t n)
 {
     m->rowwise_wt = malloc((n ? n : 1) * sizeof *m->rowwise_wt);
@@ -275,7 +321,8 @@ static int transpose_dense(struct rt_model *m, const unsigned char *sparse, size
     float *wt = m->rowwise_wt;
     for (int i = 0; i < m->n_layers; i++) {
         struct rt_layer *l = &m->layers[i];
-        if (sparse[i]) continue;
+        l->rowwise = 1;
+        if (sparse[i] || l->spec.kind != RT_LAYER_DENSE) continue;
         transpose(wt, l->w, l->in, l->out);
         l->wt = wt;
         wt += (size_t)l->in * l->out;
@@ -285,15 +332,17 @@ static int transpose_dense(struct rt_model *m, const unsigned char *sparse, size
 
 int rt_model_use_rowwise(struct rt_model *m, int on)
 {
-    unsigned char sparse[RT_MAX_LAYERS];
+    unsigned char sparse[RT_MAX_LAYERS] = {0};
     size_t dense_floats = 0;
     use_gemm(m); /* a fresh snapshot, whichever mode was on */
     if (!on) return RT_OK;
     for (int i = 0; i < m->n_layers; i++) {
-        sparse[i] = (unsigned char)mostly_zeros(&m->layers[i]);
-        if (!sparse[i]) dense_floats += (size_t)m->layers[i].in * m->layers[i].out;
+        const struct rt_layer *l = &m->layers[i];
+        /* CSR kernels of dense layers are row-wise; conv runs per sample either way */
+        sparse[i] = (unsigned char)(l->spec.kind == RT_LAYER_DENSE && mostly_zeros(l));
+        if (!sparse[i] && l->spec.kind == RT_LAYER_DENSE) dense_floats += (size_t)l->in * l->out;
     }
-    int st = compress_sparse(m, sparse);
+    int st = compress_marked(m, sparse);
     if (st == RT_OK) st = transpose_dense(m, sparse, dense_floats);
     if (st != RT_OK) use_gemm(m);
     return st;
@@ -304,7 +353,7 @@ int64_t rt_model_weight_nonzeros(const struct rt_model *m)
     int64_t nz = 0;
     for (int i = 0; i < m->n_layers; i++) {
         const struct rt_layer *l = &m->layers[i];
-        size_t n = (size_t)l->in * (size_t)l->out;
+        size_t n = l->ops->weight_count(l);
         for (size_t j = 0; j < n; j++)
             nz += l->w[j] != 0.0f;
     }
@@ -315,7 +364,7 @@ int64_t rt_model_weight_count(const struct rt_model *m)
 {
     int64_t n = 0;
     for (int i = 0; i < m->n_layers; i++)
-        n += (int64_t)m->layers[i].in * m->layers[i].out;
+        n += (int64_t)m->layers[i].ops->weight_count(&m->layers[i]);
     return n;
 }
 
@@ -331,11 +380,48 @@ void rt_model_free(struct rt_model *m)
 void rt_model_init_params(struct rt_model *m, uint64_t seed)
 {
     for (int i = 0; i < m->n_layers; i++) {
+        struct rt_layer *l = &m->layers[i];
+        if (!l->ops->init) continue;
         struct rt_rng rng;
         rt_rng_seed(&rng, rt_rng_derive(seed, RT_STREAM_INIT, (uint64_t)i));
-        m->layers[i].ops->init(&m->layers[i], m->spec.init, &rng);
+        l->ops->init(l, m->spec.init, &rng);
     }
 }
+
+/* v[i] ~ U(-bound, bound), in order: the stream position defines the bytes. */
+static void fill_uniform(float *v, size_t n, double bound, struct rt_rng *rng)
+{
+    for (size_t i = 0; i < n; i++)
+        v[i] = (float)((2.0 * rt_rng_uniform(rng) - 1.0) * bound);
+}
+
+static void fill_normal(float *v, size_t n, double std, struct rt_rng *rng)
+{
+    for (size_t i = 0; i < n; i++)
+        v[i] = (float)(rt_rng_normal(rng) * std);
+}
+
+/* W first, then b, from one stream: see model.h for the three schemes. */
+void rt_layer_init_weights(struct rt_layer *l, enum rt_init init, struct rt_rng *rng, double fan_in,
+                           double fan_out)
+{
+    size_t nw = l->ops->weight_count(l), nb = l->ops->bias_count(l);
+    switch (init) {
+    case RT_INIT_TORCH: /* kaiming_uniform(a=sqrt 5): gain sqrt(1/3) * sqrt(3/FAN_IN) */
+        fill_uniform(l->w, nw, 1.0 / sqrt(fan_in), rng);
+        fill_uniform(l->b, nb, 1.0 / sqrt(fan_in), rng);
+        return;
+    case RT_INIT_XAVIER:
+        fill_uniform(l->w, nw, sqrt(6.0 / (fan_in + fan_out)), rng);
+        break;
+    case RT_INIT_HE:
+        fill_normal(l->w, nw, sqrt(2.0 / fan_in), rng);
+        break;
+    }
+    memset(l->b, 0, nb * sizeof *l->b);
+}
+
+/* ---- questions about one layer ---- */
 
 void rt_model_layer_view(const struct rt_model *m, int i, float **w, float **b, float **dw,
                          float **db)
@@ -357,6 +443,56 @@ size_t rt_model_layer_count(const struct rt_model *m, int i)
     return m->layers[i].count;
 }
 
+size_t rt_model_layer_weights(const struct rt_model *m, int i)
+{
+    return m->layers[i].ops->weight_count(&m->layers[i]);
+}
+
+int rt_model_layer_weight_dims(const struct rt_model *m, int i, int64_t dims[4])
+{
+    const struct rt_layer *l = &m->layers[i];
+    if (!l->ops->weight_dims || !l->ops->weight_count(l)) return 0;
+    return l->ops->weight_dims(l, dims);
+}
+
+const struct rt_shape *rt_model_layer_shape(const struct rt_model *m, int i)
+{
+    return &m->layers[i].out_shape;
+}
+
+const char *rt_model_layer_kind(const struct rt_model *m, int i)
+{
+    return m->layers[i].ops->name;
+}
+
+void rt_model_layer_text(const struct rt_model *m, int i, char *buf, size_t cap)
+{
+    rt_layer_spec_text(buf, cap, &m->layers[i].spec);
+}
+
+static double gemm_flops(const struct rt_gemm_shape *g)
+{
+    return 2.0 * (double)g->M * (double)g->N * (double)g->K;
+}
+
+double rt_model_layer_forward_flops(const struct rt_model *m, int i)
+{
+    const struct rt_layer *l = &m->layers[i];
+    struct rt_gemm_shape g[RT_LAYER_MAX_GEMMS];
+    if (!l->ops->gemms || l->ops->gemms(l, 1, g) < 1) return 0.0;
+    return gemm_flops(&g[0]);
+}
+
+/* The first layer with parameters: below it nothing needs a gradient. */
+static int first_trained(const struct rt_model *m)
+{
+    for (int i = 0; i < m->n_layers; i++)
+        if (m->layers[i].count) return i;
+    return m->n_layers;
+}
+
+/* ---- the drivers ---- */
+
 const float *rt_model_forward(struct rt_model *m, const float *x, int B)
 {
     assert(B >= 0 && B <= m->max_batch);
@@ -373,7 +509,7 @@ double rt_model_loss(struct rt_model *m, const void *targets, int B, double norm
 {
     assert(B >= 0 && B <= m->max_batch);
     const float *logits = m->layers[m->n_layers - 1].y;
-    int K = m->spec.sizes[m->spec.n_sizes - 1];
+    int K = m->outputs;
     if (m->spec.loss == RT_LOSS_MSE) return rt_loss_mse(m->dlogits, logits, targets, B, K, norm);
     return rt_loss_ce(m->dlogits, logits, targets, B, K, norm);
 }
@@ -383,7 +519,7 @@ double rt_model_loss_kd(struct rt_model *m, const float *teacher, const void *ta
 {
     assert(B >= 0 && B <= m->max_batch);
     const float *logits = m->layers[m->n_layers - 1].y;
-    int K = m->spec.sizes[m->spec.n_sizes - 1];
+    int K = m->outputs;
     if (m->spec.loss == RT_LOSS_MSE)
         return rt_loss_kd_mse(m->dlogits, logits, teacher, targets, B, K, alpha, norm);
     return rt_loss_kd(m->dlogits, logits, teacher, targets, B, K, T, alpha, norm);
@@ -392,65 +528,56 @@ double rt_model_loss_kd(struct rt_model *m, const float *teacher, const void *ta
 void rt_model_backward(struct rt_model *m, const float *x, int B, rt_grad_ready_fn ready, void *ctx)
 {
     assert(B >= 0 && B <= m->max_batch);
-    for (int i = m->n_layers - 1; i >= 0; i--) {
+    int first = first_trained(m);
+    for (int i = m->n_layers - 1; i >= first; i--) {
         struct rt_layer *l = &m->layers[i];
         const float *in = i > 0 ? m->layers[i - 1].y : x;
-        float *dx = i > 0 ? m->layers[i - 1].dy : NULL;
-        l->ops->backward(l, in, B);
-        if (ready) /* before dX: the bucket can move while the dX GEMM runs */
+        if (l->ops->backward) l->ops->backward(l, in, B);
+        if (ready && l->count) /* before dX: the bucket can move while dX runs */
             ready(ctx, i, l->offset, l->count);
-        if (dx) l->ops->backward_dx(l, dx, B);
+        if (i > first) l->ops->backward_dx(l, m->layers[i - 1].dy, in, B);
     }
 }
 
 int64_t rt_model_count_correct(const struct rt_model *m, const int32_t *labels, int B)
 {
     const float *logits = m->layers[m->n_layers - 1].y;
-    return rt_loss_count_correct(logits, labels, B, m->spec.sizes[m->spec.n_sizes - 1]);
+    return rt_loss_count_correct(logits, labels, B, m->outputs);
 }
 
-/* Multiply-adds count two FLOPs; bias, activation and loss passes are left out, as is
- * usual for MFU, since they are O(B OUT) against the GEMMs' O(B IN OUT). */
-static double layer_gemm_flops(const struct rt_layer *l)
-{
-    return 2.0 * (double)l->in * (double)l->out;
-}
-
+/* Bias, activation, pooling and loss passes are left out, as is usual for MFU, since they
+ * are O(B OUT) against the GEMMs' O(B IN OUT). */
 double rt_model_forward_flops_per_sample(const struct rt_model *m)
 {
     double f = 0.0;
     for (int i = 0; i < m->n_layers; i++)
-        f += layer_gemm_flops(&m->layers[i]);
+        f += rt_model_layer_forward_flops(m, i);
     return f;
+}
+
+/* Forward, dW and dX (but for the first trained layer) of layer i at batch B. */
+static int step_gemms(const struct rt_model *m, int i, int B, struct rt_gemm_shape *g)
+{
+    const struct rt_layer *l = &m->layers[i];
+    int n = l->ops->gemms ? l->ops->gemms(l, B, g) : 0;
+    return i == first_trained(m) && n == 3 ? 2 : n;
 }
 
 double rt_model_train_flops_per_sample(const struct rt_model *m)
 {
     double f = 0.0;
-    for (int i = 0; i < m->n_layers; i++) /* forward + dW, and dX except for layer 0 */
-        f += layer_gemm_flops(&m->layers[i]) * (i == 0 ? 2.0 : 3.0);
+    struct rt_gemm_shape g[RT_LAYER_MAX_GEMMS];
+    for (int i = 0; i < m->n_layers; i++) {
+        int n = step_gemms(m, i, 1, g);
+        for (int k = 0; k < n; k++)
+            f += gemm_flops(&g[k]);
+    }
     return f;
 }
 
 void rt_nn_set_threads(int n)
 {
     if (n > 0) openblas_set_num_threads(n);
-}
-
-/* The GEMMs of one training step of a dense stack at batch B, as dense.c issues them. */
-static void gemm_step(const struct rt_model_spec *s, int B, const float *a, const float *b,
-                      float *c)
-{
-    for (int l = 0; l + 1 < s->n_sizes; l++) {
-        int IN = s->sizes[l], OUT = s->sizes[l + 1];
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, OUT, IN, 1.0f, a, IN, b, IN, 0.0f,
-                    c, OUT);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OUT, IN, B, 1.0f, a, OUT, b, IN, 0.0f,
-                    c, IN);
-        if (l > 0)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, IN, OUT, 1.0f, a, OUT, b, IN,
-                        0.0f, c, IN);
-    }
 }
 
 static double seconds_now(void)
@@ -460,22 +587,65 @@ static double seconds_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-double rt_model_gemm_step_seconds(const struct rt_model_spec *spec, int B, int reps)
+/* One GEMM of shape g on scratch operands (per-sample ones B times). */
+static void run_gemm(const struct rt_gemm_shape *g, int B, const float *a, const float *b, float *c)
 {
-    size_t big = 0;
-    for (int l = 0; l < spec->n_sizes; l++)
-        big = (size_t)spec->sizes[l] > big ? (size_t)spec->sizes[l] : big;
-    size_t n = big * (big > (size_t)B ? big : (size_t)B);
+    int lda = g->trans_a ? g->M : g->K, ldb = g->trans_b ? g->K : g->N;
+    for (int r = 0; r < (g->per_sample ? B : 1); r++)
+        cblas_sgemm(CblasRowMajor, g->trans_a ? CblasTrans : CblasNoTrans,
+                    g->trans_b ? CblasTrans : CblasNoTrans, g->M, g->N, g->K, 1.0f, a, lda, b, ldb,
+                    0.0f, c, g->N);
+}
+
+/* The layer's step GEMMs, timed; per-layer seconds into t (n_layers). */
+static void gemm_step(const struct rt_model *m, int B, const float *a, const float *b, float *c,
+                      double *t)
+{
+    struct rt_gemm_shape g[RT_LAYER_MAX_GEMMS];
+    for (int i = 0; i < m->n_layers; i++) {
+        double t0 = seconds_now();
+        int n = step_gemms(m, i, B, g);
+        for (int k = 0; k < n; k++)
+            run_gemm(&g[k], B, a, b, c);
+        if (t) t[i] += seconds_now() - t0;
+    }
+}
+
+/* The largest operand of any step GEMM, in floats. */
+static size_t largest_operand(const struct rt_model *m, int B)
+{
+    size_t big = 1;
+    struct rt_gemm_shape g[RT_LAYER_MAX_GEMMS];
+    for (int i = 0; i < m->n_layers; i++) {
+        int n = step_gemms(m, i, B, g);
+        for (int k = 0; k < n; k++) {
+            size_t mk = (size_t)g[k].M * g[k].K, kn = (size_t)g[k].K * g[k].N,
+                   mn = (size_t)g[k].M * g[k].N;
+            big = mk > big ? mk : big;
+            big = kn > big ? kn : big;
+            big = mn > big ? mn : big;
+        }
+    }
+    return big;
+}
+
+double rt_model_gemm_step_seconds(const struct rt_model *m, int B, int reps, double *per_layer)
+{
+    size_t n = largest_operand(m, B);
     float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b), *c = malloc(n * sizeof *c);
     double total = -1;
     if (a && b && c) {
         for (size_t i = 0; i < n; i++)
             a[i] = b[i] = (float)(i % 13) * 0.01f;
-        gemm_step(spec, B, a, b, c); /* warm-up: threads, pages */
+        gemm_step(m, B, a, b, c, NULL); /* warm-up: threads, pages */
+        if (per_layer) memset(per_layer, 0, (size_t)m->n_layers * sizeof *per_layer);
         double t0 = seconds_now();
         for (int r = 0; r < reps; r++)
-            gemm_step(spec, B, a, b, c);
-        total = (seconds_now() - t0) / (reps > 0 ? reps : 1);
+            gemm_step(m, B, a, b, c, per_layer);
+        int div = reps > 0 ? reps : 1;
+        total = (seconds_now() - t0) / div;
+        for (int i = 0; per_layer && i < m->n_layers; i++)
+            per_layer[i] /= div;
     }
     free(a);
     free(b);

@@ -88,11 +88,3 @@ const char *rt_init_name(enum rt_init i)
 {
     return map_name(init_names, N_OF(init_names), (int)i);
 }
-
-void rt_model_sizes_text(char *buf, size_t cap, const struct rt_model_spec *s)
-{
-    size_t used = 0;
-    buf[0] = '\0';
-    for (int i = 0; i < s->n_sizes && used < cap; i++)
-        used += (size_t)snprintf(buf + used, cap - used, "%s%d", i ? "-" : "", s->sizes[i]);
-}

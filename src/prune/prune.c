@@ -70,7 +70,7 @@ int rt_masks_init(struct rt_masks *k, const struct rt_model *m)
     k->n_params = m->n_params;
     for (int i = 0; i < m->n_layers; i++) {
         k->w_off[i] = rt_model_layer_offset(m, i);
-        k->w_len[i] = (size_t)m->spec.sizes[i] * (size_t)m->spec.sizes[i + 1];
+        k->w_len[i] = rt_model_layer_weights(m, i);
         k->n_weights += k->w_len[i];
     }
     k->packed_bytes = (k->n_weights + 7) / 8;
@@ -204,7 +204,7 @@ double rt_weights_sparsity(const struct rt_model *m, const float *params, int i)
     for (int l = 0; l < m->n_layers; l++) {
         if (i >= 0 && l != i) continue;
         const float *w = params + rt_model_layer_offset(m, l);
-        size_t len = (size_t)m->spec.sizes[l] * (size_t)m->spec.sizes[l + 1];
+        size_t len = rt_model_layer_weights(m, l);
         for (size_t j = 0; j < len; j++)
             zeros += w[j] == 0.0f;
         n += len;

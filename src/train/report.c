@@ -56,7 +56,8 @@ static int eval_open(rt_comm_t *comm, const char *model_path, const char *data_p
                              .synth_split = 1};
     st = rt_dataset_open(d, data_path, &o);
     if (st == RT_OK)
-        st = rt_dataset_validate(*d, spec.sizes[0], spec.sizes[spec.n_sizes - 1], spec.loss);
+        st = rt_dataset_validate(*d, (int)rt_shape_size(&spec.input), rt_model_spec_outputs(&spec),
+                                 spec.loss);
     return rt_comm_agree(comm, st);
 }
 

@@ -128,18 +128,12 @@ static int fit_arch(struct trainer *t, const struct rt_model_spec *spec, int pha
     int same_optim = t->opt.cfg.kind == t->ocfg.kind;
     if (trainer_same_arch(spec, &t->model.spec) && same_optim) return RT_OK;
     struct rt_model_spec phase_spec;
-    trainer_phase_spec(t, p, &phase_spec);
+    RT_TRY(trainer_phase_spec(t, p, &phase_spec));
     const struct rt_model_spec *job = &phase_spec;
     int ok = trainer_same_arch(spec, job);
-    if (!ok && t->cfg->prune_keep_neurons < 1 && spec->n_sizes == job->n_sizes &&
-        spec->act == job->act) {
-        ok = spec->sizes[0] == job->sizes[0] &&
-             spec->sizes[spec->n_sizes - 1] == job->sizes[job->n_sizes - 1];
-        for (int i = 1; ok && i + 1 < spec->n_sizes; i++)
-            ok = spec->sizes[i] <= job->sizes[i];
-    }
+    if (!ok && t->cfg->prune_keep_neurons < 1) ok = rt_model_spec_narrower(spec, job);
     if (!ok) {
-        char a[256], b[256];
+        char a[RT_MAX_LAYERS * 48], b[RT_MAX_LAYERS * 48];
         rt_model_sizes_text(a, sizeof a, spec);
         rt_model_sizes_text(b, sizeof b, job);
         return rt_errorf(RT_ERR_SHAPE, "%s: layer widths %s do not match the model's %s", path, a,

@@ -62,6 +62,7 @@ static int open_data(struct trainer *t)
                          "%s: [train] batch = %lld: expected a multiple of the %d ranks", c->source,
                          (long long)c->batch, t->world);
     RT_TRY(rt_dataset_open(&t->train, c->train, &o));
+    t->data_shape = rt_dataset_sample_shape(t->train);
     if (c->test[0] == '\0') return RT_OK;
     o.shuffle = RT_SHUFFLE_OFF;
     o.global_batch = eval_global_batch(c->eval_batch, t->world);
@@ -89,10 +90,7 @@ static int make_buckets(struct trainer *t)
 
 int trainer_same_arch(const struct rt_model_spec *a, const struct rt_model_spec *b)
 {
-    if (a->n_sizes != b->n_sizes || a->act != b->act) return 0;
-    for (int i = 0; i < a->n_sizes; i++)
-        if (a->sizes[i] != b->sizes[i]) return 0;
-    return 1;
+    return rt_model_spec_same_layers(a, b);
 }
 
 void trainer_phase_optim(struct trainer *t, int i)
@@ -105,12 +103,19 @@ void trainer_phase_optim(struct trainer *t, int i)
     t->scfg = t->cfg->sched;
 }
 
-void trainer_phase_spec(const struct trainer *t, int i, struct rt_model_spec *spec)
+int trainer_phase_spec(const struct trainer *t, int i, struct rt_model_spec *spec)
 {
     const struct rt_config *c = t->cfg;
-    *spec = c->model;
+    const char *key = "[model] layers";
+    rt_config_model_spec(c, spec);
     for (int k = 0; k <= i && k < c->n_phases; k++)
-        if (c->phases[k] == RT_PHASE_DISTILL) rt_config_student_spec(c, spec);
+        if (c->phases[k] == RT_PHASE_DISTILL) {
+            rt_config_student_spec(c, spec);
+            key = "[distill] student_layers";
+        }
+    char what[RT_PATH_MAX + 64];
+    snprintf(what, sizeof what, "%s: %s", c->train, key);
+    return rt_model_spec_bind_input(spec, &t->data_shape, what);
 }
 
 int trainer_max_batch(const struct trainer *t)
@@ -196,7 +201,7 @@ static void init_params(struct trainer *t)
 static int build_model(struct trainer *t)
 {
     struct rt_model_spec spec;
-    trainer_phase_spec(t, 0, &spec);
+    RT_TRY(trainer_phase_spec(t, 0, &spec));
     trainer_phase_optim(t, 0);
     RT_TRY(rt_model_init(&t->model, &spec, trainer_max_batch(t)));
     init_params(t);
@@ -207,7 +212,7 @@ static int build_model(struct trainer *t)
 static int validate_data(struct trainer *t)
 {
     const struct rt_model_spec *s = &t->model.spec;
-    int in = s->sizes[0], out = s->sizes[s->n_sizes - 1];
+    int in = t->model.inputs, out = t->model.outputs;
     RT_TRY(rt_dataset_validate(t->train, in, out, s->loss));
     if (t->test) RT_TRY(rt_dataset_validate(t->test, in, out, s->loss));
     return RT_OK;
@@ -290,6 +295,7 @@ int trainer_evaluate(struct rt_model *m, struct rt_dataset *d, rt_comm_t *comm,
 {
     double sums[3] = {0, 0, 0}; /* loss sum, correct, rows */
     const int classify = m->spec.loss == RT_LOSS_CE;
+    rt_model_set_training(m, 0, 0, 0, NULL); /* dropout off */
     int st = rt_dataset_begin_epoch(d, 0, 0);
     for (int64_t k = 0; st == RT_OK && k < rt_dataset_steps_per_epoch(d); k++) {
         struct rt_batch b;
@@ -302,7 +308,7 @@ int trainer_evaluate(struct rt_model *m, struct rt_dataset *d, rt_comm_t *comm,
     }
     RT_TRY(rt_comm_agree(comm, st));
     rt_comm_sum_f64(comm, sums, 3);
-    int K = m->spec.sizes[m->spec.n_sizes - 1];
+    int K = m->outputs;
     r->samples = (int64_t)sums[2];
     r->loss = sums[0] / rt_loss_norm(m->spec.loss, r->samples, K);
     r->acc = classify ? sums[1] / sums[2] : -1.0;
@@ -386,7 +392,7 @@ static int report_progress(struct trainer *t)
     rt_comm_sum_f64(t->comm, sums, 3);
     struct metrics_step r;
     find_stragglers(t, &r);
-    int K = t->model.spec.sizes[t->model.spec.n_sizes - 1];
+    int K = t->model.outputs;
     double loss = sums[0] / rt_loss_norm(t->model.spec.loss, (int64_t)sums[1], K);
     /* The reduced value is identical on every rank, so this branch needs no agreement. */
     if (!isfinite(loss))
@@ -665,17 +671,18 @@ static int train_step(struct trainer *t)
     struct rt_comm_times c0, c1;
     rt_comm_times(t->comm, &c0);
     double t0 = rt_comm_wtime(), tr = rt_trace_on() ? rt_trace_now() : 0;
+    /* Dropout masks from (seed, global step, row ids): the same at any rank count. */
+    rt_model_set_training(m, 1, t->cfg->seed, t->step, b.ids);
     rt_model_forward(m, b.x, b.local_rows);
     if (tr > 0) rt_trace_span(RT_TR_FORWARD, 0, tr, rt_trace_now());
-    double norm = rt_loss_norm(m->spec.loss, b.global_rows, m->spec.sizes[m->spec.n_sizes - 1]);
+    double norm = rt_loss_norm(m->spec.loss, b.global_rows, m->outputs);
     double loss;
     /* A failed teacher-cache read cannot leave this step alone: the others are about to
      * allreduce. The step goes on with a zero loss gradient from this rank, and the failure
      * is agreed at the next step boundary or the epoch's end, before anything is saved. */
     int ls = step_loss(t, &b, norm, &loss);
     if (ls != RT_OK) {
-        memset(m->dlogits, 0,
-               (size_t)b.local_rows * (size_t)m->spec.sizes[m->spec.n_sizes - 1] * sizeof(float));
+        memset(m->dlogits, 0, (size_t)b.local_rows * (size_t)m->outputs * sizeof(float));
         loss = 0;
         t->deferred = t->deferred != RT_OK ? t->deferred : ls;
     }
@@ -751,7 +758,7 @@ static int end_epoch(struct trainer *t, struct rt_train_result *res)
     struct progress *p = &t->prog;
     double sums[3] = {p->epoch_loss, p->epoch_rows, p->epoch_correct};
     rt_comm_sum_f64(t->comm, sums, 3);
-    int K = t->model.spec.sizes[t->model.spec.n_sizes - 1];
+    int K = t->model.outputs;
     struct rt_ckpt_metric row = {
         .epoch = t->epoch, .step = t->step, .test_loss = -1, .test_acc = -1, .lr = t->lr};
     snprintf(row.phase, sizeof row.phase, "%s", rt_phase_name(current_phase(t)));
@@ -845,31 +852,30 @@ static int save_model(struct trainer *t)
 static int shrink_model(struct trainer *t)
 {
     const struct rt_model *m = &t->model;
-    int counts[RT_MAX_LAYERS] = {0}, hidden = m->n_layers - 1, total = 0;
-    for (int h = 0; h < hidden; h++)
-        total += m->spec.sizes[h + 1];
+    int counts[RT_MAX_LAYERS] = {0}, total = 0;
+    for (int i = 0; i < m->n_layers; i++)
+        total += rt_model_units(m, i);
     int32_t *kept = malloc((size_t)(total ? total : 1) * sizeof *kept);
     int st = kept ? RT_OK : rt_errorf(RT_ERR_NOMEM, "structured pruning: %d indices", total);
     if (st == RT_OK && t->rank == 0)
         st = rt_prune_neurons(m, t->cfg->prune_keep_neurons, kept, counts);
     st = rt_comm_agree(t->comm, st);
-    struct rt_model_spec spec = m->spec;
+    struct rt_model_spec spec;
     size_t n_kept = 0;
     if (st == RT_OK) {
         rt_comm_bcast(t->comm, counts, sizeof counts, 0);
-        for (int h = 0; h < hidden; h++) {
-            spec.sizes[h + 1] = counts[h];
-            n_kept += (size_t)counts[h];
-        }
+        for (int i = 0; i < m->n_layers; i++)
+            n_kept += (size_t)counts[i];
         rt_comm_bcast(t->comm, kept, n_kept * sizeof *kept, 0);
+        rt_model_shrunk_spec(m, counts, &spec);
     }
     size_t before = m->n_params;
+    char a[RT_MAX_LAYERS * 48], b[RT_MAX_LAYERS * 48];
+    rt_model_sizes_text(a, sizeof a, &m->spec);
     if (st == RT_OK) st = rt_comm_agree(t->comm, trainer_rebuild(t, &spec, kept, counts));
     free(kept);
     RT_TRY(st);
     RT_TRY(check_replicas(t));
-    char a[256], b[256];
-    rt_model_sizes_text(a, sizeof a, &t->cfg->model);
     rt_model_sizes_text(b, sizeof b, &t->model.spec);
     rt_log0("prune: neurons: %s -> %s, %zu -> %zu parameters (%.1f%%)\n", a, b, before,
             t->model.n_params, 100.0 * (double)t->model.n_params / (double)before);
@@ -879,23 +885,24 @@ static int shrink_model(struct trainer *t)
 /* The teacher must read the student's inputs and speak its outputs and loss. */
 static int check_teacher(const struct trainer *t)
 {
-    const struct rt_model_spec *te = &t->teacher.model.spec, *st = &t->model.spec;
-    char a[256], b[256];
-    rt_model_sizes_text(a, sizeof a, te);
-    rt_model_sizes_text(b, sizeof b, st);
+    const struct rt_model *te = &t->teacher.model, *st = &t->model;
+    char a[RT_MAX_LAYERS * 48], b[RT_MAX_LAYERS * 48];
+    rt_model_sizes_text(a, sizeof a, &te->spec);
+    rt_model_sizes_text(b, sizeof b, &st->spec);
     const char *from = strcmp(t->cfg->teacher, RT_TEACHER_PREVIOUS) == 0
                            ? "the previous phase's model"
                            : t->cfg->teacher;
-    if (te->sizes[0] != st->sizes[0] || te->sizes[te->n_sizes - 1] != st->sizes[st->n_sizes - 1])
+    if (te->inputs != st->inputs || te->outputs != st->outputs)
         return rt_errorf(RT_ERR_SHAPE,
                          "[distill] teacher %s (%s) does not fit the student %s ([distill] "
-                         "student_layers): input and output widths must match",
-                         from, a, b);
-    if (te->loss != st->loss)
+                         "student_layers): input and output widths must match (%d and %d "
+                         "against %d and %d)",
+                         from, a, b, te->inputs, te->outputs, st->inputs, st->outputs);
+    if (te->spec.loss != st->spec.loss)
         return rt_errorf(RT_ERR_SHAPE,
                          "[distill] teacher %s was trained with loss %s, the job's [model] loss "
                          "is %s",
-                         from, rt_loss_name(te->loss), rt_loss_name(st->loss));
+                         from, rt_loss_name(te->spec.loss), rt_loss_name(st->spec.loss));
     return RT_OK;
 }
 
@@ -952,11 +959,12 @@ static int begin_distill(struct trainer *t)
     if (st != RT_OK) return st;
     t->has_teacher = 1;
     struct rt_model_spec spec;
-    rt_config_student_spec(c, &spec);
-    RT_TRY(rt_comm_agree(t->comm, trainer_rebuild(t, &spec, NULL, NULL)));
+    st = trainer_phase_spec(t, t->phase_index, &spec);
+    if (st == RT_OK) st = trainer_rebuild(t, &spec, NULL, NULL);
+    RT_TRY(rt_comm_agree(t->comm, st));
     init_params(t);
     RT_TRY(rt_comm_agree(t->comm, check_teacher(t)));
-    char a[256], b[256];
+    char a[RT_MAX_LAYERS * 48], b[RT_MAX_LAYERS * 48];
     rt_model_sizes_text(a, sizeof a, &t->teacher.model.spec);
     rt_model_sizes_text(b, sizeof b, &spec);
     rt_log0("distill: teacher %s (%s, %zu parameters) -> student %s (%zu parameters), T = %g, "
@@ -971,7 +979,7 @@ static int begin_prune(struct trainer *t)
 {
     /* Shrink once: a model already narrower than the job's (resumed) is not cut again. */
     struct rt_model_spec spec;
-    trainer_phase_spec(t, t->phase_index, &spec);
+    RT_TRY(trainer_phase_spec(t, t->phase_index, &spec));
     if (t->cfg->prune_keep_neurons < 1 && trainer_same_arch(&t->model.spec, &spec))
         RT_TRY(shrink_model(t));
     rt_masks_keep_all(&t->masks);
@@ -1050,6 +1058,11 @@ static void fill_result(const struct trainer *t, struct rt_train_result *res)
     res->comm_s = t->prog.run_comm_s;
     res->wait_s = t->prog.run_wait_s;
     res->sparsity = rt_weights_sparsity(&t->model, t->model.params, -1);
+    if (t->bench && t->model.layers) {
+        int B = (int)(t->cfg->batch / t->world);
+        res->flops_per_sample = rt_model_train_flops_per_sample(&t->model);
+        res->gemm_step_s = rt_model_gemm_step_seconds(&t->model, B, 10, NULL);
+    }
     snprintf(res->checkpoint, sizeof res->checkpoint, "%s", t->last_ckpt);
 }
 

@@ -49,6 +49,7 @@ struct trainer {
     struct rt_model model;
     struct rt_optim opt;
     struct rt_dataset *train, *test;
+    struct rt_shape data_shape; /* of the training set's samples */
     struct rt_buckets *buckets; /* owned: gradient averaging overlapped with backward */
     uint64_t *checksums;        /* (world) owned: replica checksums of the last check */
     double *timings;            /* (3 world) owned: every rank's compute, comm, wait sums */
@@ -133,8 +134,9 @@ int trainer_evaluate(struct rt_model *m, struct rt_dataset *d, rt_comm_t *comm,
 void trainer_phase_optim(struct trainer *t, int i);
 
 /* The architecture the job's model has in phase i before any structured pruning: the
- * student from the distillation phase on, else [model]. */
-void trainer_phase_spec(const struct trainer *t, int i, struct rt_model_spec *spec);
+ * student from the distillation phase on, else [model]; a layer list without an input
+ * shape takes the training data's. RT_ERR_SHAPE when the input does not fit the data. */
+int trainer_phase_spec(const struct trainer *t, int i, struct rt_model_spec *spec);
 
 /* Rows of the largest local batch (training or evaluation): the models' max_batch. */
 int trainer_max_batch(const struct trainer *t);

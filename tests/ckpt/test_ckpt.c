@@ -27,11 +27,8 @@ static struct rt_model_spec spec3(int in, int hidden, int out)
 {
     struct rt_model_spec s;
     memset(&s, 0, sizeof s);
-    s.n_sizes = 3;
-    s.sizes[0] = in;
-    s.sizes[1] = hidden;
-    s.sizes[2] = out;
-    s.act = RT_ACT_TANH;
+    int w[3] = {in, hidden, out};
+    rt_model_spec_widths(&s, w, 3, RT_ACT_TANH);
     s.loss = RT_LOSS_MSE;
     s.init = RT_INIT_HE;
     return s;
@@ -164,9 +161,7 @@ static void expect_fail(int st, int code, const char *path, const char *n1, cons
 
 static void assert_spec_eq(const struct rt_model_spec *a, const struct rt_model_spec *b)
 {
-    ck_assert_int_eq(a->n_sizes, b->n_sizes);
-    for (int i = 0; i < b->n_sizes; i++)
-        ck_assert_int_eq(a->sizes[i], b->sizes[i]);
+    ck_assert(rt_model_spec_same_layers(a, b));
     ck_assert_int_eq(a->act, b->act);
     ck_assert_int_eq(a->loss, b->loss);
     ck_assert_int_eq(a->init, b->init);
@@ -421,11 +416,11 @@ START_TEST(refuses_other_architecture)
     rt_model_free(&m);
 
     t = spec3(5, 7, 3); /* same widths, another activation */
-    t.act = RT_ACT_RELU;
+    rt_model_spec_set_act(&t, RT_ACT_RELU);
     model_fresh(&m, &t);
     optim_ok(&o, &adam_cfg, m.n_params);
     rt_error_clear();
-    expect_fail(rt_ckpt_read(p, &m, &o, &st, rows, N_METRICS), RT_ERR_SHAPE, p, "activation", NULL);
+    expect_fail(rt_ckpt_read(p, &m, &o, &st, rows, N_METRICS), RT_ERR_SHAPE, p, "dense(7), tanh", "dense(7), relu");
     rt_optim_free(&o);
     rt_model_free(&m);
     unlink(p);

@@ -40,9 +40,10 @@ int main(int argc, char **argv)
         float *wa, *ba, *wb, *bb;
         rt_model_layer_view(&a, l, &wa, &ba, NULL, NULL);
         rt_model_layer_view(&b, l, &wb, &bb, NULL, NULL);
-        size_t nw = (size_t)a.spec.sizes[l] * (size_t)a.spec.sizes[l + 1];
+        size_t nw = rt_model_layer_weights(&a, l);
+        if (nw == 0) continue;
         const float *ta[2] = {wa, ba}, *tb[2] = {wb, bb};
-        size_t len[2] = {nw, (size_t)a.spec.sizes[l + 1]};
+        size_t len[2] = {nw, rt_model_layer_count(&a, l) - nw};
         for (int t = 0; t < 2; t++) {
             double diff = 0, scale = 0;
             for (size_t i = 0; i < len[t]; i++) {

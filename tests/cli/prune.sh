@@ -98,7 +98,7 @@ run "$tmp/o" train.out="$tmp/o/model.h5" prune.schedule=oneshot prune.start_step
 grep -q "^prune: phase step 3: layer sparsity 0.7997 (schedule 0.8000" "$tmp/o.log" || fail "oneshot: $(grep '^prune' "$tmp/o.log")"
 "$RINGTRAIN" inspect "$tmp/o/checkpoints/ckpt-00000080-prune.h5" >"$tmp/i" || fail "inspect o"
 # round(0.8 * 1024) = 819, round(0.8 * 2048) = 1638, round(0.8 * 128) = 102
-for l in "layer 0 weight 64x16: 79.98% zero" "layer 1 weight 32x64: 79.98% zero" "layer 2 weight 4x32: 79.69% zero"; do
+for l in "layer 0 dense weight 64x16: 79.98% zero" "layer 1 dense weight 32x64: 79.98% zero" "layer 2 dense weight 4x32: 79.69% zero"; do
     grep -q "$l" "$tmp/i" || fail "oneshot per layer: $(grep layer "$tmp/i")"
 done
 # Export: CSR keeps exactly the dense weights (modeldiff 0), and eval with the

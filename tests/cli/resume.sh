@@ -116,7 +116,7 @@ refuse "optimizer is adam, the job's is sgd" optim.name=sgd --resume "$c26"
 refuse "made with \[train\] batch = 60, the job has 120" train.batch=120 --resume "$c26"
 cp "$c26" "$tmp/future.h5" || fail "copy"
 "$CKPTEDIT" "$tmp/future.h5" version 9 || fail "ckptedit version"
-refuse "format_version = 9 is newer than this ringtrain reads (1)" --resume "$tmp/future.h5"
+refuse "format_version = 9 is newer than this ringtrain reads (2)" --resume "$tmp/future.h5"
 refuse "no-such.h5: No such file or directory" --resume "$tmp/no-such.h5"
 
 # keep bounds the periodic checkpoints (a phase's last one stays); inspect summarises and
@@ -125,9 +125,9 @@ run "$np" "$tmp/k" train.out="$tmp/k/model.h5" checkpoint.keep=2 || fail "keep r
 files=$(cd "$tmp/k/checkpoints" && echo *)
 [ "$files" = "ckpt-00000039.h5 ckpt-00000052.h5 ckpt-00000055-train.h5" ] || fail "keep=2 left: $files"
 "$RINGTRAIN" inspect "$tmp/k/checkpoints/ckpt-00000052.h5" >"$tmp/i.out" 2>&1 || fail "inspect: $(cat "$tmp/i.out")"
-for want in "^format     ringtrain-checkpoint v1, .* on $np rank" "^phase      train \(phase 1 of the job\): step 52 of 55 in the phase, 52 in all; epoch 5 \(8 of 11 steps done\)" \
+for want in "^format     ringtrain-checkpoint v2, .* on $np rank" "^phase      train \(phase 1 of the job\): step 52 of 55 in the phase, 52 in all; epoch 5 \(8 of 11 steps done\)" \
     "^model      16-64-32-4, tanh hidden, ce loss: 3300 parameters" "^optimizer  52 updates; state stored: m, v" \
-    "^sparsity   layer 0 weight 64x16: 0.00% zero" "^metrics    train epoch 1 \(step 11\): loss" "^checksums  every dataset read back and verified"; do
+    "^sparsity   layer 0 dense weight 64x16: 0.00% zero" "^metrics    train epoch 1 \(step 11\): loss" "^checksums  every dataset read back and verified"; do
     grep -qE "$want" "$tmp/i.out" || fail "inspect lacks /$want/: $(cat "$tmp/i.out")"
 done
 "$MPIRUN_SH" "$np" "$RINGTRAIN" eval "$tmp/k/checkpoints/ckpt-00000055-train.h5" "$tmp/test.h5" >"$tmp/ev" 2>&1 ||

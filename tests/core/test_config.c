@@ -36,10 +36,12 @@ START_TEST(defaults_are_the_fmnist_job)
 {
     struct rt_config c;
     rt_config_defaults(&c);
-    ck_assert_int_eq(c.model.n_sizes, 4);
+    ck_assert_int_eq(c.model.n_layers, 3);
+    ck_assert(c.model.widths_form);
     int want[] = {784, 512, 256, 10};
-    for (int i = 0; i < 4; i++)
-        ck_assert_int_eq(c.model.sizes[i], want[i]);
+    ck_assert_int_eq(c.model.input.d[0], want[0]);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(c.model.layers[i].units, want[i + 1]);
     ck_assert_int_eq(c.model.act, RT_ACT_RELU);
     ck_assert_int_eq(c.optim.kind, RT_OPTIM_ADAM);
     ck_assert_double_eq(c.optim.lr, 0.001);
@@ -59,8 +61,10 @@ START_TEST(load_sets_every_kind_of_value)
                                  "nesterov = on\nbetas = 0.8, 0.99\n[train]\nseed = 7\n"
                                  "out =\n[data]\ntrain = synth:bigmodel\n");
     ck_assert_int_eq(rt_config_load(&c, path), RT_OK);
-    ck_assert_int_eq(c.model.n_sizes, 3);
-    ck_assert_int_eq(c.model.sizes[1], 20);
+    ck_assert_int_eq(c.model.n_layers, 2);
+    ck_assert_int_eq(c.model.layers[0].units, 20);
+    ck_assert_int_eq(c.model.layers[0].act, RT_ACT_GELU); /* activation came after layers */
+    ck_assert_int_eq(c.model.layers[1].act, RT_ACT_IDENTITY);
     ck_assert_int_eq(c.model.act, RT_ACT_GELU);
     ck_assert_int_eq(c.model.loss, RT_LOSS_MSE);
     ck_assert_int_eq(c.optim.kind, RT_OPTIM_SGD);
@@ -82,7 +86,7 @@ START_TEST(load_rejects_bad_input)
     expect_load_error("[optim]\nlr = 1e-3x\n", RT_ERR_INVAL, "lr", "1e-3x");
     expect_load_error("[train]\nbatch = -4\n", RT_ERR_INVAL, "batch = '-4'", "whole number");
     expect_load_error("[train]\nepochs = 2.5\n", RT_ERR_INVAL, "epochs", "whole number");
-    expect_load_error("[model]\nlayers = 784\n", RT_ERR_INVAL, "layers", "2 to 33");
+    expect_load_error("[model]\nlayers = 784\n", RT_ERR_INVAL, "layers", "2 to 65");
     expect_load_error("[model]\nlayers = 784, 0, 10\n", RT_ERR_INVAL, "layers", "from 1");
     expect_load_error("[model]\nactivation = swish\n", RT_ERR_INVAL, "swish", "relu");
     expect_load_error("[optim]\nname = lion\n", RT_ERR_INVAL, "lion", "adamw");

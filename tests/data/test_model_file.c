@@ -14,12 +14,8 @@ static struct rt_model_spec spec3(int hidden)
 {
     struct rt_model_spec s;
     memset(&s, 0, sizeof s);
-    s.n_sizes = 4;
-    s.sizes[0] = 7;
-    s.sizes[1] = hidden;
-    s.sizes[2] = 5;
-    s.sizes[3] = 3;
-    s.act = RT_ACT_TANH;
+    int w[4] = {7, hidden, 5, 3};
+    rt_model_spec_widths(&s, w, 4, RT_ACT_TANH);
     s.loss = RT_LOSS_MSE;
     s.init = RT_INIT_XAVIER;
     return s;
@@ -56,9 +52,8 @@ START_TEST(save_load_round_trip)
 
     struct rt_model_spec got;
     ck_assert_int_eq(rt_model_file_spec(p, &got), RT_OK);
-    ck_assert_int_eq(got.n_sizes, s.n_sizes);
-    for (int i = 0; i < s.n_sizes; i++)
-        ck_assert_int_eq(got.sizes[i], s.sizes[i]);
+    ck_assert(rt_model_spec_same_layers(&got, &s));
+    ck_assert(got.widths_form);
     ck_assert_int_eq(got.act, s.act);
     ck_assert_int_eq(got.loss, s.loss);
     ck_assert_int_eq(got.init, s.init);
@@ -112,10 +107,12 @@ START_TEST(load_shape_mismatch)
                 "7-6-5-3 do not match the model's 7-8-5-3");
     rt_model_free(&b);
     t = spec3(6);
-    t.act = RT_ACT_RELU;
+    rt_model_spec_set_act(&t, RT_ACT_RELU);
     model_ok(&b, &t, 1);
     rt_error_clear();
-    expect_fail(rt_model_file_load(p, &b), RT_ERR_SHAPE, p, "activation");
+    expect_fail(rt_model_file_load(p, &b), RT_ERR_SHAPE, p,
+                "dense(6), tanh, dense(5), tanh, dense(3) do not match the model's dense(6), "
+                "relu, dense(5), relu, dense(3)");
     rt_model_free(&a);
     rt_model_free(&b);
     unlink(p);
@@ -168,10 +165,10 @@ START_TEST(spec_rejects_bad_files)
     char *other = fake_model("other.h5", "ringtrain-checkpoint", 1);
     rt_error_clear();
     expect_fail(rt_model_file_spec(other, &got), RT_ERR_FORMAT, other, "ringtrain-checkpoint");
-    char *future = fake_model("future.h5", "ringtrain-model", 2);
+    char *future = fake_model("future.h5", "ringtrain-model", RT_MODEL_FORMAT_VERSION + 1);
     rt_error_clear();
     expect_fail(rt_model_file_spec(future, &got), RT_ERR_INCOMPAT, future,
-                "format_version = 2 is newer");
+                "format_version = 3 is newer");
     char *nolayers = fake_model("nolayers.h5", "ringtrain-model", 1);
     rt_error_clear();
     expect_fail(rt_model_file_spec(nolayers, &got), RT_ERR_FORMAT, nolayers, "layers");

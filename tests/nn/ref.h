@@ -71,19 +71,29 @@ static inline double ref_mse(const double *out, const float *t, int B, int K)
 /* Logits (B, K) of a whole MLP in double, parameters in the model.h flat layout: hidden
  * layers apply s->act, the last is linear. zmin (optional) receives min |pre-activation|
  * over the hidden layers, i.e. the distance to relu's kink. */
+/* The widths of an MLP spec (input, then each dense layer's): returns how many. */
+static inline int ref_widths(const struct rt_model_spec *s, int *w)
+{
+    w[0] = s->input.d[0];
+    for (int l = 0; l < s->n_layers; l++)
+        w[l + 1] = s->layers[l].units;
+    return s->n_layers + 1;
+}
+
 static inline void ref_model_forward(double *logits, const double *params,
                                      const struct rt_model_spec *s, const float *x, int B,
                                      double *zmin)
 {
-    int L = s->n_sizes - 1, maxw = 0;
-    for (int i = 0; i < s->n_sizes; i++)
-        maxw = s->sizes[i] > maxw ? s->sizes[i] : maxw;
+    int sizes[RT_MAX_LAYERS + 1];
+    int L = ref_widths(s, sizes) - 1, maxw = 0;
+    for (int i = 0; i <= L; i++)
+        maxw = sizes[i] > maxw ? sizes[i] : maxw;
     double *a = calloc((size_t)B * maxw, sizeof *a), *c = calloc((size_t)B * maxw, sizeof *c);
-    for (int i = 0; i < B * s->sizes[0]; i++)
+    for (int i = 0; i < B * sizes[0]; i++)
         a[i] = x[i];
     const double *p = params;
     for (int l = 0; l < L; l++) {
-        int IN = s->sizes[l], OUT = s->sizes[l + 1];
+        int IN = sizes[l], OUT = sizes[l + 1];
         enum rt_act act = l == L - 1 ? RT_ACT_IDENTITY : s->act;
         ref_dense(c, a, p, p + (size_t)OUT * IN, act, B, IN, OUT, l < L - 1 ? zmin : NULL);
         p += (size_t)OUT * IN + OUT;
@@ -91,7 +101,7 @@ static inline void ref_model_forward(double *logits, const double *params,
         a = c;
         c = t;
     }
-    for (int i = 0; i < B * s->sizes[L]; i++)
+    for (int i = 0; i < B * sizes[L]; i++)
         logits[i] = a[i];
     free(a);
     free(c);
@@ -101,7 +111,7 @@ static inline void ref_model_forward(double *logits, const double *params,
 static inline double ref_model_loss(const double *params, const struct rt_model_spec *s,
                                     const float *x, const void *targets, int B, double *zmin)
 {
-    int K = s->sizes[s->n_sizes - 1];
+    int K = s->layers[s->n_layers - 1].units;
     double *z = calloc((size_t)B * K + 1, sizeof *z);
     ref_model_forward(z, params, s, x, B, zmin);
     double loss = s->loss == RT_LOSS_CE ? ref_ce(z, targets, B, K) : ref_mse(z, targets, B, K);

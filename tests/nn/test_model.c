@@ -25,10 +25,7 @@ static struct rt_model_spec make_spec(int n, const int *sizes, enum rt_act act, 
 {
     struct rt_model_spec s;
     memset(&s, 0, sizeof s);
-    s.n_sizes = n;
-    for (int i = 0; i < n; i++)
-        s.sizes[i] = sizes[i];
-    s.act = act;
+    rt_model_spec_widths(&s, sizes, n, act);
     s.loss = loss;
     s.init = init;
     return s;
@@ -46,11 +43,11 @@ START_TEST(model_init_rejects_bad_specs)
     int max_batch[8] = {4, 4, 4, 4, 4, 4, 4, 0};
     for (int i = 0; i < 8; i++)
         bad[i] = good;
-    bad[0].n_sizes = 1;
-    bad[1].n_sizes = RT_MAX_LAYERS + 2;
-    bad[2].sizes[1] = 0;
-    bad[3].sizes[0] = -3;
-    bad[4].act = (enum rt_act)99;
+    bad[0].n_layers = 0;
+    bad[1].n_layers = RT_MAX_LAYERS + 1;
+    bad[2].layers[0].units = 0;
+    bad[3].input.d[0] = -3;
+    bad[4].layers[0].act = (enum rt_act)99;
     bad[5].loss = (enum rt_loss)7;
     bad[6].init = (enum rt_init)5;
     for (int i = 0; i < 8; i++) {

@@ -21,10 +21,7 @@ static struct rt_model_spec spec_of(int n_sizes, const int *sizes)
 {
     struct rt_model_spec s;
     memset(&s, 0, sizeof s);
-    s.n_sizes = n_sizes;
-    for (int i = 0; i < n_sizes; i++)
-        s.sizes[i] = sizes[i];
-    s.act = RT_ACT_RELU;
+    rt_model_spec_widths(&s, sizes, n_sizes, RT_ACT_RELU);
     s.loss = RT_LOSS_CE;
     s.init = RT_INIT_TORCH;
     return s;
@@ -47,7 +44,7 @@ static void masks_ok(struct rt_masks *k, const struct rt_model *m)
 
 static size_t n_weights_of(const struct rt_model *m, int i)
 {
-    return (size_t)m->spec.sizes[i] * (size_t)m->spec.sizes[i + 1];
+    return rt_model_layer_weights(m, i);
 }
 
 /* Sets layer i's weights (OUT*IN values, row-major) and biases (OUT values). */
@@ -56,7 +53,7 @@ static void set_layer(struct rt_model *m, int i, const float *w, const float *b)
     float *p = m->params + rt_model_layer_offset(m, i);
     size_t nw = n_weights_of(m, i);
     memcpy(p, w, nw * sizeof *w);
-    memcpy(p + nw, b, (size_t)m->spec.sizes[i + 1] * sizeof *b);
+    memcpy(p + nw, b, (size_t)m->spec.layers[i].units * sizeof *b);
 }
 
 static int is_weight(const struct rt_model *m, size_t j)
@@ -890,11 +887,9 @@ END_TEST
  * activation); the kept neurons are the highest-scoring ones, listed ascending. */
 static void shrink_case(enum rt_act act, double keep)
 {
-    struct rt_model_spec spec = {.n_sizes = 4,
-                                 .sizes = {9, 12, 7, 3},
-                                 .act = act,
-                                 .loss = RT_LOSS_CE,
-                                 .init = RT_INIT_TORCH};
+    int sizes[4] = {9, 12, 7, 3};
+    struct rt_model_spec spec = {.loss = RT_LOSS_CE, .init = RT_INIT_TORCH};
+    rt_model_spec_widths(&spec, sizes, 4, act);
     struct rt_model wide, narrow;
     ck_assert_int_eq(rt_model_init(&wide, &spec, 5), RT_OK);
     rt_model_init_params(&wide, 7);
@@ -903,9 +898,10 @@ static void shrink_case(enum rt_act act, double keep)
     ck_assert_int_eq(rt_prune_neurons(&wide, keep, kept, counts), RT_OK);
     ck_assert_int_eq(counts[0], (int)llround(keep * 12));
     ck_assert_int_eq(counts[1], (int)llround(keep * 7) < 1 ? 1 : (int)llround(keep * 7));
-    struct rt_model_spec ns = spec;
-    ns.sizes[1] = counts[0];
-    ns.sizes[2] = counts[1];
+    struct rt_model_spec ns;
+    rt_model_shrunk_spec(&wide, counts, &ns);
+    ck_assert_int_eq(ns.layers[0].units, counts[0]);
+    ck_assert_int_eq(ns.layers[1].units, counts[1]);
     ck_assert_int_eq(rt_model_init(&narrow, &ns, 5), RT_OK);
     rt_model_shrink_copy(&wide, kept, counts, &narrow);
     /* zero the outgoing weights of the dropped neurons of each hidden layer */
@@ -915,7 +911,7 @@ static void shrink_case(enum rt_act act, double keep)
             ck_assert_int_lt(k[j - 1], k[j]);
         float *w_out;
         rt_model_layer_view(&wide, h + 1, &w_out, NULL, NULL, NULL);
-        int width = spec.sizes[h + 1], next = spec.sizes[h + 2];
+        int width = sizes[h + 1], next = sizes[h + 2];
         for (int j = 0; j < width; j++) {
             int is_kept = 0;
             for (int q = 0; q < counts[h]; q++)
@@ -952,11 +948,9 @@ END_TEST
 /* Scores: a neuron with large incoming and outgoing weights is kept over a small one. */
 START_TEST(shrink_keeps_largest)
 {
-    struct rt_model_spec spec = {.n_sizes = 3,
-                                 .sizes = {2, 4, 1},
-                                 .act = RT_ACT_RELU,
-                                 .loss = RT_LOSS_MSE,
-                                 .init = RT_INIT_TORCH};
+    int sizes[3] = {2, 4, 1};
+    struct rt_model_spec spec = {.loss = RT_LOSS_MSE, .init = RT_INIT_TORCH};
+    rt_model_spec_widths(&spec, sizes, 3, RT_ACT_RELU);
     struct rt_model m;
     ck_assert_int_eq(rt_model_init(&m, &spec, 1), RT_OK);
     float *w0, *w1;
