@@ -73,16 +73,31 @@ hid_t rt_h5_group(hid_t loc, const char *name)
     return H5Gcreate2(loc, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
 }
 
-/* Chunks of whole rows (rank 2) or of CHUNK_FLOATS (rank 1), never larger than the data. */
+#define F32_MAX_RANK 4 /* conv weights (OC, C, KH, KW) */
+
+/* Floats of dims[0..rank). */
+static hsize_t count_of(int rank, const hsize_t *dims)
+{
+    hsize_t n = 1;
+    for (int i = 0; i < rank; i++)
+        n *= dims[i];
+    return n;
+}
+
+/* Chunks of whole rows (the trailing dims) up to CHUNK_FLOATS, or of CHUNK_FLOATS values
+ * for rank 1; never larger than the data. */
 static hid_t checksummed_layout(int rank, const hsize_t *dims)
 {
-    if (rank < 1 || rank > 2) return -1;
-    hsize_t chunk[2] = {dims[0], rank == 2 ? dims[1] : 1};
-    if (rank == 2) {
-        hsize_t rows = dims[1] ? CHUNK_FLOATS / dims[1] : dims[0];
+    if (rank < 1 || rank > F32_MAX_RANK) return -1;
+    hsize_t chunk[F32_MAX_RANK];
+    for (int i = 0; i < rank; i++)
+        chunk[i] = dims[i];
+    hsize_t row = count_of(rank - 1, dims + 1);
+    if (rank == 1) {
+        if (chunk[0] > CHUNK_FLOATS) chunk[0] = CHUNK_FLOATS;
+    } else {
+        hsize_t rows = row ? CHUNK_FLOATS / row : dims[0];
         chunk[0] = rows < 1 ? 1 : rows < dims[0] ? rows : dims[0];
-    } else if (chunk[0] > CHUNK_FLOATS) {
-        chunk[0] = CHUNK_FLOATS;
     }
     for (int i = 0; i < rank; i++)
         if (chunk[i] < 1) chunk[i] = 1; /* HDF5 refuses zero-sized chunks */
@@ -102,7 +117,7 @@ int rt_h5_put_f32(hid_t loc, const char *name, const float *v, int rank, const h
     hid_t ds = sp < 0 || dcpl < 0
                    ? -1
                    : H5Dcreate2(loc, name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    hsize_t n = dims[0] * (rank == 2 ? dims[1] : 1);
+    hsize_t n = count_of(rank, dims);
     int rc =
         ds < 0 || (n > 0 && H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0)
             ? -1
@@ -298,7 +313,7 @@ static int check_f32_shape(hid_t ds, const char *path, const char *name, int ran
         char tn[32];
         st = rt_errorf(RT_ERR_FORMAT, "%s: %s is %s: expected float32", path, name,
                        t < 0 ? "unreadable" : rt_h5_type_name(t, tn, sizeof tn));
-    } else if (r != rank || got[0] != dims[0] || (rank == 2 && got[1] != dims[1])) {
+    } else if (r != rank || memcmp(got, dims, (size_t)rank * sizeof *dims) != 0) {
         shape_text(want, sizeof want, rank, dims);
         shape_text(have, sizeof have, r, got);
         st = rt_errorf(RT_ERR_SHAPE, "%s: %s has shape %s but the model needs %s", path, name, have,
@@ -316,7 +331,7 @@ int rt_h5_get_f32(hid_t loc, const char *path, const char *name, float *v, int r
     hid_t ds = H5Dopen2(loc, name, H5P_DEFAULT);
     if (ds < 0) return rt_errorf(RT_ERR_FORMAT, "%s: no readable dataset %s", path, name);
     int st = check_f32_shape(ds, path, name, rank, dims);
-    hsize_t n = dims[0] * (rank == 2 ? dims[1] : 1);
+    hsize_t n = count_of(rank, dims);
     if (st == RT_OK && n > 0 && H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0)
         st = rt_errorf(RT_ERR_IO, "%s: %s: checksum mismatch or unreadable chunk (corrupt file)",
                        path, name);

@@ -22,7 +22,7 @@ int rt_h5_put_i32s(hid_t obj, const char *name, const int *v, int n); /* 1-D int
 int rt_h5_put_i64(hid_t obj, const char *name, int64_t v);            /* scalar int64 */
 int rt_h5_put_u64(hid_t obj, const char *name, uint64_t v);           /* scalar uint64 */
 int rt_h5_put_f64(hid_t obj, const char *name, double v);             /* scalar float64 */
-/* float32 dataset of rank 1 or 2 (dims), chunked with Fletcher32; n = 0 elements allowed. */
+/* float32 dataset of rank 1 to 4 (dims), chunked with Fletcher32; n = 0 elements allowed. */
 int rt_h5_put_f32(hid_t loc, const char *name, const float *v, int rank, const hsize_t *dims);
 /* 1-D integer datasets (chunked with Fletcher32 like the floats), n >= 0. */
 int rt_h5_put_i64v(hid_t loc, const char *name, const int64_t *v, size_t n);
