@@ -945,6 +945,91 @@ START_TEST(shrink_equals_masked)
 }
 END_TEST
 
+/* Channel pruning: conv filters (read by a conv, and by a dense layer after flatten) and
+ * hidden neurons go; the shrunk CNN computes what the wide one computes with the weights
+ * that read the dropped units zeroed, and its GEMMs are smaller. */
+static void cnn_shrink_case(const char *layers, double keep)
+{
+    struct rt_model_spec spec = {.loss = RT_LOSS_CE, .init = RT_INIT_TORCH};
+    char err[256];
+    ck_assert_msg(rt_model_spec_parse(&spec, layers, err, sizeof err) == 0, "%s", err);
+    spec.input = (struct rt_shape){.rank = 3, .d = {2, 10, 9}};
+    struct rt_model wide, narrow;
+    ck_assert_int_eq(rt_model_init(&wide, &spec, 4), RT_OK);
+    rt_model_init_params(&wide, 11);
+    /* masks cover every weight of every kind (conv kernels included), and only weights */
+    struct rt_masks mk;
+    masks_ok(&mk, &wide);
+    ck_assert_uint_eq(mk.n_weights, (size_t)rt_model_weight_count(&wide));
+    ck_assert_uint_eq(mk.w_len[0], rt_model_layer_weights(&wide, 0));
+    ck_assert_uint_eq(mk.w_len[1], 0); /* pooling */
+    rt_masks_compute(&mk, wide.params, RT_PRUNE_GLOBAL, 0.9);
+    ck_assert_double_eq_tol(rt_masks_sparsity(&mk, -1), 0.9, 5e-3);
+    rt_masks_free(&mk);
+    int counts[RT_MAX_LAYERS] = {0}, total = 0;
+    for (int i = 0; i < wide.n_layers; i++)
+        total += rt_model_units(&wide, i);
+    int32_t *kept = malloc((size_t)total * sizeof *kept);
+    ck_assert_int_eq(rt_prune_neurons(&wide, keep, kept, counts), RT_OK);
+    struct rt_model_spec ns;
+    rt_model_shrunk_spec(&wide, counts, &ns);
+    ck_assert_int_eq(rt_model_init(&narrow, &ns, 4), RT_OK);
+    rt_model_shrink_copy(&wide, kept, counts, &narrow);
+    const int32_t *k = kept;
+    for (int i = 0; i < wide.n_layers; i++) {
+        int units = rt_model_units(&wide, i);
+        if (!units) continue;
+        ck_assert_int_eq(counts[i],
+                         (int)llround(keep * units) < 1 ? 1 : (int)llround(keep * units));
+        int j = i + 1; /* the layer that reads the units */
+        while (rt_model_layer_weights(&wide, j) == 0)
+            j++;
+        int64_t dims[4];
+        rt_model_layer_weight_dims(&wide, j, dims);
+        size_t cols = rt_model_layer_weights(&wide, j) / (size_t)dims[0], group = cols / units;
+        float *w;
+        rt_model_layer_view(&wide, j, &w, NULL, NULL, NULL);
+        for (int u = 0; u < units; u++) {
+            int is_kept = 0;
+            for (int q = 0; q < counts[i]; q++)
+                is_kept |= k[q] == u;
+            for (int64_t o = 0; !is_kept && o < dims[0]; o++)
+                memset(w + (size_t)o * cols + (size_t)u * group, 0, group * sizeof *w);
+        }
+        k += counts[i];
+    }
+    float x[4 * 180];
+    for (int i = 0; i < 4 * 180; i++)
+        x[i] = (float)sin(0.41 * i);
+    float a[4 * 3], b[4 * 3];
+    memcpy(a, rt_model_forward(&wide, x, 4), sizeof a);
+    memcpy(b, rt_model_forward(&narrow, x, 4), sizeof b);
+    for (int i = 0; i < 4 * 3; i++)
+        ck_assert_msg(fabsf(a[i] - b[i]) <= 1e-5f * (1 + fabsf(a[i])), "%s keep %.2f: %g vs %g",
+                      layers, keep, a[i], b[i]);
+    ck_assert(keep == 1.0 ? narrow.n_params == wide.n_params : narrow.n_params < wide.n_params);
+    ck_assert(rt_model_train_flops_per_sample(&narrow) <= rt_model_train_flops_per_sample(&wide));
+    free(kept);
+    rt_model_free(&wide);
+    rt_model_free(&narrow);
+}
+
+START_TEST(shrink_cnn_channels)
+{
+    const char *nets[] = {
+        "conv(6, 3, pad=1), relu, maxpool(2), conv(8, 3, pad=1), relu, maxpool(2), flatten, "
+        "dense(7), relu, dense(3)",
+        "conv(5, 3, stride=2), sigmoid, dropout(0.5), avgpool(2, stride=1), flatten, tanh, "
+        "dense(3)",
+    };
+    for (int n = 0; n < 2; n++) {
+        cnn_shrink_case(nets[n], 0.5);
+        cnn_shrink_case(nets[n], 0.2);
+        cnn_shrink_case(nets[n], 1.0);
+    }
+}
+END_TEST
+
 /* Scores: a neuron with large incoming and outgoing weights is kept over a small one. */
 START_TEST(shrink_keeps_largest)
 {
@@ -1002,6 +1087,7 @@ static Suite *prune_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("shrink");
     tcase_add_test(tc, shrink_equals_masked);
+    tcase_add_test(tc, shrink_cnn_channels);
     tcase_add_test(tc, shrink_keeps_largest);
     suite_add_tcase(s, tc);
     tc = tcase_create("scale");
