@@ -5,10 +5,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The system tests (tests/system) run a real Slurm and multi-host namespaces (python3-h5py
-# lets the checkpoint tests read files the way users' scripts will); they skip
+# lets the checkpoint tests read files the way users' scripts will, python3-torch checks
+# that a model file gives PyTorch the same outputs); they skip
 # with a message where the machine cannot (not root, no namespaces). valgrind is for the
 # memory check at the end.
-SETUP_EXTRA_PACKAGES="slurm-wlm munge iproute2 python3-h5py valgrind" scripts/setup.sh
+SETUP_EXTRA_PACKAGES="slurm-wlm munge iproute2 python3-h5py python3-torch valgrind" scripts/setup.sh
 BUILD_DIR=${BUILD_DIR:-build}
 status=0
 meson test -C "$BUILD_DIR" --print-errorlogs --num-processes 2 "$@" || status=$?

@@ -49,6 +49,7 @@ struct rt_config {
     /* [data] */
     char train[RT_PATH_MAX]; /* dataset file or synth:NAME */
     char test[RT_PATH_MAX];  /* "" = no test set */
+    char data_x[RT_PATH_MAX], data_y[RT_PATH_MAX]; /* dataset names inside the files */
     enum rt_shuffle shuffle;
     double memory_mb; /* per rank: hold rows in memory up to this size */
     int64_t synth_rows, synth_test_rows;

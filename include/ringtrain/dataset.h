@@ -39,13 +39,18 @@ struct rt_data_opts {
     double memory_mb;     /* hold the rank's rows in memory when they fit in this */
     int64_t synth_rows;   /* rows of a synth: source */
     int synth_split;      /* 0 train, 1 test: disjoint row ids of the same task */
+    const char *x_name;   /* dataset of the inputs in the file ([data] x); NULL = "X" */
+    const char *y_name;   /* of the labels or targets ([data] y); NULL = "y" */
 };
+
+#define RT_DATA_NAME_MAX 1024 /* longest [data] x / y path, NUL included (RT_PATH_MAX) */
 
 enum rt_label_kind { RT_LABELS_CLASS, RT_LABELS_TARGET };
 
 struct rt_dataset_info {
     int64_t rows;              /* N */
-    int dim;                   /* D */
+    int dim;                   /* D: values per row (the product of the shape) */
+    struct rt_shape shape;     /* per sample: (D), or (C, H, W) from /X (N, C, H, W) */
     enum rt_label_kind labels; /* int32 (N) or float32 (N, K) */
     int targets;               /* K for RT_LABELS_TARGET, 1 for classes */
     int in_memory;             /* 1 when rows are held in memory */
@@ -73,6 +78,9 @@ const struct rt_dataset_info *rt_dataset_info(const struct rt_dataset *d);
 const char *rt_dataset_source(const struct rt_dataset *d);
 /* The per-sample shape of the rows: (D) for flat rows. */
 struct rt_shape rt_dataset_sample_shape(const struct rt_dataset *d);
+/* The per-sample shape of source's inputs (dataset x_name, NULL = "X") without opening it
+ * for reading rows: a look at the dimensions only. Errors as rt_dataset_open's. */
+int rt_dataset_peek_shape(const char *source, const char *x_name, struct rt_shape *out);
 
 /* Checks the data against a model: D == input width; CE needs class labels in [0, K);
  * MSE needs float targets of width K; every value finite. Each rank checks rows

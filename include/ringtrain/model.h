@@ -153,6 +153,8 @@ struct rt_model {
     float *grads;                     /* (n_params) owned, same layout; overwritten by backward */
     struct rt_layer *layers;          /* (n_layers) owned */
     float *dlogits;                   /* (max_batch, K) owned: dLoss/dlogits, written by the loss */
+    double *timing; /* borrowed, NULL = off: (n_layers, 2) seconds each layer's forward and
+                       backward took, accumulated by the drivers (bench train) */
     struct rt_model_mode *mode_block; /* in act_arena (layers point at it, and the struct
                                          may be moved): rt_model_set_training */
     struct rt_arena params_arena, grads_arena, act_arena;
@@ -203,8 +205,10 @@ int rt_model_layer_weight_dims(const struct rt_model *m, int i, int64_t dims[4])
 const struct rt_shape *rt_model_layer_shape(const struct rt_model *m, int i);
 const char *rt_model_layer_kind(const struct rt_model *m, int i);
 void rt_model_layer_text(const struct rt_model *m, int i, char *buf, size_t cap);
-/* FLOPs of layer i's forward per sample (GEMM multiply-adds count two). */
+/* FLOPs of layer i's forward, and of its training step (forward, dW, dX but for the first
+ * layer with parameters), per sample (GEMM multiply-adds count two). */
 double rt_model_layer_forward_flops(const struct rt_model *m, int i);
+double rt_model_layer_train_flops(const struct rt_model *m, int i);
 
 /* ---- structured pruning: units (dense neurons, conv channels) the layers can drop ---- */
 

@@ -7,6 +7,7 @@
 #define RT_TRAIN_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "ringtrain/comm.h"
 #include "ringtrain/config.h"
@@ -28,6 +29,13 @@ struct rt_train_result {
     /* With opts->bench: the final model's training FLOPs per sample and the seconds
      * cblas_sgemm alone takes for its GEMMs of one step at this rank's batch. */
     double flops_per_sample, gemm_step_s;
+    /* With opts->bench, per layer of the final model: its text, forward and backward
+     * seconds per step (this rank), and the seconds cblas_sgemm alone takes for its GEMMs. */
+    int n_layers;
+    struct rt_layer_time {
+        char text[64];
+        double forward_s, backward_s, gemm_s, flops; /* flops: training FLOPs per sample */
+    } layers[RT_MAX_LAYERS];
 };
 
 struct rt_train_opts {
@@ -42,6 +50,11 @@ struct rt_train_opts {
  * (res->stop_signal, res->checkpoint). opts may be NULL. */
 int rt_train_run(const struct rt_config *cfg, rt_comm_t *comm, const struct rt_train_opts *opts,
                  struct rt_train_result *res);
+
+/* For --print-config: the job's models layer by layer (output shapes, parameters), as INI
+ * comments. Reads the training data's dimensions when a layer list has no input shape.
+ * RT_ERR_SHAPE and the data's errors, with the layer or file named. */
+int rt_train_describe(const struct rt_config *cfg, FILE *out);
 
 struct rt_eval_result {
     double loss;

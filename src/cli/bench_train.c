@@ -70,6 +70,29 @@ static void report(rt_comm_t *comm, const struct rt_config *cfg, const double *a
     }
 }
 
+/* Rank 0's layers: where a step's time goes, and each layer's MFU: the time cblas_sgemm
+ * alone takes for that layer's own GEMMs at this batch over the time the layer took (layers
+ * without GEMMs show their time only). */
+static void report_layers(const struct rt_train_result *r, int B)
+{
+    rt_log0("%-5s %-40s %9s %9s %8s %10s %9s %6s\n", "layer", "(rank 0, per step)", "fwd ms",
+            "bwd ms", "share %", "sgemm ms", "GFLOP/s", "MFU");
+    double total = 0;
+    for (int i = 0; i < r->n_layers; i++)
+        total += r->layers[i].forward_s + r->layers[i].backward_s;
+    for (int i = 0; i < r->n_layers; i++) {
+        const struct rt_layer_time *l = &r->layers[i];
+        double t = l->forward_s + l->backward_s;
+        rt_log0("%-5d %-40.40s %9.3f %9.3f %8.1f", i, l->text, 1e3 * l->forward_s,
+                1e3 * l->backward_s, total > 0 ? 100 * t / total : 0);
+        if (l->flops > 0 && l->gemm_s > 0 && t > 0)
+            rt_log0(" %10.3f %9.2f %6.3f\n", 1e3 * l->gemm_s, l->flops * B / t / 1e9,
+                    l->gemm_s / t);
+        else
+            rt_log0(" %10s %9s %6s\n", "-", "-", "-");
+    }
+}
+
 /* The agreed failure st: rank 0 says it once; 2 for a usage error, else 1. */
 static int failed(rt_comm_t *comm, int st)
 {
@@ -112,6 +135,7 @@ int rt_cli_bench_train(rt_comm_t *comm, int argc, char **argv)
     }
     rt_comm_allgather_f64(comm, mine, BENCH_FIELDS, all);
     report(comm, &cfg, all, fps, r.samples_per_s, steps);
+    report_layers(&r, B);
     free(all);
     return 0;
 }

@@ -209,7 +209,11 @@ static int cmd_train(rt_comm_t *comm, int argc, char **argv)
         static char text[16384];
         rt_config_format(&cfg, text, sizeof text);
         rt_log0("%s", text);
-        return EXIT_OK;
+        /* rank 0 alone reads the data's dimensions; the verdict is agreed */
+        st = rt_comm_rank(comm) == 0 ? rt_train_describe(&cfg, stdout) : RT_OK;
+        fflush(stdout);
+        st = rt_comm_agree(comm, st);
+        return st == RT_OK ? EXIT_OK : report(st);
     }
     struct rt_train_opts opts = {.resume = option_str(argc, argv, "--resume"),
                                  .trace = option_str(argc, argv, "--trace")};

@@ -153,6 +153,11 @@ static const struct key keys[] = {
      "training set: an HDF5 dataset file or synth:bigmodel"},
     {"data", "test", K_PATH, OFF(test), "data/fashion-mnist-test.h5", 0, 0, NULL,
      "test set evaluated at each epoch end; empty for none"},
+    {"data", "x", K_PATH, OFF(data_x), "X", 0, 0, NULL,
+     "the inputs' dataset in the files (a path such as X or train/images): any float or "
+     "integer type, read as float32; (N, D), (N, H, W) or (N, C, H, W)"},
+    {"data", "y", K_PATH, OFF(data_y), "y", 0, 0, NULL,
+     "the labels' dataset: integers (N) of any width, read as int32, or float targets (N, K)"},
     {"data", "shuffle", K_ENUM, OFF(shuffle), "global", 0, 0, &io_shuffle,
      "global: one permutation per epoch; shard: each rank shuffles its own rows; off: file order"},
     {"data", "memory_mb", K_REAL, OFF(memory_mb), "2048", 0, 1e9, NULL,
@@ -658,6 +663,9 @@ static int validate_distill(const struct rt_config *c)
 int rt_config_validate(const struct rt_config *c)
 {
     const char *src = c->source;
+    if (c->data_x[0] == '\0' || c->data_y[0] == '\0')
+        return rt_errorf(RT_ERR_INVAL, "%s: [data] %s = '': expected a dataset name", src,
+                         c->data_x[0] ? "y" : "x");
     if (c->train[0] == '\0')
         return rt_errorf(RT_ERR_INVAL,
                          "%s: [data] train is empty: expected a dataset file or "

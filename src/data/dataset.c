@@ -44,6 +44,7 @@
 #include "ringtrain/rng.h"
 #include "ringtrain/status.h"
 
+#include <float.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -79,11 +80,17 @@ struct rt_dataset {
     int cap;         /* most rows this rank gets in one step */
 
     /* file source */
-    hid_t file, dx, dy; /* open while streaming; -1 otherwise */
-    hid_t fsx, fsy;     /* file dataspaces of /X and /y */
-    hid_t msx, msy;     /* memory dataspaces (cap, D) and (cap[, K]) */
-    hid_t ytype;        /* native memory type of y: H5T_NATIVE_INT32 or FLOAT */
-    int y_rank;         /* 1 (labels) or 2 (targets) */
+    char xname[RT_DATA_NAME_MAX], yname[RT_DATA_NAME_MAX]; /* [data] x, y: dataset paths */
+    hid_t file, dx, dy;                                    /* open while streaming; -1 otherwise */
+    hid_t fsx, fsy;                                        /* file dataspaces of /X and /y */
+    int x_rank;       /* 2 (N, D), 3 (N, H, W) or 4 (N, C, H, W) */
+    hsize_t x_row[3]; /* /X's dims after N */
+    hid_t dxpl;       /* transfer: HDF5 converts the stored types, and aborts when a
+                         value does not fit (range_error is then set) */
+    int range_error;
+    hid_t msx, msy; /* memory dataspaces (cap, D) and (cap[, K]) */
+    hid_t ytype;    /* native memory type of y: H5T_NATIVE_INT32 or FLOAT */
+    int y_rank;     /* 1 (labels) or 2 (targets) */
 
     /* synthetic source */
     struct rt_synth synth;
@@ -210,7 +217,7 @@ static int64_t step_global_rows(const struct rt_dataset *d, int64_t step)
  * ORs quadratic (measured: 4096 rows, 170 ms); merging halves recursively keeps it near
  * linear (2.3 ms). Returns the new dataspace (close it) or -1. */
 static hid_t select_rows(hid_t base, const struct rt_row_pair *a, int64_t lo, int64_t hi,
-                         hsize_t width)
+                         const hsize_t *row)
 {
     if (hi - lo <= 32) {
         hid_t s = H5Scopy(base);
@@ -219,7 +226,8 @@ static hid_t select_rows(hid_t base, const struct rt_row_pair *a, int64_t lo, in
             int64_t j = i + 1;
             while (j < hi && a[j].id == a[j - 1].id + 1)
                 j++;
-            hsize_t start[2] = {(hsize_t)a[i].id, 0}, count[2] = {(hsize_t)(j - i), width};
+            hsize_t start[4] = {(hsize_t)a[i].id, 0, 0, 0},
+                    count[4] = {(hsize_t)(j - i), row[0], row[1], row[2]};
             if (H5Sselect_hyperslab(s, i == lo ? H5S_SELECT_SET : H5S_SELECT_OR, start, NULL, count,
                                     NULL) < 0) {
                 H5Sclose(s);
@@ -230,9 +238,9 @@ static hid_t select_rows(hid_t base, const struct rt_row_pair *a, int64_t lo, in
         return s;
     }
     int64_t mid = lo + (hi - lo) / 2;
-    hid_t l = select_rows(base, a, lo, mid, width);
+    hid_t l = select_rows(base, a, lo, mid, row);
     if (l < 0) return -1;
-    hid_t r = select_rows(base, a, mid, hi, width);
+    hid_t r = select_rows(base, a, mid, hi, row);
     herr_t e = r < 0 ? -1 : H5Smodify_select(l, H5S_SELECT_OR, r);
     rt_h5_close(r);
     if (e < 0) {
@@ -250,18 +258,88 @@ static void *y_row(void *y, size_t yrow, int64_t i)
 }
 
 /* Reads the rows d->pairs[0..n) (sorted by id) of dataset ds (file dataspace fs, rows of
- * width values) into buf in file order, through memory dataspace ms. -1 when HDF5 refuses. */
+ * row[] dims, width values) into buf in file order, through memory dataspace ms (n, width).
+ * -1 when HDF5 refuses. */
 static int read_pairs(const struct rt_dataset *d, hid_t ds, hid_t fs, hid_t ms, hid_t mtype, int n,
-                      hsize_t width, void *buf)
+                      const hsize_t *row, hsize_t width, void *buf)
 {
     hsize_t zero[2] = {0, 0}, count[2] = {(hsize_t)n, width};
-    hid_t sel = select_rows(fs, d->pairs, 0, n, width);
+    hid_t sel = select_rows(fs, d->pairs, 0, n, row);
     int rc = sel < 0 || H5Sselect_hyperslab(ms, H5S_SELECT_SET, zero, NULL, count, NULL) < 0 ||
-                     H5Dread(ds, mtype, ms, sel, H5P_DEFAULT, buf) < 0
+                     H5Dread(ds, mtype, ms, sel, d->dxpl, buf) < 0
                  ? -1
                  : 0;
     rt_h5_close(sel);
     return rc;
+}
+
+/* HDF5's conversion calls this for a stored value the memory type cannot hold (a float64
+ * beyond float32's range, an int64 label beyond int32): the read then fails, and
+ * read_failed finds the value. Infinities and NaN pass, for the finite check to name. */
+static H5T_conv_ret_t on_conv_except(H5T_conv_except_t e, hid_t src, hid_t dst, void *src_buf,
+                                     void *dst_buf, void *user)
+{
+    (void)src;
+    (void)dst;
+    (void)src_buf;
+    (void)dst_buf;
+    if (e != H5T_CONV_EXCEPT_RANGE_HI && e != H5T_CONV_EXCEPT_RANGE_LOW) return H5T_CONV_UNHANDLED;
+    *(int *)user = 1;
+    return H5T_CONV_ABORT;
+}
+
+/* The first value of row `id` of X (which 0) or y (1) that does not fit its memory type, as
+ * a message; RT_OK when the row fits. One row read as double or int64: the error path. */
+static int check_row_range(const struct rt_dataset *d, int which, int64_t id)
+{
+    hid_t ds = which ? d->dy : d->dx, fs = which ? d->fsy : d->fsx;
+    int rank = which ? d->y_rank : d->x_rank, labels = which && d->info.labels == RT_LABELS_CLASS;
+    size_t width = which ? (size_t)d->K : (size_t)d->D;
+    hsize_t start[4] = {(hsize_t)id, 0, 0, 0}, count[4] = {1, 1, 1, 1}, mdim = width;
+    for (int k = 1; k < rank; k++)
+        count[k] = which ? (hsize_t)d->K : d->x_row[k - 1];
+    double *v = malloc(width * sizeof *v);
+    long long *l = (long long *)v;
+    hid_t sel = H5Scopy(fs), ms = H5Screate_simple(1, &mdim, NULL);
+    int rc = !v || sel < 0 || ms < 0 ||
+                     H5Sselect_hyperslab(sel, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
+                     H5Dread(ds, labels ? H5T_NATIVE_LLONG : H5T_NATIVE_DOUBLE, ms, sel,
+                             H5P_DEFAULT, v) < 0
+                 ? -1
+                 : 0;
+    int st = rc < 0 ? rt_errorf(RT_ERR_IO, "%s: reading row %lld failed", d->source, (long long)id)
+                    : RT_OK;
+    const char *key = which ? "y" : "x", *name = which ? d->yname : d->xname;
+    for (size_t c = 0; st == RT_OK && c < width; c++) {
+        if (labels && (l[c] < INT32_MIN || l[c] > INT32_MAX))
+            st = rt_errorf(RT_ERR_SHAPE,
+                           "%s: [data] %s = '%s' row %lld = %lld: expected a class "
+                           "label that fits int32",
+                           d->source, key, name, (long long)id, l[c]);
+        else if (!labels && isfinite(v[c]) && fabs(v[c]) > FLT_MAX)
+            st = rt_errorf(RT_ERR_SHAPE,
+                           "%s: [data] %s = '%s' row %lld column %zu = %g: beyond "
+                           "float32's range",
+                           d->source, key, name, (long long)id, c, v[c]);
+    }
+    rt_h5_close(sel);
+    rt_h5_close(ms);
+    free(v);
+    return st;
+}
+
+/* A failed read of rows (pairs[i].id, or first + i stride) of X (which 0) or y (1): the
+ * value that did not convert, named with its row, or a plain I/O error. */
+static int read_failed(struct rt_dataset *d, int which, int64_t first, int64_t stride, int64_t n)
+{
+    const char *key = which ? "y" : "x", *name = which ? d->yname : d->xname;
+    if (d->range_error) {
+        d->range_error = 0;
+        for (int64_t i = 0; i < n; i++)
+            RT_TRY(check_row_range(d, which, stride ? first + i * stride : d->pairs[i].id));
+    }
+    return rt_errorf(RT_ERR_IO, "%s: [data] %s = '%s': reading %lld rows from row %lld failed",
+                     d->source, key, name, (long long)n, (long long)first);
 }
 
 /* Reads rows ids[0..n) of the file into x, y in the order given: one selection per
@@ -274,12 +352,12 @@ static int read_file_rows(struct rt_dataset *d, const int64_t *ids, int n, float
         d->pairs[i].pos = i;
     }
     rt_sort_row_pairs(d->pairs, n);
-    if (read_pairs(d, d->dx, d->fsx, d->msx, H5T_NATIVE_FLOAT, n, (hsize_t)d->D, d->sx) < 0)
-        return rt_errorf(RT_ERR_IO, "%s: reading %d rows of /X (first row %lld) failed", d->source,
-                         n, (long long)d->pairs[0].id);
-    if (read_pairs(d, d->dy, d->fsy, d->msy, d->ytype, n, (hsize_t)d->K, d->sy) < 0)
-        return rt_errorf(RT_ERR_IO, "%s: reading %d rows of /y (first row %lld) failed", d->source,
-                         n, (long long)d->pairs[0].id);
+    hsize_t y_dims[3] = {(hsize_t)d->K, 1, 1};
+    if (read_pairs(d, d->dx, d->fsx, d->msx, H5T_NATIVE_FLOAT, n, d->x_row, (hsize_t)d->D, d->sx) <
+        0)
+        return read_failed(d, 0, d->pairs[0].id, 0, n);
+    if (read_pairs(d, d->dy, d->fsy, d->msy, d->ytype, n, y_dims, (hsize_t)d->K, d->sy) < 0)
+        return read_failed(d, 1, d->pairs[0].id, 0, n);
     for (int s = 0; s < n; s++) {
         int64_t p = d->pairs[s].pos;
         memcpy(x + (size_t)p * d->D, d->sx + (size_t)s * d->D, d->xrow);
@@ -400,23 +478,32 @@ struct dtype {
     char name[32]; /* rt_h5_type_name: "float32", "int64", ... */
 };
 
-/* Opens dataset /name of d->file into *out, with a chunk cache for random batches. */
-static int open_member(struct rt_dataset *d, const char *name, hid_t *out)
+/* Opens dataset `name` ([data] `key`) of d->file into *out, with a chunk cache for random
+ * batches. */
+static int open_member(struct rt_dataset *d, const char *name, const char *key, hid_t *out)
 {
     const char *path = d->source;
-    htri_t ex = H5Lexists(d->file, name, H5P_DEFAULT);
+    /* H5Lexists checks one link at a time: each group on the way must exist first */
+    char part[RT_DATA_NAME_MAX];
+    htri_t ex = 1;
+    for (const char *p = name; ex > 0 && (p = strchr(p + 1, '/')) != NULL;) {
+        snprintf(part, sizeof part, "%.*s", (int)(p - name), name);
+        ex = H5Lexists(d->file, part, H5P_DEFAULT);
+    }
+    if (ex > 0) ex = H5Lexists(d->file, name, H5P_DEFAULT);
     if (ex <= 0)
         return rt_errorf(RT_ERR_FORMAT,
-                         "%s: no dataset /%s (expected /X float32 (N, D) "
-                         "and /y int32 (N) or float32 (N, K))",
-                         path, name);
+                         "%s: [data] %s = '%s': no such dataset in the file (expected inputs "
+                         "(N, D) or (N, C, H, W) and labels (N) or targets (N, K))",
+                         path, key, name);
     hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS);
     if (dapl < 0) return rt_errorf(RT_ERR_HDF5, "%s: H5Pcreate failed", path);
     /* a larger chunk cache helps random batches of chunked (compressed) files */
     H5Pset_chunk_cache(dapl, 12421, (size_t)32 << 20, 0.75);
     hid_t ds = H5Dopen2(d->file, name, dapl);
     H5Pclose(dapl);
-    if (ds < 0) return rt_errorf(RT_ERR_FORMAT, "%s: /%s is not a dataset", path, name);
+    if (ds < 0)
+        return rt_errorf(RT_ERR_FORMAT, "%s: [data] %s = '%s' is not a dataset", path, key, name);
     *out = ds;
     return RT_OK;
 }
@@ -447,26 +534,44 @@ static int read_dims(const struct rt_dataset *d, hid_t ds, const char *name, hid
     return RT_OK;
 }
 
-static int is_float32(const struct dtype *t)
-{
-    return t->cls == H5T_FLOAT && t->size == 4;
-}
-
-/* /X: float32, rank 2. Sets fsx; its extent goes to xd. */
+/* Inputs: any float (float16, 32, 64) or integer type, read as float32 through HDF5's
+ * conversion; (N, D), (N, H, W) as one channel, or (N, C, H, W). Sets fsx, x_rank, x_row
+ * and the sample shape; the extent goes to xd. */
 static int check_x(struct rt_dataset *d, hsize_t *xd)
 {
     struct dtype t;
     int rank;
-    RT_TRY(read_dtype(d, d->dx, "X", &t));
-    if (!is_float32(&t))
+    RT_TRY(read_dtype(d, d->dx, d->xname, &t));
+    if (t.cls != H5T_FLOAT && t.cls != H5T_INTEGER)
         return rt_errorf(RT_ERR_FORMAT,
-                         "%s: /X is %s: expected float32 (N, D) "
-                         "(h5py: X.astype('float32'))",
-                         d->source, t.name);
-    RT_TRY(read_dims(d, d->dx, "X", &d->fsx, xd, &rank));
-    if (rank != 2)
-        return rt_errorf(RT_ERR_FORMAT, "%s: /X has %d dimensions: expected 2 (N, D)", d->source,
-                         rank);
+                         "%s: [data] x = '%s' is %s: expected numbers (float or integer)",
+                         d->source, d->xname, t.name);
+    RT_TRY(read_dims(d, d->dx, d->xname, &d->fsx, xd, &rank));
+    if (rank < 2 || rank > 4)
+        return rt_errorf(RT_ERR_FORMAT,
+                         "%s: [data] x = '%s' has %d dimensions: expected 2 (N, D), 3 (N, H, W) "
+                         "or 4 (N, C, H, W)",
+                         d->source, d->xname, rank);
+    struct rt_shape *sh = &d->info.shape;
+    hsize_t flat = 1;
+    for (int k = 1; k < rank; k++) {
+        if (xd[k] < 1 || xd[k] > (1u << 24))
+            return rt_errorf(RT_ERR_SHAPE,
+                             "%s: [data] x = '%s': dimension %d is %llu: expected "
+                             "1 to 2^24",
+                             d->source, d->xname, k, (unsigned long long)xd[k]);
+        d->x_row[k - 1] = xd[k];
+        flat *= xd[k];
+    }
+    for (int k = rank - 1; k < 3; k++)
+        d->x_row[k] = 1;
+    d->x_rank = rank;
+    if (rank == 2)
+        *sh = (struct rt_shape){.rank = 1, .d = {(int)xd[1]}};
+    else
+        *sh = (struct rt_shape){
+            .rank = 3, .d = {rank == 4 ? (int)xd[1] : 1, (int)xd[rank - 2], (int)xd[rank - 1]}};
+    xd[1] = flat; /* rows are read flat */
     return RT_OK;
 }
 
@@ -477,31 +582,31 @@ static int check_y(struct rt_dataset *d, hsize_t *yd)
     const char *path = d->source;
     struct dtype t;
     int yr;
-    RT_TRY(read_dtype(d, d->dy, "y", &t));
-    RT_TRY(read_dims(d, d->dy, "y", &d->fsy, yd, &yr));
-    if (t.cls == H5T_INTEGER && t.size == 4 && strcmp(t.name, "int32") == 0) {
+    RT_TRY(read_dtype(d, d->dy, d->yname, &t));
+    RT_TRY(read_dims(d, d->dy, d->yname, &d->fsy, yd, &yr));
+    if (t.cls == H5T_INTEGER) { /* any width, signed or not: converted to int32 */
         if (yr != 1)
             return rt_errorf(RT_ERR_FORMAT,
-                             "%s: /y is int32 with %d dimensions: class labels "
+                             "%s: [data] y = '%s' is %s with %d dimensions: class labels "
                              "must be 1-D (N)",
-                             path, yr);
+                             path, d->yname, t.name, yr);
         d->info.labels = RT_LABELS_CLASS;
         d->ytype = H5T_NATIVE_INT32;
         d->K = 1;
-    } else if (is_float32(&t)) {
+    } else if (t.cls == H5T_FLOAT) { /* float16, 32 or 64: converted to float32 */
         if (yr != 2)
             return rt_errorf(RT_ERR_FORMAT,
-                             "%s: /y is float32 with %d dimensions: targets "
+                             "%s: [data] y = '%s' is %s with %d dimensions: targets "
                              "must be 2-D (N, K)",
-                             path, yr);
+                             path, d->yname, t.name, yr);
         d->info.labels = RT_LABELS_TARGET;
         d->ytype = H5T_NATIVE_FLOAT;
         d->K = (int)(yd[1] > 0x7fffffff ? 0 : yd[1]);
     } else {
         return rt_errorf(RT_ERR_FORMAT,
-                         "%s: /y is %s: expected int32 (N) class labels or "
-                         "float32 (N, K) targets",
-                         path, t.name);
+                         "%s: [data] y = '%s' is %s: expected integer (N) class labels or "
+                         "float (N, K) targets",
+                         path, d->yname, t.name);
     }
     d->y_rank = yr;
     return RT_OK;
@@ -513,16 +618,19 @@ static int open_file_source(struct rt_dataset *d)
     const char *path = d->source;
     hsize_t xd[H5S_MAX_RANK] = {0}, yd[H5S_MAX_RANK] = {0};
     RT_TRY(rt_h5_open_read(path, &d->file));
-    RT_TRY(open_member(d, "X", &d->dx));
-    RT_TRY(open_member(d, "y", &d->dy));
+    RT_TRY(open_member(d, d->xname, "x", &d->dx));
+    RT_TRY(open_member(d, d->yname, "y", &d->dy));
     RT_TRY(check_x(d, xd));
     RT_TRY(check_y(d, yd));
+    d->dxpl = H5Pcreate(H5P_DATASET_XFER);
+    if (d->dxpl < 0 || H5Pset_type_conv_cb(d->dxpl, on_conv_except, &d->range_error) < 0)
+        return rt_errorf(RT_ERR_HDF5, "%s: cannot set up HDF5's type conversion", path);
     if (xd[0] != yd[0])
-        return rt_errorf(RT_ERR_FORMAT, "%s: /X has %llu rows but /y has %llu", path,
-                         (unsigned long long)xd[0], (unsigned long long)yd[0]);
+        return rt_errorf(RT_ERR_FORMAT, "%s: /%s has %llu rows but /%s has %llu", path, d->xname,
+                         (unsigned long long)xd[0], d->yname, (unsigned long long)yd[0]);
     if (xd[1] < 1 || xd[1] > 0x7fffffff)
-        return rt_errorf(RT_ERR_SHAPE, "%s: /X has %llu columns: expected 1 to 2^31-1", path,
-                         (unsigned long long)xd[1]);
+        return rt_errorf(RT_ERR_SHAPE, "%s: /%s has %llu values per row: expected 1 to 2^31-1",
+                         path, d->xname, (unsigned long long)xd[1]);
     if (d->info.labels == RT_LABELS_TARGET && d->K < 1)
         return rt_errorf(RT_ERR_SHAPE, "%s: /y has %llu columns: expected 1 to 2^31-1", path,
                          (unsigned long long)yd[1]);
@@ -544,21 +652,27 @@ static int open_synth_source(struct rt_dataset *d)
     d->D = RT_SYNTH_DIM;
     d->K = RT_SYNTH_DIM;
     d->info.labels = RT_LABELS_TARGET;
+    d->info.shape = (struct rt_shape){.rank = 1, .d = {RT_SYNTH_DIM}};
     return RT_OK;
 }
 
-/* Reads n rows first, first + stride, ... of dataset ds (file dataspace fs, rows of width
- * values) into buf, as one strided selection; the memory dataspace has rank mrank (1 for
- * labels). -1 when HDF5 refuses. */
-static int read_strided(hid_t ds, hid_t fs, hid_t mtype, int mrank, int64_t first, int64_t stride,
-                        int64_t n, hsize_t width, void *buf)
+/* Reads n rows first, first + stride, ... of X (which 0) or y (1) into buf, as one strided
+ * selection in the file's rank; memory holds flat rows. -1 when HDF5 refuses. */
+static int read_strided(const struct rt_dataset *d, int which, int64_t first, int64_t stride,
+                        int64_t n, void *buf)
 {
-    hsize_t start[2] = {(hsize_t)first, 0}, step[2] = {(hsize_t)stride, 1};
-    hsize_t count[2] = {(hsize_t)n, 1}, block[2] = {1, width};
+    hid_t ds = which ? d->dy : d->dx, fs = which ? d->fsy : d->fsx;
+    hid_t mtype = which ? d->ytype : H5T_NATIVE_FLOAT;
+    int rank = which ? d->y_rank : d->x_rank;
+    hsize_t width = which ? (hsize_t)d->K : (hsize_t)d->D;
+    hsize_t start[4] = {(hsize_t)first, 0, 0, 0}, step[4] = {(hsize_t)stride, 1, 1, 1};
+    hsize_t count[4] = {(hsize_t)n, 1, 1, 1}, block[4] = {1, 1, 1, 1};
+    for (int k = 1; k < rank; k++)
+        block[k] = which ? (hsize_t)d->K : d->x_row[k - 1];
     hsize_t mdims[2] = {(hsize_t)n, width};
-    hid_t ms = H5Screate_simple(mrank, mdims, NULL);
+    hid_t ms = H5Screate_simple(which ? d->y_rank : 2, mdims, NULL);
     int rc = ms < 0 || H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, step, count, block) < 0 ||
-                     H5Dread(ds, mtype, ms, fs, H5P_DEFAULT, buf) < 0
+                     H5Dread(ds, mtype, ms, fs, d->dxpl, buf) < 0
                  ? -1
                  : 0;
     rt_h5_close(ms);
@@ -571,11 +685,8 @@ static int load_file_rows(struct rt_dataset *d)
     int shard = d->o.shuffle == RT_SHUFFLE_SHARD;
     int64_t n = d->n_order;
     int64_t first = shard ? d->o.rank : 0, stride = shard ? d->o.world : 1;
-    hsize_t D = (hsize_t)d->D, K = (hsize_t)d->K;
-    if (read_strided(d->dx, d->fsx, H5T_NATIVE_FLOAT, 2, first, stride, n, D, d->mx) < 0)
-        return rt_errorf(RT_ERR_IO, "%s: reading %lld rows of /X failed", d->source, (long long)n);
-    if (read_strided(d->dy, d->fsy, d->ytype, d->y_rank, first, stride, n, K, d->my) < 0)
-        return rt_errorf(RT_ERR_IO, "%s: reading %lld rows of /y failed", d->source, (long long)n);
+    if (read_strided(d, 0, first, stride, n, d->mx) < 0) return read_failed(d, 0, first, stride, n);
+    if (read_strided(d, 1, first, stride, n, d->my) < 0) return read_failed(d, 1, first, stride, n);
     return RT_OK;
 }
 
@@ -768,7 +879,9 @@ int rt_dataset_open(struct rt_dataset **out, const char *source, const struct rt
     if (!d) return rt_errorf(RT_ERR_NOMEM, "%s: cannot allocate the dataset", source);
     d->source = (char *)source; /* borrowed until open_impl copies it into the arena */
     d->o = *o;
-    d->file = d->dx = d->dy = d->fsx = d->fsy = d->msx = d->msy = -1;
+    d->file = d->dx = d->dy = d->fsx = d->fsy = d->msx = d->msy = d->dxpl = -1;
+    snprintf(d->xname, sizeof d->xname, "%s", o->x_name && *o->x_name ? o->x_name : "X");
+    snprintf(d->yname, sizeof d->yname, "%s", o->y_name && *o->y_name ? o->y_name : "y");
     d->epoch = -1;
     d->req_step = d->done_step = -1;
     int st = open_impl(d);
@@ -792,6 +905,7 @@ void rt_dataset_close(struct rt_dataset *d)
         pthread_cond_destroy(&d->cv);
         pthread_mutex_destroy(&d->mu);
     }
+    rt_h5_close(d->dxpl);
     rt_h5_close(d->msx);
     rt_h5_close(d->msy);
     rt_h5_close(d->fsx);
@@ -815,7 +929,29 @@ const char *rt_dataset_source(const struct rt_dataset *d)
 
 struct rt_shape rt_dataset_sample_shape(const struct rt_dataset *d)
 {
-    return (struct rt_shape){.rank = 1, .d = {d->info.dim}};
+    return d->info.shape;
+}
+
+int rt_dataset_peek_shape(const char *source, const char *x_name, struct rt_shape *out)
+{
+    if (strncmp(source, "synth:", 6) == 0) {
+        *out = (struct rt_shape){.rank = 1, .d = {RT_SYNTH_DIM}};
+        return RT_OK;
+    }
+    struct rt_dataset d;
+    memset(&d, 0, sizeof d);
+    d.source = (char *)source;
+    d.file = d.dx = d.fsx = -1;
+    snprintf(d.xname, sizeof d.xname, "%s", x_name && *x_name ? x_name : "X");
+    hsize_t xd[H5S_MAX_RANK] = {0};
+    int st = rt_h5_open_read(source, &d.file);
+    if (st == RT_OK) st = open_member(&d, d.xname, "x", &d.dx);
+    if (st == RT_OK) st = check_x(&d, xd);
+    if (st == RT_OK) *out = d.info.shape;
+    rt_h5_close(d.fsx);
+    rt_h5_close(d.dx);
+    rt_h5_close(d.file);
+    return st;
 }
 
 int64_t rt_dataset_steps_per_epoch(const struct rt_dataset *d)
@@ -895,21 +1031,21 @@ static int check_rows(const struct rt_dataset *d, const float *x, const void *y,
         for (int c = 0; c < d->D; c++)
             if (!isfinite(xr[c]))
                 return rt_errorf(RT_ERR_NONFINITE,
-                                 "%s: /X row %lld column %d = %g: expected a finite value",
-                                 d->source, (long long)row, c, (double)xr[c]);
+                                 "%s: /%s row %lld column %d = %g: expected a finite value",
+                                 d->source, d->xname, (long long)row, c, (double)xr[c]);
         if (d->info.labels == RT_LABELS_CLASS) {
             int32_t v = labels[i];
             if (v < 0 || v >= outputs)
                 return rt_errorf(RT_ERR_SHAPE,
-                                 "%s: /y row %lld = %d: expected a class label in [0, %d)",
-                                 d->source, (long long)row, (int)v, outputs);
+                                 "%s: /%s row %lld = %d: expected a class label in [0, %d)",
+                                 d->source, d->yname, (long long)row, (int)v, outputs);
         } else {
             const float *yr = targets + (size_t)i * d->K;
             for (int c = 0; c < d->K; c++)
                 if (!isfinite(yr[c]))
                     return rt_errorf(RT_ERR_NONFINITE,
-                                     "%s: /y row %lld column %d = %g: expected a finite value",
-                                     d->source, (long long)row, c, (double)yr[c]);
+                                     "%s: /%s row %lld column %d = %g: expected a finite value",
+                                     d->source, d->yname, (long long)row, c, (double)yr[c]);
         }
     }
     return RT_OK;
@@ -920,8 +1056,9 @@ static int check_model_fit(const struct rt_dataset *d, int input_dim, int output
                            enum rt_loss loss)
 {
     if (d->D != input_dim)
-        return rt_errorf(RT_ERR_SHAPE, "%s: /X has %d columns but the model's input width is %d",
-                         d->source, d->D, input_dim);
+        return rt_errorf(RT_ERR_SHAPE,
+                         "%s: /%s has %d values per row but the model's input width is %d",
+                         d->source, d->xname, d->D, input_dim);
     if (loss == RT_LOSS_CE) {
         if (d->info.labels != RT_LABELS_CLASS)
             return rt_errorf(RT_ERR_SHAPE,
@@ -959,17 +1096,14 @@ static int validate_memory(struct rt_dataset *d, int outputs)
 static int validate_file(struct rt_dataset *d, int outputs)
 {
     int rank = d->o.rank, world = d->o.world;
-    hsize_t D = (hsize_t)d->D, K = (hsize_t)d->K;
     prefetch_wait(d); /* the thread is idle from here on: HDF5 handles are ours */
     for (int64_t j0 = 0; j0 < d->n_shard; j0 += d->vrows) {
         int64_t n = d->n_shard - j0 < d->vrows ? d->n_shard - j0 : d->vrows;
         int64_t first = rank + j0 * world;
-        if (read_strided(d->dx, d->fsx, H5T_NATIVE_FLOAT, 2, first, world, n, D, d->vx) < 0)
-            return rt_errorf(RT_ERR_IO, "%s: reading /X rows from %lld failed", d->source,
-                             (long long)first);
-        if (read_strided(d->dy, d->fsy, d->ytype, d->y_rank, first, world, n, K, d->vy) < 0)
-            return rt_errorf(RT_ERR_IO, "%s: reading /y rows from %lld failed", d->source,
-                             (long long)first);
+        if (read_strided(d, 0, first, world, n, d->vx) < 0)
+            return read_failed(d, 0, first, world, n);
+        if (read_strided(d, 1, first, world, n, d->vy) < 0)
+            return read_failed(d, 1, first, world, n);
         RT_TRY(check_rows(d, d->vx, d->vy, n, first, world, outputs));
     }
     return RT_OK;

@@ -493,13 +493,30 @@ static int first_trained(const struct rt_model *m)
 
 /* ---- the drivers ---- */
 
+static double seconds_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Adds the time since *t0 to m->timing[i][phase] and restarts the clock (timing on). */
+static void lap(struct rt_model *m, int i, int phase, double *t0)
+{
+    double now = seconds_now();
+    m->timing[2 * i + phase] += now - *t0;
+    *t0 = now;
+}
+
 const float *rt_model_forward(struct rt_model *m, const float *x, int B)
 {
     assert(B >= 0 && B <= m->max_batch);
     const float *in = x; /* (B, IN) of the current layer */
+    double t0 = m->timing ? seconds_now() : 0;
     for (int i = 0; i < m->n_layers; i++) {
         struct rt_layer *l = &m->layers[i];
         l->ops->forward(l, in, B);
+        if (m->timing) lap(m, i, 0, &t0);
         in = l->y;
     }
     return in;
@@ -529,13 +546,18 @@ void rt_model_backward(struct rt_model *m, const float *x, int B, rt_grad_ready_
 {
     assert(B >= 0 && B <= m->max_batch);
     int first = first_trained(m);
+    double t0 = m->timing ? seconds_now() : 0;
     for (int i = m->n_layers - 1; i >= first; i--) {
         struct rt_layer *l = &m->layers[i];
         const float *in = i > 0 ? m->layers[i - 1].y : x;
         if (l->ops->backward) l->ops->backward(l, in, B);
-        if (ready && l->count) /* before dX: the bucket can move while dX runs */
+        if (m->timing) lap(m, i, 1, &t0);
+        if (ready && l->count) { /* before dX: the bucket can move while dX runs */
             ready(ctx, i, l->offset, l->count);
+            if (m->timing) t0 = seconds_now(); /* communication is not the layer's */
+        }
         if (i > first) l->ops->backward_dx(l, m->layers[i - 1].dy, in, B);
+        if (m->timing) lap(m, i, 1, &t0);
     }
 }
 
@@ -563,28 +585,27 @@ static int step_gemms(const struct rt_model *m, int i, int B, struct rt_gemm_sha
     return i == first_trained(m) && n == 3 ? 2 : n;
 }
 
-double rt_model_train_flops_per_sample(const struct rt_model *m)
+double rt_model_layer_train_flops(const struct rt_model *m, int i)
 {
     double f = 0.0;
     struct rt_gemm_shape g[RT_LAYER_MAX_GEMMS];
-    for (int i = 0; i < m->n_layers; i++) {
-        int n = step_gemms(m, i, 1, g);
-        for (int k = 0; k < n; k++)
-            f += gemm_flops(&g[k]);
-    }
+    int n = step_gemms(m, i, 1, g);
+    for (int k = 0; k < n; k++)
+        f += gemm_flops(&g[k]);
+    return f;
+}
+
+double rt_model_train_flops_per_sample(const struct rt_model *m)
+{
+    double f = 0.0;
+    for (int i = 0; i < m->n_layers; i++)
+        f += rt_model_layer_train_flops(m, i);
     return f;
 }
 
 void rt_nn_set_threads(int n)
 {
     if (n > 0) openblas_set_num_threads(n);
-}
-
-static double seconds_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* One GEMM of shape g on scratch operands (per-sample ones B times). */

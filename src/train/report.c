@@ -19,11 +19,13 @@
 #define TIMING_SECONDS  0.3 /* per model, per rank: enough repeats for a stable minimum */
 #define TIMING_MIN_REPS 5
 
-/* A synth: source is generated from (seed, rows): the training job's, for the report; the
- * built-in defaults for `ringtrain eval`. */
+/* Where the evaluation rows come from besides the path: a synth: source is generated from
+ * (seed, rows), a file's datasets are [data] x and y. The training job's, for the report;
+ * the built-in defaults for `ringtrain eval`. */
 struct synth_opts {
     uint64_t seed;
     int64_t rows;
+    const char *x_name, *y_name;
 };
 
 static int eval_open(rt_comm_t *comm, const char *model_path, const char *data_path, int64_t batch,
@@ -53,7 +55,9 @@ static int eval_open(rt_comm_t *comm, const char *model_path, const char *data_p
                              .memory_mb = memory_mb,
                              .seed = so->seed,
                              .synth_rows = so->rows,
-                             .synth_split = 1};
+                             .synth_split = 1,
+                             .x_name = so->x_name,
+                             .y_name = so->y_name};
     st = rt_dataset_open(d, data_path, &o);
     if (st == RT_OK)
         st = rt_dataset_validate(*d, (int)rt_shape_size(&spec.input), rt_model_spec_outputs(&spec),
@@ -110,7 +114,7 @@ int rt_eval_run(rt_comm_t *comm, const char *model_path, const char *data_path, 
     trainer_choose_threads(threads, rt_comm_local_size(comm));
     struct rt_config defaults;
     rt_config_defaults(&defaults);
-    struct synth_opts so = {defaults.seed, defaults.synth_test_rows};
+    struct synth_opts so = {defaults.seed, defaults.synth_test_rows, NULL, NULL};
     return eval_file(comm, model_path, data_path, batch, memory_mb, &so, 0, res);
 }
 
@@ -228,7 +232,7 @@ static int collect_rows(struct trainer *t, struct report_row *rows, int *n)
             rt_log0("report: %s: no such file: the %s row is left out\n", r->path, r->phase);
             continue;
         }
-        struct synth_opts so = {c->seed, c->synth_test_rows};
+        struct synth_opts so = {c->seed, c->synth_test_rows, c->data_x, c->data_y};
         if (t->test)
             RT_TRY(
                 eval_file(t->comm, r->path, c->test, c->eval_batch, c->memory_mb, &so, 1, &r->e));

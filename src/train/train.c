@@ -56,6 +56,8 @@ static int open_data(struct trainer *t)
         .global_batch = c->batch,
         .memory_mb = c->memory_mb,
         .synth_rows = c->synth_rows,
+        .x_name = c->data_x,
+        .y_name = c->data_y,
     };
     if (c->batch % t->world != 0)
         return rt_errorf(RT_ERR_INVAL,
@@ -134,6 +136,15 @@ static int reset_optimizer(struct trainer *t)
     return rt_optim_init(&t->opt, &t->ocfg, t->model.n_params);
 }
 
+/* bench train: per-layer times of the model in use (a rebuilt one starts again at 0). */
+static void trainer_time_layers(struct trainer *t)
+{
+    if (!t->bench) return;
+    memset(t->layer_timing, 0, sizeof t->layer_timing);
+    t->layer_steps0 = t->step;
+    t->model.timing = t->layer_timing;
+}
+
 int trainer_rebuild(struct trainer *t, const struct rt_model_spec *spec, const int32_t *kept,
                     const int *counts)
 {
@@ -143,6 +154,7 @@ int trainer_rebuild(struct trainer *t, const struct rt_model_spec *spec, const i
     if (st == RT_OK) {
         rt_model_free(&t->model);
         t->model = nm; /* the struct holds no pointer into itself */
+        trainer_time_layers(t);
         st = reset_optimizer(t);
     }
     if (st == RT_OK && t->has_masks) {
@@ -204,6 +216,7 @@ static int build_model(struct trainer *t)
     RT_TRY(trainer_phase_spec(t, 0, &spec));
     trainer_phase_optim(t, 0);
     RT_TRY(rt_model_init(&t->model, &spec, trainer_max_batch(t)));
+    trainer_time_layers(t);
     init_params(t);
     RT_TRY(rt_optim_init(&t->opt, &t->ocfg, t->model.n_params));
     return setup_comm(t);
@@ -930,7 +943,9 @@ static int build_teacher_cache(struct trainer *t)
                              .seed = c->seed,
                              .global_batch = c->batch,
                              .memory_mb = c->memory_mb,
-                             .synth_rows = c->synth_rows};
+                             .synth_rows = c->synth_rows,
+                             .x_name = c->data_x,
+                             .y_name = c->data_y};
     double t0 = rt_comm_wtime(), tc = rt_trace_now();
     RT_TRY(rt_teacher_cache_build(&t->teacher, t->comm, c->train, &o, kind, file));
     rt_trace_span(RT_TR_TEACHER_CACHE, 0, tc, rt_trace_now());
@@ -1047,6 +1062,27 @@ static int run_phases(struct trainer *t, struct rt_train_result *res)
     return wants_report(t) ? trainer_report(t) : RT_OK;
 }
 
+/* bench train's figures: the GEMM reference of the whole step and of each layer, and each
+ * layer's mean forward and backward time over the steps of the final model. */
+static void bench_result(const struct trainer *t, struct rt_train_result *res)
+{
+    const struct rt_model *m = &t->model;
+    double gemm[RT_MAX_LAYERS];
+    int B = (int)(t->cfg->batch / t->world);
+    double steps = (double)(t->step - t->layer_steps0 > 0 ? t->step - t->layer_steps0 : 1);
+    res->flops_per_sample = rt_model_train_flops_per_sample(m);
+    res->gemm_step_s = rt_model_gemm_step_seconds(m, B, 10, gemm);
+    res->n_layers = m->n_layers;
+    for (int i = 0; i < m->n_layers; i++) {
+        struct rt_layer_time *l = &res->layers[i];
+        rt_model_layer_text(m, i, l->text, sizeof l->text);
+        l->forward_s = t->layer_timing[2 * i] / steps;
+        l->backward_s = t->layer_timing[2 * i + 1] / steps;
+        l->gemm_s = gemm[i];
+        l->flops = rt_model_layer_train_flops(m, i);
+    }
+}
+
 static void fill_result(const struct trainer *t, struct rt_train_result *res)
 {
     res->steps = t->step;
@@ -1058,11 +1094,7 @@ static void fill_result(const struct trainer *t, struct rt_train_result *res)
     res->comm_s = t->prog.run_comm_s;
     res->wait_s = t->prog.run_wait_s;
     res->sparsity = rt_weights_sparsity(&t->model, t->model.params, -1);
-    if (t->bench && t->model.layers) {
-        int B = (int)(t->cfg->batch / t->world);
-        res->flops_per_sample = rt_model_train_flops_per_sample(&t->model);
-        res->gemm_step_s = rt_model_gemm_step_seconds(&t->model, B, 10, NULL);
-    }
+    if (t->bench && t->model.layers) bench_result(t, res);
     snprintf(res->checkpoint, sizeof res->checkpoint, "%s", t->last_ckpt);
 }
 

@@ -43,6 +43,8 @@ struct metrics_step {
 };
 
 struct trainer {
+    double layer_timing[2 * RT_MAX_LAYERS]; /* bench: forward, backward seconds per layer */
+    int64_t layer_steps0;                   /* the step the model in use began timing at */
     const struct rt_config *cfg;
     rt_comm_t *comm;
     int rank, world;

@@ -265,6 +265,155 @@ START_TEST(open_reports_info)
 }
 END_TEST
 
+/* A file with inputs `x` (N rows of D, written as dims xd of rank xr, file type xt) and
+ * labels `y` (N, file type yt) under the given dataset names. */
+static char *make_typed(const char *hint, const char *xname, hid_t xt, int xr, const hsize_t *xd,
+                        const double *x, const char *yname, hid_t yt, const long long *y)
+{
+    char *path = strdup(scratch_path(hint));
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    ck_assert(f >= 0);
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    hid_t sp = H5Screate_simple(xr, xd, NULL);
+    hid_t ds = H5Dcreate2(f, xname, xt, sp, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+    ck_assert(ds >= 0 && H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, x) >= 0);
+    H5Dclose(ds);
+    H5Sclose(sp);
+    sp = H5Screate_simple(1, xd, NULL);
+    ds = H5Dcreate2(f, yname, yt, sp, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+    ck_assert(ds >= 0 && H5Dwrite(ds, H5T_NATIVE_LLONG, H5S_ALL, H5S_ALL, H5P_DEFAULT, y) >= 0);
+    H5Dclose(ds);
+    H5Sclose(sp);
+    H5Pclose(lcpl);
+    H5Fclose(f);
+    return path;
+}
+
+/* IEEE half precision, which HDF5 1.10 has no predefined type for (h5py's float16). */
+static hid_t half_type(void)
+{
+    hid_t h = H5Tcopy(H5T_IEEE_F32LE);
+    ck_assert(H5Tset_fields(h, 15, 10, 5, 0, 10) >= 0 && H5Tset_precision(h, 16) >= 0 &&
+              H5Tset_size(h, 2) >= 0 && H5Tset_ebias(h, 15) >= 0);
+    return h;
+}
+
+/* Stored types other than float32 / int32 arrive through HDF5's conversion, exactly; named
+ * datasets in groups; (N, C, H, W) gives the sample shape. */
+START_TEST(open_converts_types)
+{
+    enum { N = 6, C = 2, H = 3, W = 2, D = C * H * W };
+    double x[N * D];
+    long long y[N];
+    for (int i = 0; i < N * D; i++)
+        x[i] = (double)(i % 200); /* exact in uint8, float16, float32 */
+    for (int i = 0; i < N; i++)
+        y[i] = i % 4;
+    hsize_t d4[4] = {N, C, H, W}, d2[2] = {N, D}, d3[3] = {N, H, W};
+    hid_t half = half_type();
+    struct {
+        hid_t xt, yt;
+        int xr;
+        const hsize_t *xd;
+        struct rt_shape shape;
+    } cases[] = {
+        {H5T_IEEE_F64LE, H5T_STD_I64LE, 4, d4, {3, {C, H, W}}},
+        {half, H5T_STD_U8LE, 2, d2, {1, {D}}},
+        {H5T_STD_U8LE, H5T_STD_I16BE, 4, d4, {3, {C, H, W}}},
+        {H5T_STD_I32BE, H5T_STD_U64LE, 3, d3, {3, {1, H, W}}},
+    };
+    struct rt_data_opts o = opts(0, 1, RT_SHUFFLE_OFF, 3, 64);
+    o.x_name = "train/pixels";
+    o.y_name = "labels";
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int d = cases[c].xr == 3 ? H * W : D;
+        char *p = make_typed("types.h5", "train/pixels", cases[c].xt, cases[c].xr, cases[c].xd, x,
+                             "labels", cases[c].yt, y);
+        for (int mem = 0; mem < 2; mem++) { /* held in memory, and streamed */
+            o.memory_mb = mem ? 64 : 0;
+            struct rt_dataset *ds = open_ok(p, &o);
+            const struct rt_dataset_info *in = rt_dataset_info(ds);
+            ck_assert_int_eq(in->dim, d);
+            ck_assert(rt_shape_equal(&in->shape, &cases[c].shape));
+            ck_assert_int_eq(in->labels, RT_LABELS_CLASS);
+            ck_assert_int_eq(rt_dataset_validate(ds, d, 4, RT_LOSS_CE), RT_OK);
+            ck_assert_int_eq(rt_dataset_begin_epoch(ds, 0, 0), RT_OK);
+            struct rt_batch b;
+            ck_assert_int_eq(rt_dataset_next(ds, &b), RT_OK);
+            const int32_t *lab = b.y;
+            for (int r = 0; r < b.local_rows; r++) {
+                ck_assert_int_eq(lab[r], (int)y[r]);
+                for (int k = 0; k < d; k++)
+                    ck_assert_float_eq(b.x[r * d + k], (float)x[r * d + k]);
+            }
+            rt_dataset_close(ds);
+        }
+        unlink(p);
+        free(p);
+    }
+    H5Tclose(half);
+}
+END_TEST
+
+/* Values that do not fit after conversion: named with the row, on both read paths. */
+START_TEST(open_refuses_values_that_do_not_fit)
+{
+    enum { N = 8, D = 3 };
+    double x[N * D];
+    long long y[N];
+    for (int i = 0; i < N * D; i++)
+        x[i] = i;
+    for (int i = 0; i < N; i++)
+        y[i] = i % 3;
+    hsize_t d2[2] = {N, D};
+    struct rt_data_opts o = opts(0, 1, RT_SHUFFLE_OFF, 4, 64);
+    for (int mem = 0; mem < 2; mem++) {
+        o.memory_mb = mem ? 64 : 0;
+        x[5 * D + 1] = 1e300;
+        char *p = make_typed("big.h5", "X", H5T_IEEE_F64LE, 2, d2, x, "y", H5T_STD_I64LE, y);
+        struct rt_dataset *ds = NULL;
+        rt_error_clear();
+        int st = rt_dataset_open(&ds, p, &o);
+        if (st == RT_OK) st = rt_dataset_validate(ds, D, 3, RT_LOSS_CE);
+        ck_assert_int_eq(st, RT_ERR_SHAPE);
+        ck_assert_msg(strstr(rt_error_message(st), "[data] x = 'X' row 5 column 1 = 1e+300: "
+                                                   "beyond float32's range"),
+                      "%s", rt_error_message(st));
+        rt_dataset_close(ds);
+        unlink(p);
+        free(p);
+        x[5 * D + 1] = 0;
+        y[6] = 1LL << 40;
+        p = make_typed("big.h5", "X", H5T_IEEE_F64LE, 2, d2, x, "y", H5T_STD_I64LE, y);
+        ds = NULL;
+        rt_error_clear();
+        st = rt_dataset_open(&ds, p, &o);
+        if (st == RT_OK) st = rt_dataset_validate(ds, D, 3, RT_LOSS_CE);
+        ck_assert_int_eq(st, RT_ERR_SHAPE);
+        ck_assert_msg(strstr(rt_error_message(st), "[data] y = 'y' row 6 = 1099511627776: "
+                                                   "expected a class label that fits int32"),
+                      "%s", rt_error_message(st));
+        rt_dataset_close(ds);
+        unlink(p);
+        free(p);
+        y[6] = 0;
+    }
+    /* a uint8 label of 200 for 3 classes: the existing range check, after conversion */
+    y[2] = 200;
+    char *p = make_typed("u8.h5", "X", H5T_IEEE_F32LE, 2, d2, x, "y", H5T_STD_U8LE, y);
+    struct rt_dataset *ds = open_ok(p, &o);
+    rt_error_clear();
+    int st = rt_dataset_validate(ds, D, 3, RT_LOSS_CE);
+    ck_assert_int_eq(st, RT_ERR_SHAPE);
+    ck_assert_msg(strstr(rt_error_message(st), "row 2 = 200: expected a class label in [0, 3)"),
+                  "%s", rt_error_message(st));
+    rt_dataset_close(ds);
+    unlink(p);
+    free(p);
+}
+END_TEST
+
 START_TEST(open_bad_files)
 {
     struct rt_data_opts o = opts(0, 1, RT_SHUFFLE_GLOBAL, 4, 0.0);
@@ -292,12 +441,12 @@ START_TEST(open_bad_files)
         const char *needle;
         const struct rt_data_opts *o;
     } cases[] = {
-        {"nox.h5", fdefault(10, 3, 0), RT_ERR_FORMAT, "/X", &o},
-        {"noy.h5", fdefault(10, 3, 0), RT_ERR_FORMAT, "/y", &o},
+        {"nox.h5", fdefault(10, 3, 0), RT_ERR_FORMAT, "[data] x = 'X': no such dataset", &o},
+        {"noy.h5", fdefault(10, 3, 0), RT_ERR_FORMAT, "[data] y = 'y': no such dataset", &o},
         {"xrank.h5", fdefault(10, 3, 0), RT_ERR_FORMAT, "dimensions", &o},
-        {"xf64.h5", fdefault(10, 3, 0), RT_ERR_FORMAT, "float64", &o},
-        {"yf64.h5", fdefault(10, 3, 0), RT_ERR_FORMAT, "float64", &o},
-        {"yi64.h5", fdefault(10, 3, 0), RT_ERR_FORMAT, "int64", &o},
+        {"xf64.h5", fdefault(10, 3, 0), RT_ERR_FORMAT, "1 dimensions: targets must be 2-D", &o},
+        {"yf64.h5", fdefault(10, 3, 0), RT_ERR_FORMAT, "float64 with 1 dimensions", &o},
+        {"yi64.h5", fdefault(10, 3, 2), RT_ERR_FORMAT, "int64 with 2 dimensions", &o},
         {"yrank.h5", fdefault(10, 3, 2), RT_ERR_FORMAT, "dimensions", &o},
         {"rows.h5", fdefault(10, 3, 0), RT_ERR_FORMAT, "10 rows but /y has 9", &o},
         {"zero.h5", fdefault(0, 3, 0), RT_ERR_SHAPE, "0 rows", &o},
@@ -306,10 +455,10 @@ START_TEST(open_bad_files)
     cases[0].s.no_x = 1;
     cases[1].s.no_y = 1;
     cases[2].s.x_rank1 = 1;
-    cases[3].s.xtype = H5T_IEEE_F64LE;
+    cases[3].s.ytype = H5T_IEEE_F32LE; /* float labels (N): neither labels nor targets */
     cases[4].s.ytype = H5T_IEEE_F64LE;
     cases[4].s.K = 0;
-    cases[5].s.ytype = H5T_STD_I64LE;
+    cases[5].s.ytype = H5T_STD_I64LE; /* integer targets (N, 2) */
     cases[6].s.ytype = H5T_STD_I32LE; /* int32 labels written (N, 2) */
     cases[7].s.yrows = 9;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -759,6 +908,8 @@ static Suite *dataset_suite(void)
     tc = tcase_create("rt_dataset_open");
     tcase_add_test(tc, open_reports_info);
     tcase_add_test(tc, open_bad_files);
+    tcase_add_test(tc, open_converts_types);
+    tcase_add_test(tc, open_refuses_values_that_do_not_fit);
     tcase_add_test(tc, open_bad_options);
     suite_add_tcase(s, tc);
     tc = tcase_create("rt_dataset_next");
