@@ -30,7 +30,7 @@
  *               (format attributes, layers/<i>/weight, bias); /model is then the student.
  *               Present in a distillation phase, so that it resumes without the teacher's
  *               original file.
- * Every float dataset is chunked with Fletcher32 checksums (src/ckpt/h5io.h). Later phases
+ * Every float dataset is chunked with Fletcher32 checksums (src/h5/h5io.h). Later phases
  * add groups (/prune, /distill) beside these; readers ignore groups they do not know, and
  * format_version rises only when an existing meaning changes.
  *

@@ -5,9 +5,9 @@
  * previous checkpoints untouched. Reading verifies every chunk's Fletcher32 checksum, which
  * is how `--resume auto` tells a damaged newest file from a good older one. */
 #include "ringtrain/ckpt.h"
-#include "ckpt/h5io.h"
+#include "h5/h5io.h"
 #include "ckpt/model_io.h"
-#include "data/h5util.h"
+#include "h5/h5util.h"
 #include "ringtrain/status.h"
 
 #include <dirent.h>

@@ -1,8 +1,8 @@
 /* inspect.c - `ringtrain inspect CKPT`: a human summary of a checkpoint that also proves it
  * reads back clean (every dataset is read, so every Fletcher32 checksum is verified). */
-#include "ckpt/h5io.h"
+#include "h5/h5io.h"
 #include "ckpt/model_io.h"
-#include "data/h5util.h"
+#include "h5/h5util.h"
 #include "ringtrain/ckpt.h"
 #include "ringtrain/model_file.h"
 #include "ringtrain/status.h"

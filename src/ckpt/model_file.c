@@ -6,9 +6,9 @@
  * same layout), `format_version` is one we know, the architecture attributes parse, and
  * only then the parameter datasets (float32, exact shapes, Fletcher32 checksums). */
 #include "ringtrain/model_file.h"
-#include "ckpt/h5io.h"
+#include "h5/h5io.h"
 #include "ckpt/model_io.h"
-#include "data/h5util.h"
+#include "h5/h5util.h"
 #include "ringtrain/dense.h"
 #include "ringtrain/status.h"
 

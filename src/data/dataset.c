@@ -38,7 +38,7 @@
  * Dimension letters: N rows, D input width, K target width (1 for class labels), GB global
  * batch, lb local batch, cap the most rows a rank can get in one step. */
 #include "ringtrain/dataset.h"
-#include "data/h5util.h"
+#include "h5/h5util.h"
 #include "data/synth.h"
 #include "ringtrain/arena.h"
 #include "ringtrain/rng.h"

@@ -7,7 +7,7 @@
  * chunk at a time, so memory stays small whatever n is.
  *
  * Single process, not in the step loop: plain malloc is fine here. */
-#include "data/h5util.h"
+#include "h5/h5util.h"
 #include "ringtrain/dataset.h"
 #include "ringtrain/status.h"
 

@@ -30,7 +30,7 @@
  * Dimension letters: N rows, W width (floats per row), G max_gather, n rows of one call,
  * u distinct rows of one gather. */
 #include "ringtrain/rowstore.h"
-#include "data/h5util.h"
+#include "h5/h5util.h"
 #include "ringtrain/status.h"
 
 #include <errno.h>

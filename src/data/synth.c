@@ -3,7 +3,7 @@
  *
  * Dimension letters: D input width, K target width (both 1000), n rows. */
 #include "data/synth.h"
-#include "data/h5util.h"
+#include "h5/h5util.h"
 #include "ringtrain/dataset.h"
 #include "ringtrain/rng.h"
 #include "ringtrain/status.h"

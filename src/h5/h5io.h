@@ -1,5 +1,5 @@
 /* h5io.h - typed attributes and checksummed datasets for our HDF5 files (private to
- * src/ckpt: model files and checkpoints).
+ * src/h5, used by src/ckpt for model files and checkpoints).
  *
  * Writers return 0 or -1 without a message (the caller names the file being written, which
  * is where a failure is reported: disk full, quota). Readers return RT_OK or a negative
@@ -9,8 +9,8 @@
  * Every float dataset is chunked (at most 1 MiB per chunk) with HDF5's Fletcher32 filter:
  * a flipped bit or a torn write in any chunk fails the read of that chunk instead of
  * quietly loading wrong numbers. */
-#ifndef RT_CKPT_H5IO_H
-#define RT_CKPT_H5IO_H
+#ifndef RT_H5_H5IO_H
+#define RT_H5_H5IO_H
 
 #include <hdf5.h>
 #include <stddef.h>

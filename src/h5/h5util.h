@@ -4,8 +4,8 @@
  * right in the same way: no automatic error stack on stderr, clean one-line messages for
  * files that are missing, unreadable or not HDF5 at all, and the atomic write protocol
  * (write path.tmp, flush, close, fsync, rename, fsync the directory). */
-#ifndef RT_DATA_H5UTIL_H
-#define RT_DATA_H5UTIL_H
+#ifndef RT_H5_H5UTIL_H
+#define RT_H5_H5UTIL_H
 
 #include <hdf5.h>
 #include <stddef.h>

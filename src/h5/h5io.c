@@ -1,6 +1,6 @@
 /* h5io.c - typed attributes and checksummed datasets (contract in h5io.h). */
-#include "ckpt/h5io.h"
-#include "data/h5util.h"
+#include "h5/h5io.h"
+#include "h5/h5util.h"
 #include "ringtrain/model.h"
 #include "ringtrain/status.h"
 

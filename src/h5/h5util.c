@@ -1,6 +1,6 @@
 /* h5util.c - HDF5 helpers shared by src/data and src/ckpt: quiet errors, clean open
  * failures, atomic commit. See h5util.h. */
-#include "data/h5util.h"
+#include "h5/h5util.h"
 #include "ringtrain/status.h"
 
 #include <errno.h>
