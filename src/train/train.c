@@ -22,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 /* Threads per rank: an explicit setting wins, then OPENBLAS_NUM_THREADS; otherwise a rank
@@ -183,22 +182,7 @@ static int setup_comm(struct trainer *t)
     t->timings = calloc((size_t)t->world * 3, sizeof *t->timings);
     if (!t->checksums || !t->timings)
         return rt_errorf(RT_ERR_NOMEM, "cannot allocate %d ranks' checksums", t->world);
-    const char *fault = getenv("RINGTRAIN_FAULT_CORRUPT");
-    t->fault_rank = -1;
-    if (fault && sscanf(fault, "%d:%lld", &t->fault_rank, (long long *)&t->fault_step) != 2)
-        t->fault_rank = -1;
-    const char *nan = getenv("RINGTRAIN_FAULT_NAN"); /* RANK:STEP: a NaN loss gradient */
-    t->nan_rank = -1;
-    if (nan && sscanf(nan, "%d:%lld", &t->nan_rank, (long long *)&t->nan_step) != 2)
-        t->nan_rank = -1;
-    const char *slow = getenv("RINGTRAIN_FAULT_SLOW"); /* RANK:MS per step: a straggler */
-    t->slow_rank = -1;
-    if (slow && sscanf(slow, "%d:%lf", &t->slow_rank, &t->slow_ms) != 2) t->slow_rank = -1;
-    const char *stall = getenv("RINGTRAIN_FAULT_STALL"); /* RANK:STEP:SECONDS, for hang tests */
-    t->stall_rank = -1;
-    if (stall && sscanf(stall, "%d:%lld:%lf", &t->stall_rank, (long long *)&t->stall_step,
-                        &t->stall_seconds) != 3)
-        t->stall_rank = -1;
+    rt_faults_from_env(&t->faults);
     return RT_OK;
 }
 
@@ -700,18 +684,9 @@ static int train_step(struct trainer *t)
         t->deferred = t->deferred != RT_OK ? t->deferred : ls;
     }
     t->lr = step_lr(t);
-    if (t->rank == t->slow_rank) {
-        struct timespec nap = {0, (long)(t->slow_ms * 1e6)};
-        nanosleep(&nap, NULL);
-    }
-    if (t->rank == t->stall_rank && t->step == t->stall_step) {
-        rt_warn("test hook: rank %d stalls for %g s at step %lld\n", t->rank, t->stall_seconds,
-                (long long)t->step);
-        struct timespec nap = {(time_t)t->stall_seconds,
-                               (long)((t->stall_seconds - (double)(time_t)t->stall_seconds) * 1e9)};
-        nanosleep(&nap, NULL);
-    }
-    if (t->rank == t->nan_rank && t->step == t->nan_step) m->dlogits[0] = NAN;
+    rt_faults_slow(&t->faults, t->rank);
+    rt_faults_stall(&t->faults, t->rank, t->step);
+    rt_faults_nan_step(&t->faults, t->rank, t->step, m->dlogits);
     rt_buckets_begin(t->buckets);
     if (rt_trace_on()) {
         struct backward_trace bt = {t->buckets, rt_trace_now()};
@@ -752,7 +727,7 @@ static int train_step(struct trainer *t)
     t->step++;
     t->phase_step++;
     t->step_in_epoch++;
-    if (t->rank == t->fault_rank && t->step == t->fault_step) m->params[0] += 1e-3f;
+    rt_faults_corrupt(&t->faults, t->rank, t->step, m->params);
     if (t->cfg->check_every > 0 && t->step % t->cfg->check_every == 0) RT_TRY(check_replicas(t));
     return RT_OK;
 }

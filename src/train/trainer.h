@@ -17,6 +17,7 @@
 #include "ringtrain/optim.h"
 #include "ringtrain/prune.h"
 #include "ringtrain/train.h"
+#include "train/faults.h"
 
 #include <stdio.h>
 
@@ -55,16 +56,8 @@ struct trainer {
     struct rt_buckets *buckets; /* owned: gradient averaging overlapped with backward */
     uint64_t *checksums;        /* (world) owned: replica checksums of the last check */
     double *timings;            /* (3 world) owned: every rank's compute, comm, wait sums */
-    int fault_rank;             /* test hook: RINGTRAIN_FAULT_CORRUPT=RANK:STEP */
-    int64_t fault_step;
-    int nan_rank; /* test hook: RINGTRAIN_FAULT_NAN=RANK:STEP */
-    int64_t nan_step;
-    int64_t skipped; /* steps skipped for a non-finite gradient (train.skip_nonfinite) */
-    int slow_rank;   /* test hook: RINGTRAIN_FAULT_SLOW=RANK:MS, every step */
-    double slow_ms;
-    int stall_rank; /* test hook: RINGTRAIN_FAULT_STALL=RANK:STEP:SECONDS */
-    int64_t stall_step;
-    double stall_seconds;
+    struct rt_faults faults;    /* test hooks (faults.h) */
+    int64_t skipped;            /* steps skipped for a non-finite gradient (train.skip_nonfinite) */
     int threads;
     int64_t steps_per_epoch;
     int64_t step, epoch, step_in_epoch; /* position, see above */
