@@ -281,8 +281,12 @@ double rt_model_forward_flops_per_sample(const struct rt_model *m);
  * CSR on (backward still uses the dense weights, which CSR does not follow). Allocates;
  * RT_ERR_NOMEM. */
 int rt_model_use_csr(struct rt_model *m, int on);
-/* 1 when layer i's forward runs its sparse (CSR) kernel. */
+/* 1 when layer i's forward runs its sparse (CSR) kernel. In CSR mode every dense layer
+ * does; a conv layer only when at least 80% of its weights are zeros, where its sparse
+ * kernel is the faster one. */
 int rt_model_layer_is_csr(const struct rt_model *m, int i);
+/* The kernel each layer with weights runs, e.g. "0:conv2d:gemm,2:conv2d:csr,5:dense:csr". */
+void rt_model_kernels_text(const struct rt_model *m, char *buf, size_t cap);
 /* Row-wise inference: on = 1 makes forward results of every row a function of that row
  * alone, bit for bit, whatever the other rows of the batch and their number (BLAS GEMM
  * does not give that: OpenBLAS 0.3.21 rounds a row differently at different positions in

@@ -61,6 +61,7 @@ struct rt_eval_result {
     double acc;                 /* < 0 for regression models */
     int64_t samples;            /* every sample counted exactly once */
     int csr;                    /* 1 when the model file was CSR and the sparse kernel ran */
+    char kernels[512];          /* per layer with weights: rt_model_kernels_text */
     int64_t nonzeros, weights;  /* nonzero weights and all weights (biases not counted) */
     int64_t params;             /* all parameters, biases included */
     double infer_us_per_sample; /* forward time per row (slowest rank); < 0: not measured */

@@ -252,11 +252,11 @@ static int cmd_eval(rt_comm_t *comm, int argc, char **argv)
     struct rt_eval_result r;
     int st = rt_eval_run(comm, argv[0], argv[1], batch, 2048, (int)threads, &r);
     if (st == RT_OK) {
-        char acc[32] = "", csr[64] = "";
+        char acc[32] = "", csr[640] = "";
         if (r.acc >= 0) snprintf(acc, sizeof acc, " acc=%.4f", r.acc);
         if (r.csr)
-            snprintf(csr, sizeof csr, " storage=csr nonzeros=%lld/%lld", (long long)r.nonzeros,
-                     (long long)r.weights);
+            snprintf(csr, sizeof csr, " storage=csr nonzeros=%lld/%lld kernels=%s",
+                     (long long)r.nonzeros, (long long)r.weights, r.kernels);
         rt_log0("eval: loss=%.6f%s samples=%lld%s\n", r.loss, acc, (long long)r.samples, csr);
     }
     return report(st);

@@ -26,6 +26,10 @@
 #include "nn/layer.h"
 #include "nn/loss.h"
 
+/* A conv layer runs CSR in sparse mode from this fraction of zero weights (bench_conv:
+ * the CSR kernel over each sample's columns breaks even with the batched GEMM near 80%). */
+#define RT_CONV_CSR_MIN_ZEROS 0.8
+
 #include <assert.h>
 #include <math.h>
 #include <stdlib.h>
@@ -275,13 +279,31 @@ static int compress_marked(struct rt_model *m, const unsigned char *sparse)
     return RT_OK;
 }
 
+/* Fraction of layer l's weights that are exact zeros. */
+static double zero_fraction(const struct rt_layer *l)
+{
+    size_t n = l->ops->weight_count(l), zeros = 0;
+    for (size_t j = 0; j < n; j++)
+        zeros += l->w[j] == 0.0f;
+    return n ? (double)zeros / (double)n : 0.0;
+}
+
+/* Whether layer l's sparse kernel beats its dense one: dense layers always take CSR in this
+ * mode (the CSR file format's promise); a conv layer only from RT_CONV_CSR_MIN_ZEROS zeros,
+ * below which its GEMM over the batch's columns is faster (bench_conv). */
+static int csr_pays(const struct rt_layer *l)
+{
+    if (!l->ops->weight_count(l)) return 0;
+    return l->spec.kind != RT_LAYER_CONV2D || zero_fraction(l) >= RT_CONV_CSR_MIN_ZEROS;
+}
+
 int rt_model_use_csr(struct rt_model *m, int on)
 {
     unsigned char sparse[RT_MAX_LAYERS];
     use_gemm(m); /* whichever mode was on, CSR replaces it or GEMM returns */
     if (!on) return RT_OK;
     for (int i = 0; i < m->n_layers; i++)
-        sparse[i] = m->layers[i].ops->weight_count(&m->layers[i]) > 0;
+        sparse[i] = (unsigned char)csr_pays(&m->layers[i]);
     int st = compress_marked(m, sparse);
     if (st != RT_OK) use_gemm(m);
     return st;
@@ -290,6 +312,18 @@ int rt_model_use_csr(struct rt_model *m, int on)
 int rt_model_layer_is_csr(const struct rt_model *m, int i)
 {
     return m->layers[i].csr != NULL;
+}
+
+void rt_model_kernels_text(const struct rt_model *m, char *buf, size_t cap)
+{
+    size_t used = 0;
+    if (cap) buf[0] = '\0';
+    for (int i = 0; i < m->n_layers && used < cap; i++) {
+        const struct rt_layer *l = &m->layers[i];
+        if (!l->ops->weight_count(l)) continue;
+        used += (size_t)snprintf(buf + used, cap - used, "%s%d:%s:%s", used ? "," : "", i,
+                                 l->ops->name, l->csr ? "csr" : "gemm");
+    }
 }
 
 /* 1 when at least 90% of the layer's weights are exact zeros, the threshold model.h sets

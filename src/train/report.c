@@ -100,6 +100,7 @@ static int eval_file(rt_comm_t *comm, const char *model_path, const char *data_p
     if (st == RT_OK) st = trainer_evaluate(&m, d, comm, res);
     if (st == RT_OK && timed) st = time_inference(&m, d, comm, &res->infer_us_per_sample);
     res->csr = m.csr != NULL;
+    rt_model_kernels_text(&m, res->kernels, sizeof res->kernels);
     res->nonzeros = m.n_params ? rt_model_weight_nonzeros(&m) : 0;
     res->weights = m.n_params ? rt_model_weight_count(&m) : 0;
     res->params = (int64_t)m.n_params;
@@ -172,7 +173,8 @@ static int write_json(const char *path, const struct report_row *rows, int n, in
         json_number(f, "test_acc", r->e.acc, has_test && r->e.acc >= 0);
         json_number(f, "test_loss", r->e.loss, has_test);
         json_number(f, "infer_us_per_sample", r->e.infer_us_per_sample, has_test);
-        fprintf(f, ", \"storage\": \"%s\", \"model\": \"%s\"}%s\n", r->e.csr ? "csr" : "dense",
+        fprintf(f, ", \"storage\": \"%s\", \"kernels\": \"%s\", \"model\": \"%s\"}%s\n",
+                r->e.csr ? "csr" : "dense", r->e.kernels,
                 r->path, i + 1 < n ? "," : "");
     }
     fprintf(f, "]\n");
@@ -201,6 +203,9 @@ static void print_table(const struct report_row *rows, int n, int has_test)
                 (long long)r->e.params, (long long)(r->e.params - (r->e.weights - r->e.nonzeros)),
                 r->bytes, acc, loss, us, r->e.csr ? "csr" : "dense");
     }
+    /* which kernel each layer ran, where some ran sparse: us/sample is theirs */
+    for (int i = 0; i < n; i++)
+        if (rows[i].e.csr) rt_log0("report: %-10s kernels %s\n", rows[i].phase, rows[i].e.kernels);
 }
 
 /* The report's rows: a teacher read from a file, then every phase's model. */
