@@ -340,9 +340,11 @@ static void sparsity_label(const struct trainer *t, char *buf, size_t cap, int p
     buf[0] = '\0';
     if (current_phase(t) != RT_PHASE_PRUNE) return;
     size_t n = (size_t)snprintf(buf, cap, " | sparsity %.3f", rt_masks_sparsity(&t->masks, -1));
+    int shown = 0; /* layers with weights only: pooling and the like have none to prune */
     for (int i = 0; per_layer && i < t->model.n_layers && n < cap; i++)
-        n += (size_t)snprintf(buf + n, cap - n, "%s%.3f", i ? "/" : " (layers ",
-                              rt_masks_sparsity(&t->masks, i));
+        if (rt_model_layer_weights(&t->model, i))
+            n += (size_t)snprintf(buf + n, cap - n, "%s%.3f", shown++ ? "/" : " (layers ",
+                                  rt_masks_sparsity(&t->masks, i));
     if (per_layer && n < cap) snprintf(buf + n, cap - n, ")");
 }
 
