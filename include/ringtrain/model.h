@@ -276,7 +276,9 @@ double rt_model_train_flops_per_sample(const struct rt_model *m);
 double rt_model_forward_flops_per_sample(const struct rt_model *m);
 
 /* Inference with sparse weights: on = 1 compresses every layer's current weights to CSR
- * (exact zeros dropped) and forward then multiplies only the nonzeros; on = 0 returns to
+ * (exact zeros dropped, m->csr[i] for every layer with weights, what a CSR file stores) and
+ * forward then multiplies only the nonzeros in the layers where that is faster
+ * (rt_model_layer_is_csr); on = 0 returns to
  * GEMM. Either call ends row-wise mode (rt_model_use_rowwise). Training must not run with
  * CSR on (backward still uses the dense weights, which CSR does not follow). Allocates;
  * RT_ERR_NOMEM. */

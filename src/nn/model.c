@@ -303,10 +303,15 @@ int rt_model_use_csr(struct rt_model *m, int on)
     use_gemm(m); /* whichever mode was on, CSR replaces it or GEMM returns */
     if (!on) return RT_OK;
     for (int i = 0; i < m->n_layers; i++)
-        sparse[i] = (unsigned char)csr_pays(&m->layers[i]);
-    int st = compress_marked(m, sparse);
-    if (st != RT_OK) use_gemm(m);
-    return st;
+        sparse[i] = m->layers[i].ops->weight_count(&m->layers[i]) > 0;
+    int st = compress_marked(m, sparse); /* every layer: a CSR file holds them all */
+    if (st != RT_OK) {
+        use_gemm(m);
+        return st;
+    }
+    for (int i = 0; i < m->n_layers; i++) /* but each runs the faster of its kernels */
+        if (!csr_pays(&m->layers[i])) m->layers[i].csr = NULL;
+    return RT_OK;
 }
 
 int rt_model_layer_is_csr(const struct rt_model *m, int i)
