@@ -28,6 +28,11 @@ enum rt_overlap { RT_OVERLAP_THREAD, RT_OVERLAP_POLL, RT_OVERLAP_OFF };
 int rt_overlap_parse(const char *name, enum rt_overlap *out); /* 0, or -1 if unknown */
 const char *rt_overlap_name(enum rt_overlap o);
 
+/* comm.sparse: whether gradient allreduces carry only the coordinates pruning kept. */
+enum rt_sparse_comm { RT_SPARSE_AUTO, RT_SPARSE_ON, RT_SPARSE_OFF };
+int rt_sparse_comm_parse(const char *name, enum rt_sparse_comm *out);
+const char *rt_sparse_comm_name(enum rt_sparse_comm s);
+
 struct rt_buckets;
 
 /* Lays out buckets over grads (n floats) for layers whose blocks start at offset[i],

@@ -15,27 +15,14 @@
 #include "ringtrain/buckets.h"
 #include "ringtrain/comm.h"
 #include "ringtrain/dataset.h"
+#include "ringtrain/distill.h"
 #include "ringtrain/model.h"
 #include "ringtrain/optim.h"
+#include "ringtrain/phase.h"
 #include "ringtrain/prune.h"
 
 #define RT_PATH_MAX   1024
 #define RT_MAX_PHASES 8
-
-/* comm.sparse: whether gradient allreduces carry only the coordinates pruning kept. */
-enum rt_sparse_comm { RT_SPARSE_AUTO, RT_SPARSE_ON, RT_SPARSE_OFF };
-int rt_sparse_comm_parse(const char *name, enum rt_sparse_comm *out);
-const char *rt_sparse_comm_name(enum rt_sparse_comm s);
-
-/* The phases a job runs, in order ([job] phases). */
-enum rt_phase { RT_PHASE_TRAIN, RT_PHASE_PRUNE, RT_PHASE_DISTILL };
-int rt_phase_parse(const char *name, enum rt_phase *out); /* 0, or -1 if unknown */
-const char *rt_phase_name(enum rt_phase p);
-
-/* distill.cache_teacher: where the frozen teacher's outputs are kept between epochs. */
-enum rt_teacher_cache { RT_CACHE_OFF, RT_CACHE_ON, RT_CACHE_MEMORY, RT_CACHE_FILE };
-int rt_teacher_cache_parse(const char *name, enum rt_teacher_cache *out);
-const char *rt_teacher_cache_name(enum rt_teacher_cache c);
 
 #define RT_TEACHER_PREVIOUS "previous" /* distill.teacher: the previous phase's model */
 

@@ -20,7 +20,6 @@
 #include <stdint.h>
 
 #include "ringtrain/comm.h"
-#include "ringtrain/config.h"
 #include "ringtrain/dataset.h"
 #include "ringtrain/model.h"
 #include "ringtrain/rowstore.h"
@@ -37,6 +36,11 @@ struct rt_teacher {
 /* Where rt_teacher_load reads: a model file or a checkpoint's /model, or a distillation
  * checkpoint's /distill/teacher. */
 enum rt_teacher_source { RT_TEACHER_FILE, RT_TEACHER_CHECKPOINT };
+
+/* distill.cache_teacher: where the frozen teacher's outputs are kept between epochs. */
+enum rt_teacher_cache { RT_CACHE_OFF, RT_CACHE_ON, RT_CACHE_MEMORY, RT_CACHE_FILE };
+int rt_teacher_cache_parse(const char *name, enum rt_teacher_cache *out);
+const char *rt_teacher_cache_name(enum rt_teacher_cache c);
 
 /* Takes m over (moved: the caller must not free it) as the teacher. Allocates the row-wise
  * weights; RT_ERR_NOMEM. On failure m is freed. */

@@ -11,6 +11,7 @@
 
 #include "ringtrain/comm.h"
 #include "ringtrain/config.h"
+#include "ringtrain/phase.h"
 
 struct rt_train_result {
     int64_t steps;              /* global steps taken */

@@ -61,6 +61,24 @@ const char *rt_overlap_name(enum rt_overlap o)
     return (unsigned)o < 3 ? overlap_names[o] : "?";
 }
 
+int rt_sparse_comm_parse(const char *name, enum rt_sparse_comm *out)
+{
+    if (strcmp(name, "auto") == 0)
+        *out = RT_SPARSE_AUTO;
+    else if (strcmp(name, "on") == 0)
+        *out = RT_SPARSE_ON;
+    else if (strcmp(name, "off") == 0)
+        *out = RT_SPARSE_OFF;
+    else
+        return -1;
+    return 0;
+}
+
+const char *rt_sparse_comm_name(enum rt_sparse_comm s)
+{
+    return s == RT_SPARSE_ON ? "on" : s == RT_SPARSE_OFF ? "off" : "auto";
+}
+
 static int layer_of(const size_t *offset, int n_layers, size_t pos)
 {
     int i = n_layers - 1;

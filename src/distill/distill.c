@@ -15,6 +15,23 @@
 
 #define EXCHANGE_BYTES ((size_t)4 << 20) /* per broadcast of the exchange */
 
+int rt_teacher_cache_parse(const char *name, enum rt_teacher_cache *out)
+{
+    static const char *names[] = {"off", "on", "memory", "file"};
+    for (int i = 0; i < 4; i++)
+        if (strcmp(name, names[i]) == 0) {
+            *out = (enum rt_teacher_cache)i;
+            return 0;
+        }
+    return -1;
+}
+
+const char *rt_teacher_cache_name(enum rt_teacher_cache c)
+{
+    static const char *names[] = {"off", "on", "memory", "file"};
+    return (unsigned)c < 4 ? names[c] : "?";
+}
+
 static int output_width(const struct rt_teacher *t)
 {
     return t->model.outputs;

@@ -1,4 +1,4 @@
-/* fuzz_config.c - the job-file parser (src/core/config.c over inih).
+/* fuzz_config.c - the job-file parser (src/job/config.c over inih).
  *
  * Each input is a job file: defaults, load, validate. When it loads, the effective job is
  * formatted, the text loaded into a fresh config and formatted again: the two texts must be

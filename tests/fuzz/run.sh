@@ -15,7 +15,7 @@
 # The seed corpora alone run as tests: meson test -C $BUILD_DIR --suite fuzz
 # RT_FUZZ_SKIP_KNOWN=1 lets fuzz_config go past the known job-file round-trip failures
 # (values starting with ';', lines longer than inih's 200-byte buffer...; see fuzz_config.c)
-# until src/core/config.c is fixed.
+# until src/job/config.c is fixed.
 # FUZZ_KEEP_GOING=1 goes on after crashes, timeouts and out-of-memory reports (libFuzzer's
 # -fork=1 -ignore_crashes=1 ...: still one fuzzing process at a time), collecting every
 # artifact for triage: HDF5 1.10 itself crashes on some corrupt files (see the issue 7 report),

@@ -30,59 +30,6 @@ enum key_type {
     K_PHASES
 };
 
-int rt_phase_parse(const char *name, enum rt_phase *out)
-{
-    if (strcmp(name, "train") == 0)
-        *out = RT_PHASE_TRAIN;
-    else if (strcmp(name, "prune") == 0)
-        *out = RT_PHASE_PRUNE;
-    else if (strcmp(name, "distill") == 0)
-        *out = RT_PHASE_DISTILL;
-    else
-        return -1;
-    return 0;
-}
-
-int rt_teacher_cache_parse(const char *name, enum rt_teacher_cache *out)
-{
-    static const char *names[] = {"off", "on", "memory", "file"};
-    for (int i = 0; i < 4; i++)
-        if (strcmp(name, names[i]) == 0) {
-            *out = (enum rt_teacher_cache)i;
-            return 0;
-        }
-    return -1;
-}
-
-const char *rt_teacher_cache_name(enum rt_teacher_cache c)
-{
-    static const char *names[] = {"off", "on", "memory", "file"};
-    return (unsigned)c < 4 ? names[c] : "?";
-}
-
-int rt_sparse_comm_parse(const char *name, enum rt_sparse_comm *out)
-{
-    if (strcmp(name, "auto") == 0)
-        *out = RT_SPARSE_AUTO;
-    else if (strcmp(name, "on") == 0)
-        *out = RT_SPARSE_ON;
-    else if (strcmp(name, "off") == 0)
-        *out = RT_SPARSE_OFF;
-    else
-        return -1;
-    return 0;
-}
-
-const char *rt_sparse_comm_name(enum rt_sparse_comm s)
-{
-    return s == RT_SPARSE_ON ? "on" : s == RT_SPARSE_OFF ? "off" : "auto";
-}
-
-const char *rt_phase_name(enum rt_phase p)
-{
-    return p == RT_PHASE_PRUNE ? "prune" : p == RT_PHASE_DISTILL ? "distill" : "train";
-}
-
 /* Enum keys parse into an int through a per-enum adapter; `name` formats it back. */
 struct enum_io {
     int (*parse)(const char *s, int *out);
