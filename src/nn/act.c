@@ -7,20 +7,6 @@
 
 #include <string.h>
 
-static int act_infer(struct rt_layer *l, char *err, size_t cap)
-{
-    (void)err;
-    (void)cap;
-    l->out_shape = l->in_shape;
-    return 0;
-}
-
-static size_t no_params(const struct rt_layer *l)
-{
-    (void)l;
-    return 0;
-}
-
 static size_t act_buffer_bytes(const struct rt_layer *l, int max_batch)
 {
     size_t one = rt_arena_footprint((size_t)max_batch * l->out * sizeof(float));
@@ -52,9 +38,9 @@ static void act_backward_dx(struct rt_layer *l, float *dx, const float *x, int B
 
 const struct rt_layer_ops rt_layer_act_ops = {
     .name = "activation",
-    .infer = act_infer,
-    .weight_count = no_params,
-    .bias_count = no_params,
+    .infer = rt_layer_infer_same,
+    .weight_count = rt_layer_no_params,
+    .bias_count = rt_layer_no_params,
     .buffer_bytes = act_buffer_bytes,
     .bind_buffers = act_bind_buffers,
     .forward = act_forward,

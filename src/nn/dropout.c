@@ -12,20 +12,6 @@
 
 #include <string.h>
 
-static int dropout_infer(struct rt_layer *l, char *err, size_t cap)
-{
-    (void)err;
-    (void)cap;
-    l->out_shape = l->in_shape;
-    return 0;
-}
-
-static size_t no_params(const struct rt_layer *l)
-{
-    (void)l;
-    return 0;
-}
-
 static size_t dropout_buffer_bytes(const struct rt_layer *l, int max_batch)
 {
     size_t n = (size_t)max_batch * l->out;
@@ -92,9 +78,9 @@ static void dropout_backward_dx(struct rt_layer *l, float *dx, const float *x, i
 
 const struct rt_layer_ops rt_layer_dropout_ops = {
     .name = "dropout",
-    .infer = dropout_infer,
-    .weight_count = no_params,
-    .bias_count = no_params,
+    .infer = rt_layer_infer_same,
+    .weight_count = rt_layer_no_params,
+    .bias_count = rt_layer_no_params,
     .buffer_bytes = dropout_buffer_bytes,
     .bind_buffers = dropout_bind_buffers,
     .forward = dropout_forward,

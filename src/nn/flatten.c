@@ -13,12 +13,6 @@ static int flatten_infer(struct rt_layer *l, char *err, size_t cap)
     return 0;
 }
 
-static size_t no_params(const struct rt_layer *l)
-{
-    (void)l;
-    return 0;
-}
-
 static size_t flatten_buffer_bytes(const struct rt_layer *l, int max_batch)
 {
     return rt_arena_footprint((size_t)max_batch * l->out * sizeof(float));
@@ -44,8 +38,8 @@ static void flatten_backward_dx(struct rt_layer *l, float *dx, const float *x, i
 const struct rt_layer_ops rt_layer_flatten_ops = {
     .name = "flatten",
     .infer = flatten_infer,
-    .weight_count = no_params,
-    .bias_count = no_params,
+    .weight_count = rt_layer_no_params,
+    .bias_count = rt_layer_no_params,
     .buffer_bytes = flatten_buffer_bytes,
     .bind_buffers = flatten_bind_buffers,
     .forward = flatten_forward,

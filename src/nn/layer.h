@@ -108,6 +108,10 @@ const struct rt_layer_ops *rt_layer_kind_ops(enum rt_layer_kind kind);
  * the pre-activation in z when rt_act_needs_preact(act); and dy = dy * act'(.) in place. */
 void rt_act_apply(float *y, float *z, size_t n, enum rt_act act);
 void rt_act_grad(float *dy, const float *y, const float *z, size_t n, enum rt_act act);
+/* For kinds without parameters, and kinds whose output has the input's shape. */
+size_t rt_layer_no_params(const struct rt_layer *l);
+int rt_layer_infer_same(struct rt_layer *l, char *err, size_t cap);
+
 /* PyTorch's default initialisation and the other two schemes over one weight and bias,
  * fan_in and fan_out as the kind defines them (see rt_model_init_params). */
 void rt_layer_init_weights(struct rt_layer *l, enum rt_init init, struct rt_rng *rng, double fan_in,

@@ -427,6 +427,20 @@ void rt_model_init_params(struct rt_model *m, uint64_t seed)
     }
 }
 
+size_t rt_layer_no_params(const struct rt_layer *l)
+{
+    (void)l;
+    return 0;
+}
+
+int rt_layer_infer_same(struct rt_layer *l, char *err, size_t cap)
+{
+    (void)err;
+    (void)cap;
+    l->out_shape = l->in_shape;
+    return 0;
+}
+
 /* v[i] ~ U(-bound, bound), in order: the stream position defines the bytes. */
 static void fill_uniform(float *v, size_t n, double bound, struct rt_rng *rng)
 {

@@ -26,12 +26,6 @@ static int pool_infer(struct rt_layer *l, char *err, size_t cap)
     return 0;
 }
 
-static size_t no_params(const struct rt_layer *l)
-{
-    (void)l;
-    return 0;
-}
-
 static size_t pool_buffer_bytes(const struct rt_layer *l, int max_batch)
 {
     size_t n = (size_t)max_batch * l->out;
@@ -72,8 +66,8 @@ static void avgpool_backward_dx(struct rt_layer *l, float *dx, const float *x, i
 const struct rt_layer_ops rt_layer_maxpool2d_ops = {
     .name = "maxpool2d",
     .infer = pool_infer,
-    .weight_count = no_params,
-    .bias_count = no_params,
+    .weight_count = rt_layer_no_params,
+    .bias_count = rt_layer_no_params,
     .buffer_bytes = pool_buffer_bytes,
     .bind_buffers = pool_bind_buffers,
     .forward = maxpool_forward,
@@ -84,8 +78,8 @@ const struct rt_layer_ops rt_layer_maxpool2d_ops = {
 const struct rt_layer_ops rt_layer_avgpool2d_ops = {
     .name = "avgpool2d",
     .infer = pool_infer,
-    .weight_count = no_params,
-    .bias_count = no_params,
+    .weight_count = rt_layer_no_params,
+    .bias_count = rt_layer_no_params,
     .buffer_bytes = pool_buffer_bytes,
     .bind_buffers = pool_bind_buffers,
     .forward = avgpool_forward,
