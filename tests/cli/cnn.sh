@@ -6,7 +6,7 @@
 #  - NP ranks give the parameters of one rank to a relative 1e-5 (dropout masks keyed by
 #    row ids: only the order of gradient sums differs);
 #  - resuming from a checkpoint inside each phase (train, prune, distill) gives bitwise
-#    the parameters of the uninterrupted run;
+#    the parameters of the uninterrupted run, and at one rank the same to 1e-5;
 #  - export --sparse and eval: the CSR file gives the dense file's loss.
 #   cnn.sh NP   (RINGTRAIN, MKDATA, MODELDIFF, MPIRUN_SH come from meson)
 set -u
@@ -67,6 +67,9 @@ for c in 00000018 00000036 00000054; do
     grep -q "^resume: .*ckpt-$c.h5" "$tmp/r$c.log" || fail "no resume line for $c"
     same "$tmp/a/model.h5" "$tmp/r$c/model.h5"
 done
+# at another rank count the prune checkpoint continues (sums in another order: 1e-5)
+run 1 "$tmp/o36" --resume "$ck/ckpt-00000036.h5" || fail "resume at 1 rank: $(tail -5 "$tmp/o36.log")"
+close "$tmp/a/model.h5" "$tmp/o36/model.h5"
 grep -q "^phase      train" <("$RINGTRAIN" inspect "$ck/ckpt-00000018.h5") || fail "18 is not in train"
 grep -q "^phase      prune" <("$RINGTRAIN" inspect "$ck/ckpt-00000036.h5") || fail "36 is not in prune"
 grep -q "^phase      distill" <("$RINGTRAIN" inspect "$ck/ckpt-00000054.h5") || fail "54 is not in distill"
