@@ -8,6 +8,7 @@
 #include "ringtrain/model_file.h"
 #include "ringtrain/status.h"
 #include "ringtrain/train.h"
+#include "train/phases.h"
 #include "train/trainer.h"
 
 #include <errno.h>
@@ -204,7 +205,7 @@ static int collect_rows(struct trainer *t, struct report_row *rows, int *n)
     const struct rt_config *c = t->cfg;
     *n = 0;
     for (int i = 0; i < c->n_phases; i++) {
-        if (c->phases[i] == RT_PHASE_DISTILL && strcmp(c->teacher, RT_TEACHER_PREVIOUS) != 0) {
+        if (phase_ops_of(c->phases[i])->teacher && strcmp(c->teacher, RT_TEACHER_PREVIOUS) != 0) {
             snprintf(rows[*n].phase, sizeof rows[*n].phase, "teacher");
             snprintf(rows[(*n)++].path, sizeof rows[0].path, "%s", c->teacher);
         }
