@@ -6,6 +6,7 @@
 #include "ringtrain/model.h"
 #include "ringtrain/status.h"
 #include "ringtrain/train.h"
+#include "train/phases.h"
 
 #include <string.h>
 
@@ -41,9 +42,9 @@ int rt_train_describe(const struct rt_config *c, FILE *out)
     struct rt_shape data = {0};
     rt_config_model_spec(c, &model);
     rt_config_student_spec(c, &student);
-    int distill = 0;
+    int distill = 0; /* a phase that brings its own model: the student */
     for (int i = 0; i < c->n_phases; i++)
-        distill |= c->phases[i] == RT_PHASE_DISTILL;
+        distill |= phase_ops_of(c->phases[i])->spec != NULL;
     int needs_data = model.input.rank == 0 || (distill && student.input.rank == 0);
     if (needs_data) RT_TRY(rt_dataset_peek_shape(c->train, c->data_x, &data));
     RT_TRY(describe_spec(out, "[model] layers", &model, &data, c->train));

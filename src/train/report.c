@@ -8,6 +8,7 @@
 #include "ringtrain/model_file.h"
 #include "ringtrain/status.h"
 #include "ringtrain/train.h"
+#include "train/phases.h"
 #include "train/trainer.h"
 
 #include <errno.h>
@@ -174,8 +175,7 @@ static int write_json(const char *path, const struct report_row *rows, int n, in
         json_number(f, "test_loss", r->e.loss, has_test);
         json_number(f, "infer_us_per_sample", r->e.infer_us_per_sample, has_test);
         fprintf(f, ", \"storage\": \"%s\", \"kernels\": \"%s\", \"model\": \"%s\"}%s\n",
-                r->e.csr ? "csr" : "dense", r->e.kernels,
-                r->path, i + 1 < n ? "," : "");
+                r->e.csr ? "csr" : "dense", r->e.kernels, r->path, i + 1 < n ? "," : "");
     }
     fprintf(f, "]\n");
     int bad = ferror(f) != 0;
@@ -214,7 +214,7 @@ static int collect_rows(struct trainer *t, struct report_row *rows, int *n)
     const struct rt_config *c = t->cfg;
     *n = 0;
     for (int i = 0; i < c->n_phases; i++) {
-        if (c->phases[i] == RT_PHASE_DISTILL && strcmp(c->teacher, RT_TEACHER_PREVIOUS) != 0) {
+        if (phase_ops_of(c->phases[i])->teacher && strcmp(c->teacher, RT_TEACHER_PREVIOUS) != 0) {
             snprintf(rows[*n].phase, sizeof rows[*n].phase, "teacher");
             snprintf(rows[(*n)++].path, sizeof rows[0].path, "%s", c->teacher);
         }

@@ -5,6 +5,7 @@
  * replicated, and the sampler position is global (epoch, step in epoch) under a global
  * batch. So a checkpoint resumes at any rank count; at the same count it continues
  * bit-identically. */
+#include "train/phases.h"
 #include "train/trainer.h"
 #include "ringtrain/log.h"
 #include "ringtrain/status.h"
@@ -85,14 +86,13 @@ int trainer_checkpoint(struct trainer *t, const char *tag)
                                     .state = &s,
                                     .metrics = t->metrics,
                                     .config_text = t->config_text};
-        if (t->has_masks && t->cfg->phases[t->phase_index] == RT_PHASE_PRUNE) {
+        if (t->has_masks && trainer_masks(t)) {
             c.mask = t->masks.packed;
             c.mask_bytes = t->masks.packed_bytes;
             c.mask_weights = (int64_t)t->masks.n_weights;
             c.mask_sparsity = rt_masks_sparsity(&t->masks, -1);
         }
-        if (t->has_teacher && t->cfg->phases[t->phase_index] == RT_PHASE_DISTILL)
-            c.teacher = &t->teacher.model;
+        if (t->has_teacher && trainer_phase(t)->teacher) c.teacher = &t->teacher.model;
         st = trainer_make_dirs(t->ckpt_dir, t->ckpt_dir);
         if (st == RT_OK) st = rt_ckpt_write(path, &c);
         if (st == RT_OK) st = rt_ckpt_prune(t->ckpt_dir, (int)t->cfg->ckpt_keep);
@@ -349,7 +349,7 @@ int trainer_resume(struct trainer *t, const char *resume)
     rt_comm_bcast(t->comm, chosen, sizeof chosen, 0);
     RT_TRY(check_compatible(t, &s, chosen));
     apply_state(t, &s);
-    if (t->cfg->phases[t->phase_index] == RT_PHASE_DISTILL) {
+    if (trainer_phase(t)->teacher) {
         /* The teacher travels inside the checkpoint: its original file may be gone. */
         RT_TRY(rt_teacher_load(&t->teacher, t->comm, chosen, RT_TEACHER_CHECKPOINT,
                                trainer_max_batch(t)));

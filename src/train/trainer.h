@@ -1,5 +1,5 @@
-/* trainer.h - the state of one training run on one rank, shared by the step loop
- * (train.c) and checkpointing (resume.c). Private to src/train.
+/* trainer.h - the state of one training run on one rank, shared by the files of
+ * src/train (set-up, the step, progress, phases, checkpointing). Private to src/train.
  *
  * Position: `step` global steps are done; the run is in epoch `epoch` (0-based) with
  * `step_in_epoch` of its steps done. That triple, with the seed, fixes the data order, so
@@ -89,6 +89,33 @@ struct trainer {
     char last_ckpt[RT_PATH_MAX + 64];
     char *config_text; /* owned: the effective job, saved with the model */
 };
+
+/* Collective set-up (setup.c): opens the data, builds the model, optimizer and buckets,
+ * and the run record; every part ends at an agreement point. trainer_close frees it all. */
+int trainer_open(struct trainer *t);
+void trainer_close(struct trainer *t);
+
+/* Replaces the optimizer by a fresh one of t->ocfg's kind. RT_ERR_NOMEM. */
+int trainer_reset_optimizer(struct trainer *t);
+
+/* Collective: rank 0 initialises the parameters and broadcasts them. */
+void trainer_init_params(struct trainer *t);
+
+/* Collective: compares every replica's parameters (and masks) by checksum; RT_ERR_INTERNAL
+ * naming the ranks that differ from rank 0 (the same on every rank). */
+int trainer_check_replicas(struct trainer *t);
+
+/* Collective: one training step (step.c). RT_STOPPED when a signal stops the run. */
+int trainer_step(struct trainer *t);
+
+/* Collective (progress.c): a progress line from the sums since the last one; the end of an
+ * epoch (or of the run inside one): mean loss, test metrics, a metrics row, into res. */
+int trainer_report_progress(struct trainer *t);
+int trainer_end_epoch(struct trainer *t, struct rt_train_result *res);
+void trainer_result_from_metric(const struct rt_ckpt_metric *r, struct rt_train_result *res);
+
+/* Collective: runs the job's phases from the position on (phases.c), then the report. */
+int trainer_run_phases(struct trainer *t, struct rt_train_result *res);
 
 /* Collective. Loads the checkpoint named by resume ("auto": the newest readable one in
  * the checkpoint directory, or none) into the model, optimizer and position. Rank 0 reads
