@@ -113,7 +113,7 @@ for f in dense csr; do
     timeout -k 5 30 "$MPIRUN_SH" "$np" "$RINGTRAIN" eval "$tmp/$f.h5" "$tmp/test.h5" >"$tmp/e.$f" 2>&1 ||
         fail "eval $f: $(cat "$tmp/e.$f")"
 done
-grep -q "storage=csr nonzeros=640/3200$" "$tmp/e.csr" || fail "eval csr: $(cat "$tmp/e.csr")"
+grep -q "storage=csr nonzeros=640/3200 kernels=0:dense:csr,1:dense:csr,2:dense:csr$" "$tmp/e.csr" || fail "eval csr: $(cat "$tmp/e.csr")"
 ld=$(sed -n 's/.*loss=\([0-9.]*\).*/\1/p' "$tmp/e.dense")
 lc=$(sed -n 's/.*loss=\([0-9.]*\).*/\1/p' "$tmp/e.csr")
 ad=$(sed -n 's/.*acc=\([0-9.]*\).*/\1/p' "$tmp/e.dense")
