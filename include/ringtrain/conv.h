@@ -26,43 +26,35 @@ struct rt_conv2d_geom {             /* one conv2d layer on one sample */
 int rt_conv2d_geom_init(struct rt_conv2d_geom *g, int C, int H, int W, int OC, int KH, int KW,
                         int SH, int SW, int PH, int PW);
 
-/* Floats of scratch every rt_conv2d_* kernel below needs for batches of up to max_batch
- * samples; allocated once by the caller. With K = C KH KW and P = OH OW it is
- *   (K + OC) P max_batch   in general (the batch's columns, then an (OC, B P) block),
- *   0                      for a 1x1 kernel with stride 1 and no padding (x is its own
- *                          column matrix); scratch may then be NULL. */
+/* Floats of scratch every rt_conv2d_* kernel below needs, allocated once by the caller:
+ * K P = C KH KW OH OW (one sample's im2col columns, 225 KiB for 32->64 3x3 on 14x14), or 0
+ * for a 1x1 kernel with stride 1 and no padding (x is its own column matrix; scratch may
+ * then be NULL). The chosen plan works sample by sample, so this does not grow with
+ * max_batch; the argument stays so that a batched plan could be chosen without changing
+ * callers. */
 size_t rt_conv2d_scratch_floats(const struct rt_conv2d_geom *g, int max_batch);
 
-/* y (B, OC, OH, OW) = conv(x, w) + b, overwrites y: exactly torch.nn.functional.conv2d
- * (cross-correlation, zero padding) up to float rounding. One im2col over the batch and one
- * GEMM (fastest measured; bench_conv).
- * Scratch contract: on return scratch holds the batch's im2col columns, which the next
- * rt_conv2d_backward_params of this step reads instead of recomputing them. So between a
- * training forward and its backward the caller must not touch scratch, nor x, nor run another
- * conv kernel on the same scratch. A forward that is not followed by a backward (inference)
- * leaves nothing to clean up. A sample's output depends on its position in the batch through
- * BLAS rounding: for bit-reproducible rows use rt_conv2d_forward_rowwise. */
+/* y (B, OC, OH, OW) = conv(x, w) + b, overwrites y: torch.nn.functional.conv2d
+ * (cross-correlation, zero padding) up to float rounding. Per sample, im2col into scratch
+ * and one cblas_sgemm; this beat one batched GEMM in bench_conv (see conv_kernels.c).
+ * Row-wise reproducible: every sample runs a GEMM of the same shape on a column matrix of
+ * the same layout, so each sample's output depends on that sample alone, bit for bit,
+ * whatever B and its position in the batch (for a given BLAS library, CPU and BLAS thread
+ * count). Scratch is clobbered and carries nothing to backward: a forward may run alone
+ * (inference), and backward may come later with other conv calls in between. */
 void rt_conv2d_forward(float *y, float *scratch, const float *x, const float *w, const float *b,
                        const struct rt_conv2d_geom *g, int B);
 
-/* rt_conv2d_forward computed with one GEMM per sample, every one of the same shape on a
- * column matrix of the same layout: each sample's output depends on that sample alone, bit
- * for bit, whatever B and its position in the batch (for a given BLAS library, CPU and
- * thread count). Inference: it keeps nothing for backward (scratch is clobbered). */
-void rt_conv2d_forward_rowwise(float *y, float *scratch, const float *x, const float *w,
-                               const float *b, const struct rt_conv2d_geom *g, int B);
-
 /* First half of the backward of rt_conv2d_forward: OVERWRITES dw (OC, C, KH, KW) and db (OC)
- * from dy (B, OC, OH, OW). Reads the columns the forward left in scratch (x is not read
- * again; it is passed for the 1x1 case, whose columns are x). Leaves in scratch a copy of dy
- * that rt_conv2d_backward_data reads. With B == 0 dw and db become zero. The caller may start
- * communicating dw and db as soon as this returns. */
+ * from dy (B, OC, OH, OW) and the forward's x (its columns are recomputed into scratch).
+ * With B == 0 dw and db become zero. The caller may start communicating dw and db as soon
+ * as this returns. */
 void rt_conv2d_backward_params(float *dw, float *db, float *scratch, const float *dy,
                                const float *x, const struct rt_conv2d_geom *g, int B);
 
-/* Second half: OVERWRITES dx (B, C, H, W) = dLoss/dx. Call only after rt_conv2d_backward_params
- * of the same step, with the same scratch and dy (it reads what _params left). B == 0 writes
- * nothing. */
+/* Second half: OVERWRITES dx (B, C, H, W) = dLoss/dx from dy and w. Meant to run after
+ * rt_conv2d_backward_params of the same step (a batched plan would reuse what _params left
+ * in scratch); the chosen plan reads nothing from scratch. B == 0 writes nothing. */
 void rt_conv2d_backward_data(float *dx, float *scratch, const float *dy, const float *w,
                              const struct rt_conv2d_geom *g, int B);
 
@@ -70,7 +62,8 @@ void rt_conv2d_backward_data(float *dx, float *scratch, const float *dy, const f
  * cols = C KH KW (the PyTorch weight flattened). Per sample: im2col, then for every output
  * channel b[o] plus, for each nonzero in column order, value times its column row. So each
  * sample's output depends on that sample alone, bit for bit. Same values as
- * rt_conv2d_forward up to float rounding. Scratch as sized above (clobbered). */
+ * rt_conv2d_forward up to float rounding; faster than it from about 70% (32->64@14) to 85%
+ * (1->32@28) zeros, 2.3x at 90% on 32->64@14 (bench_conv). Scratch as sized above (clobbered). */
 void rt_conv2d_forward_csr(float *y, float *scratch, const float *x, const struct rt_csr *w,
                            const float *b, const struct rt_conv2d_geom *g, int B);
 
@@ -107,15 +100,20 @@ void rt_avgpool2d_backward(float *dx, const float *dy, const struct rt_pool2d_ge
 /* ---- exported for tests and bench_conv only ('_' suffix): the strategies measured ---- */
 
 enum rt_conv_plan_ {
-    RT_CONV_PLAN_SAMPLE_,      /* per sample: im2col + GEMM; backward recomputes the columns */
+    RT_CONV_PLAN_SAMPLE_,      /* per sample: im2col + GEMM; backward recomputes the columns:
+                                * what the public kernels do */
     RT_CONV_PLAN_SAMPLE_KEEP_, /* per sample, the forward's columns kept for backward */
     RT_CONV_PLAN_BATCH_,       /* one im2col + one GEMM over the batch; backward recomputes */
-    RT_CONV_PLAN_BATCH_KEEP_,  /* batched, columns kept: what rt_conv2d_forward does */
+    RT_CONV_PLAN_BATCH_KEEP_,  /* batched, columns kept */
     RT_CONV_PLAN_COUNT_
 };
 
-/* The three kernels above under an explicit plan (the same plan for all three of a step),
- * and the scratch that plan needs. */
+/* The three kernels above under an explicit plan, and the scratch that plan needs for
+ * batches of up to max_batch. The same plan for all three calls of a step, in order
+ * (forward, _params, _data) on the same scratch, untouched in between: the keep plans leave
+ * the columns in scratch for _params, the batched plans leave dy rearranged there for
+ * _data. Scratch, with K = C KH KW and P = OH OW: SAMPLE K P, SAMPLE_KEEP K P B, BATCH and
+ * BATCH_KEEP (K + OC) P B (the batch's columns, then an (OC, B P) block); 0 for 1x1. */
 size_t rt_conv2d_plan_scratch_floats_(const struct rt_conv2d_geom *g, int max_batch,
                                       enum rt_conv_plan_ plan);
 void rt_conv2d_plan_forward_(float *y, float *scratch, const float *x, const float *w,

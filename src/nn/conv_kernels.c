@@ -23,9 +23,33 @@
  *
  * and, orthogonally, whether backward_params recomputes the columns or reads the ones the
  * forward left in scratch (the "keep" plans: more scratch, one im2col less per step).
- * rt_conv2d_forward and the backward pair use the plan bench_conv found fastest; the
- * row-wise forward is the per-sample plan, whose GEMMs all have the same shape and operand
- * layout, so that no sample's rounding depends on where it sits in the batch.
+ *
+ * Measured (bench_conv, 3x3 padding 1, OpenBLAS 0.3.21 on a 2-core Zen 4 shared with other
+ * jobs; best step of 30, forward + both backward halves, ms):
+ *
+ *     shape        B  thr   sample  sample-keep   batch  batch-keep   sgemm alone
+ *     1->32@28    64    1     2.08         2.20    4.42        4.23      1.31
+ *     1->32@28   128    1     4.71         5.41   14.46       13.65      2.98
+ *     32->64@14   64    1    17.7         19.0    24.7        26.2      15.7
+ *     32->64@14  128    1    48.5         50.0    78.3        67.6      44.9
+ *     1->32@28    64    2     1.91         1.75   10.29        8.82      1.48
+ *     32->64@14   64    2    27.7         24.9    30.8        25.9      18.1
+ *     32->64@14  128    2    57.7         70.5    69.5        58.1      41.9
+ *
+ * Per sample wins at one thread everywhere and is within ~10% of the best at two: one
+ * sample's columns (K P, 225 KiB for 32->64@14) stay in L2 between im2col and the GEMM that
+ * reads them, while the batch's columns (14-29 MB) go to memory and back, and the layout
+ * passes cost more than the bigger GEMM saves. Keeping the columns saves an im2col in
+ * backward_params but makes the forward write them out of cache. So the public kernels run
+ * the per-sample plan, which also needs the least scratch, carries no state from forward to
+ * backward, and is row-wise reproducible: every sample's GEMMs have the same shape and
+ * operand layout, so no sample's rounding depends on where it sits in the batch. The other
+ * plans stay, for tests and for bench_conv to measure again on other machines.
+ *
+ * The non-GEMM passes were tuned until the per-sample step on 32->64@14 came within ~10% of
+ * its bare sgemm calls (eff in the bench): im2col copies the rows of a "same"-width tap in one
+ * memcpy (flat_taps) and clears padding columns with strided stores, not per-row memsets; bias sums
+ * use eight partial sums (sum8).
  *
  * A 1x1 kernel with stride 1 and no padding needs no im2col: x_s (C, H W) is col_s. It
  * always runs per sample, without scratch.
@@ -39,8 +63,8 @@
 #include <cblas.h>
 #include <string.h>
 
-/* The plan of rt_conv2d_forward and the backward pair: see the bench table in conv.h. */
-#define CONV_PLAN RT_CONV_PLAN_BATCH_KEEP_
+/* The plan of the public kernels (see the measurements above). */
+#define CONV_PLAN RT_CONV_PLAN_SAMPLE_
 
 int rt_conv2d_geom_init(struct rt_conv2d_geom *g, int C, int H, int W, int OC, int KH, int KW,
                         int SH, int SW, int PH, int PW)
@@ -88,7 +112,7 @@ size_t rt_conv2d_scratch_floats(const struct rt_conv2d_geom *g, int max_batch)
 {
     size_t need = rt_conv2d_plan_scratch_floats_(g, max_batch, CONV_PLAN);
     size_t one = rt_conv2d_plan_scratch_floats_(g, 1, RT_CONV_PLAN_SAMPLE_);
-    return need > one ? need : one; /* the row-wise and CSR kernels need one sample's */
+    return need > one ? need : one; /* the CSR kernel needs one sample's columns */
 }
 
 /* ---- im2col and col2im ---- */
@@ -106,28 +130,87 @@ static void tap_range(int *lo, int *hi, int k, int s, int pad, int n_in, int n_o
     *hi = h;
 }
 
-/* One row (c, kh, kw) of a column matrix: row (P) from plane = x_s[c] (H, W). */
-static void im2col_row(float *row, const float *plane, int kh, int kw,
+/* Kernel position (kh, kw) reads the input at output rows [oh0, oh1) and columns [ow0, ow1),
+ * padding elsewhere. */
+struct tap {
+    int kh, kw, oh0, oh1, ow0, ow1;
+};
+
+static struct tap tap_of(int kh, int kw, const struct rt_conv2d_geom *g)
+{
+    struct tap t = {kh, kw, 0, 0, 0, 0};
+    tap_range(&t.oh0, &t.oh1, kh, g->SH, g->PH, g->H, g->OH);
+    tap_range(&t.ow0, &t.ow1, kw, g->SW, g->PW, g->W, g->OW);
+    return t;
+}
+
+/* Stride 1 and OW == W ("same" width, as 3x3 with padding 1): then pixel i of the tap's rows
+ * reads input i + shift, so the rows are one run of the plane, copied in one go, and only
+ * the padding columns inside that run need clearing. This is the Fashion-MNIST CNN's case;
+ * short per-row copies cost as much as the forward GEMM there. */
+static int flat_taps(const struct rt_conv2d_geom *g)
+{
+    return g->SH == 1 && g->SW == 1 && g->OW == g->W;
+}
+
+/* For flat taps: the shift, and [*lo, *hi) the part of the tap's rows whose input lies in
+ * the plane (what falls outside is padding columns at the first or last row). */
+static ptrdiff_t flat_span(size_t *lo, size_t *hi, const struct tap *t,
+                           const struct rt_conv2d_geom *g)
+{
+    ptrdiff_t shift = (ptrdiff_t)(t->kh - g->PH) * g->W + t->kw - g->PW;
+    ptrdiff_t l = (ptrdiff_t)t->oh0 * g->OW, h = (ptrdiff_t)t->oh1 * g->OW;
+    ptrdiff_t n = (ptrdiff_t)g->H * g->W;
+    l = l + shift < 0 ? -shift : l;
+    h = h + shift > n ? n - shift : h;
+    *lo = (size_t)l;
+    *hi = (size_t)(h > l ? h : l);
+    return shift;
+}
+
+static void zero(float *v, size_t n)
+{
+    memset(v, 0, n * sizeof *v);
+}
+
+/* Clears columns [j0, j1) of the tap's rows of row (P): column by column, as strided
+ * stores; per-row memsets of one or two floats would cost a call each. */
+static void zero_columns(float *row, int j0, int j1, const struct tap *t,
+                         const struct rt_conv2d_geom *g)
+{
+    for (int j = j0; j < j1; j++)
+        for (int oh = t->oh0; oh < t->oh1; oh++)
+            row[(size_t)oh * g->OW + j] = 0.0f;
+}
+
+/* Clears the padding columns of the tap's rows. */
+static void zero_side_columns(float *row, const struct tap *t, const struct rt_conv2d_geom *g)
+{
+    zero_columns(row, 0, t->ow0, t, g);
+    zero_columns(row, t->ow1, g->OW, t, g);
+}
+
+/* Row (P) of a column matrix for tap t, from plane = x_s[c] (H, W). */
+static void im2col_row(float *row, const float *plane, const struct tap *t,
                        const struct rt_conv2d_geom *g)
 {
-    int oh0, oh1, ow0, ow1, OW = g->OW;
-    tap_range(&oh0, &oh1, kh, g->SH, g->PH, g->H, g->OH);
-    tap_range(&ow0, &ow1, kw, g->SW, g->PW, g->W, OW);
-    memset(row, 0, (size_t)oh0 * OW * sizeof *row);
-    for (int oh = oh0; oh < oh1; oh++) {
-        float *r = row + (size_t)oh * OW;
-        const float *src =
-            plane + (size_t)(oh * g->SH - g->PH + kh) * g->W + (ptrdiff_t)ow0 * g->SW - g->PW + kw;
-        memset(r, 0, (size_t)ow0 * sizeof *r);
-        if (g->SW == 1) {
-            memcpy(r + ow0, src, (size_t)(ow1 - ow0) * sizeof *r);
-        } else {
-            for (int ow = ow0; ow < ow1; ow++)
-                r[ow] = src[(size_t)(ow - ow0) * g->SW];
+    int OW = g->OW;
+    zero(row, (size_t)t->oh0 * OW);
+    zero(row + (size_t)t->oh1 * OW, (size_t)(g->OH - t->oh1) * OW);
+    if (flat_taps(g)) {
+        size_t lo, hi;
+        ptrdiff_t shift = flat_span(&lo, &hi, t, g);
+        memcpy(row + lo, plane + (ptrdiff_t)lo + shift, (hi - lo) * sizeof *row);
+    } else {
+        for (int oh = t->oh0; oh < t->oh1; oh++) {
+            float *r = row + (size_t)oh * OW;
+            const float *src = plane + (size_t)(oh * g->SH - g->PH + t->kh) * g->W +
+                               (ptrdiff_t)t->ow0 * g->SW - g->PW + t->kw;
+            for (int ow = t->ow0; ow < t->ow1; ow++)
+                r[ow] = src[(size_t)(ow - t->ow0) * g->SW];
         }
-        memset(r + ow1, 0, (size_t)(OW - ow1) * sizeof *r);
     }
-    memset(row + (size_t)oh1 * OW, 0, (size_t)(g->OH - oh1) * OW * sizeof *row);
+    zero_side_columns(row, t, g); /* for flat taps, also what flat_span left out */
 }
 
 /* col (K, P) with row stride ld from one sample xs (C, H, W). */
@@ -136,35 +219,49 @@ static void im2col(float *col, size_t ld, const float *xs, const struct rt_conv2
     size_t plane = (size_t)g->H * g->W, k = 0;
     for (int c = 0; c < g->C; c++)
         for (int kh = 0; kh < g->KH; kh++)
-            for (int kw = 0; kw < g->KW; kw++, k++)
-                im2col_row(col + k * ld, xs + c * plane, kh, kw, g);
+            for (int kw = 0; kw < g->KW; kw++, k++) {
+                struct tap t = tap_of(kh, kw, g);
+                im2col_row(col + k * ld, xs + c * plane, &t, g);
+            }
 }
 
-/* The adjoint of im2col_row: plane (H, W) += each tap of row (P) at the pixel it read. */
-static void col2im_row(float *plane, const float *row, int kh, int kw,
+/* The adjoint of im2col_row: plane (H, W) += each tap of row (P) at the pixel it read.
+ * Flat taps add the whole run after clearing the padding columns of row (which is why row
+ * is not const): those then add zeros to pixels of the neighbouring input rows. */
+static void col2im_row(float *plane, float *row, const struct tap *t,
                        const struct rt_conv2d_geom *g)
 {
-    int oh0, oh1, ow0, ow1, OW = g->OW;
-    tap_range(&oh0, &oh1, kh, g->SH, g->PH, g->H, g->OH);
-    tap_range(&ow0, &ow1, kw, g->SW, g->PW, g->W, OW);
-    for (int oh = oh0; oh < oh1; oh++) {
-        const float *r = row + (size_t)oh * OW;
-        float *dst =
-            plane + (size_t)(oh * g->SH - g->PH + kh) * g->W + (ptrdiff_t)ow0 * g->SW - g->PW + kw;
-        for (int ow = ow0; ow < ow1; ow++)
-            dst[(size_t)(ow - ow0) * g->SW] += r[ow];
+    if (flat_taps(g)) {
+        size_t lo, hi;
+        ptrdiff_t shift = flat_span(&lo, &hi, t, g);
+        zero_side_columns(row, t, g);
+        float *dst = plane + ((ptrdiff_t)lo + shift);
+        const float *src = row + lo;
+        for (size_t i = 0; i < hi - lo; i++)
+            dst[i] += src[i];
+        return;
+    }
+    for (int oh = t->oh0; oh < t->oh1; oh++) {
+        const float *r = row + (size_t)oh * g->OW;
+        float *dst = plane + (size_t)(oh * g->SH - g->PH + t->kh) * g->W +
+                     (ptrdiff_t)t->ow0 * g->SW - g->PW + t->kw;
+        for (int ow = t->ow0; ow < t->ow1; ow++)
+            dst[(size_t)(ow - t->ow0) * g->SW] += r[ow];
     }
 }
 
-/* OVERWRITES dxs (C, H, W) with the col2im of dcol (K, P), row stride ld. */
-static void col2im(float *dxs, const float *dcol, size_t ld, const struct rt_conv2d_geom *g)
+/* OVERWRITES dxs (C, H, W) with the col2im of dcol (K, P), row stride ld; dcol is
+ * clobbered (col2im_row). */
+static void col2im(float *dxs, float *dcol, size_t ld, const struct rt_conv2d_geom *g)
 {
     size_t plane = (size_t)g->H * g->W, k = 0;
-    memset(dxs, 0, (size_t)g->C * plane * sizeof *dxs);
+    zero(dxs, (size_t)g->C * plane);
     for (int c = 0; c < g->C; c++)
         for (int kh = 0; kh < g->KH; kh++)
-            for (int kw = 0; kw < g->KW; kw++, k++)
-                col2im_row(dxs + c * plane, dcol + k * ld, kh, kw, g);
+            for (int kw = 0; kw < g->KW; kw++, k++) {
+                struct tap t = tap_of(kh, kw, g);
+                col2im_row(dxs + c * plane, dcol + k * ld, &t, g);
+            }
 }
 
 /* ---- per-sample plans ---- */
@@ -218,24 +315,35 @@ static void forward_samples(float *y, float *scratch, const float *x, const floa
     }
 }
 
-/* db[o] += sum of row o of dys (OC, P): a float sum per row, p ascending. */
+/* Sum of v (n): eight interleaved float partial sums, which the compiler keeps in vector
+ * registers (one running sum would wait on every add's latency), combined pairwise. A fixed
+ * order for a given n. */
+static float sum8(const float *v, size_t n)
+{
+    float a[8] = {0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++)
+            a[j] += v[i + j];
+    for (; i < n; i++)
+        a[0] += v[i];
+    return ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+}
+
+/* db[o] += sum of row o of dys (OC, P). */
 static void add_row_sums(float *db, const float *dys, const struct rt_conv2d_geom *g)
 {
     size_t P = pixels(g);
-    for (int o = 0; o < g->OC; o++) {
-        float acc = 0.0f;
-        for (size_t p = 0; p < P; p++)
-            acc += dys[(size_t)o * P + p];
-        db[o] += acc;
-    }
+    for (int o = 0; o < g->OC; o++)
+        db[o] += sum8(dys + (size_t)o * P, P);
 }
 
 /* dw and db from zero; with B == 0 they stay zero (a GEMM with K = 0 is asked to write
  * beta C, which not every BLAS honours). */
 static void clear_param_grads(float *dw, float *db, const struct rt_conv2d_geom *g)
 {
-    memset(dw, 0, (size_t)g->OC * col_rows(g) * sizeof *dw);
-    memset(db, 0, (size_t)g->OC * sizeof *db);
+    zero(dw, (size_t)g->OC * col_rows(g));
+    zero(db, (size_t)g->OC);
 }
 
 /* dW (OC, K) (+)= dy_s col_s^T, one GEMM per sample, the first overwriting (beta 0). */
@@ -394,12 +502,6 @@ void rt_conv2d_forward(float *y, float *scratch, const float *x, const float *w,
                        const struct rt_conv2d_geom *g, int B)
 {
     rt_conv2d_plan_forward_(y, scratch, x, w, b, g, B, CONV_PLAN);
-}
-
-void rt_conv2d_forward_rowwise(float *y, float *scratch, const float *x, const float *w,
-                               const float *b, const struct rt_conv2d_geom *g, int B)
-{
-    forward_samples(y, scratch, x, w, b, g, B, 0);
 }
 
 void rt_conv2d_backward_params(float *dw, float *db, float *scratch, const float *dy,

@@ -179,29 +179,30 @@ START_TEST(conv2d_geom_init_refusals)
 }
 END_TEST
 
-/* The documented formula, and 0 for the pointwise shortcut. */
+/* The documented formulas, and 0 for the pointwise shortcut. */
 START_TEST(conv2d_scratch_floats_formula)
 {
     struct rt_conv2d_geom g;
+    size_t K = 288, P = 196, OC = 64;
     rt_conv2d_geom_init(&g, 32, 14, 14, 64, 3, 3, 1, 1, 1, 1);
-    ck_assert_uint_eq(rt_conv2d_scratch_floats(&g, 128), (size_t)(288 + 64) * 196 * 128);
-    ck_assert_uint_eq(rt_conv2d_scratch_floats(&g, 0), (size_t)288 * 196);
+    ck_assert_uint_eq(rt_conv2d_scratch_floats(&g, 128), K * P);
+    ck_assert_uint_eq(rt_conv2d_scratch_floats(&g, 0), K * P);
+    ck_assert_uint_eq(rt_conv2d_plan_scratch_floats_(&g, 128, RT_CONV_PLAN_SAMPLE_), K * P);
+    ck_assert_uint_eq(rt_conv2d_plan_scratch_floats_(&g, 128, RT_CONV_PLAN_SAMPLE_KEEP_),
+                      K * P * 128);
+    ck_assert_uint_eq(rt_conv2d_plan_scratch_floats_(&g, 128, RT_CONV_PLAN_BATCH_),
+                      (K + OC) * P * 128);
+    ck_assert_uint_eq(rt_conv2d_plan_scratch_floats_(&g, 128, RT_CONV_PLAN_BATCH_KEEP_),
+                      (K + OC) * P * 128);
     rt_conv2d_geom_init(&g, 32, 14, 14, 64, 1, 1, 1, 1, 0, 0);
     ck_assert_uint_eq(rt_conv2d_scratch_floats(&g, 128), 0);
+    ck_assert_uint_eq(rt_conv2d_plan_scratch_floats_(&g, 128, RT_CONV_PLAN_BATCH_), 0);
 }
 END_TEST
 
 /* ---- forward ---- */
 
-static void forward_one(float *y, float *scr, const struct conv_case *c, int plan)
-{
-    if (plan < 0)
-        rt_conv2d_forward_rowwise(y, scr, c->x, c->w, c->b, &c->g, c->B);
-    else
-        rt_conv2d_plan_forward_(y, scr, c->x, c->w, c->b, &c->g, c->B, (enum rt_conv_plan_)plan);
-}
-
-/* Every plan, the public forward and the row-wise one (plan -1) against the reference. */
+/* Every plan and the public forward (plan -1) against the reference. */
 START_TEST(conv2d_forward_reference)
 {
     struct conv_case c;
@@ -209,20 +210,17 @@ START_TEST(conv2d_forward_reference)
     ref_conv(c.f, c.xd, c.wd, c.bd, &c.g, c.B);
     float *want = alloc_or_fail(c.ny, sizeof *want), *y = alloc_or_fail(c.ny, sizeof *y);
     to_float(want, c.f, c.ny);
-    size_t ns = rt_conv2d_scratch_floats(&c.g, c.B);
-    for (int plan = -2; plan < RT_CONV_PLAN_COUNT_; plan++) {
-        size_t n = plan < 0 ? ns : rt_conv2d_plan_scratch_floats_(&c.g, c.B, plan);
+    for (int plan = -1; plan < RT_CONV_PLAN_COUNT_; plan++) {
+        size_t n = plan < 0 ? rt_conv2d_scratch_floats(&c.g, c.B)
+                            : rt_conv2d_plan_scratch_floats_(&c.g, c.B, plan);
         float *scr = scratch_alloc(n);
         nan_fill(y, c.ny);
-        if (plan == -2)
+        if (plan < 0)
             rt_conv2d_forward(y, scr, c.x, c.w, c.b, &c.g, c.B);
         else
-            forward_one(y, scr, &c, plan);
+            rt_conv2d_plan_forward_(y, scr, c.x, c.w, c.b, &c.g, c.B, plan);
         char label[128];
-        shape_label(label, sizeof label, &c,
-                    plan == -2   ? "forward"
-                    : plan == -1 ? "rowwise"
-                                 : plan_name[plan]);
+        shape_label(label, sizeof label, &c, plan < 0 ? "forward" : plan_name[plan]);
         check_close(y, want, c.ny, 1e-5, 1e-5, label);
         scratch_check(scr, n);
         free(scr);
@@ -238,13 +236,13 @@ START_TEST(conv2d_forward_b0)
     case_init(&c, &shapes[1], 7);
     float y[1] = {5.0f};
     rt_conv2d_forward(y, NULL, c.x, c.w, c.b, &c.g, 0);
-    rt_conv2d_forward_rowwise(y, NULL, c.x, c.w, c.b, &c.g, 0);
+    rt_conv2d_forward_csr(y, NULL, c.x, NULL, c.b, &c.g, 0);
     ck_assert_float_eq(y[0], 5.0f);
     case_free(&c);
 }
 END_TEST
 
-/* ---- rt_conv2d_forward_rowwise and CSR: a sample's bits do not depend on its batch ---- */
+/* ---- rt_conv2d_forward and CSR: a sample's bits do not depend on its batch ---- */
 
 /* Samples computed alone, then in batches of 1, 2, 5 and N taken in shuffled orders (so each
  * sample sits at several positions): the same bytes every time. */
@@ -278,7 +276,7 @@ static void check_row_independent(int csr_too, int threads)
         if (csr_too)
             rt_conv2d_forward_csr(alone + i * per_y, scr, c.x + i * per_x, &w, c.b, &c.g, 1);
         else
-            rt_conv2d_forward_rowwise(alone + i * per_y, scr, c.x + i * per_x, c.w, c.b, &c.g, 1);
+            rt_conv2d_forward(alone + i * per_y, scr, c.x + i * per_x, c.w, c.b, &c.g, 1);
     }
     struct rt_rng rng;
     rt_rng_seed(&rng, 5);
@@ -298,18 +296,18 @@ static void check_row_independent(int csr_too, int threads)
             if (csr_too)
                 rt_conv2d_forward_csr(y + r0 * per_y, scr, xb + r0 * per_x, &w, c.b, &c.g, B);
             else
-                rt_conv2d_forward_rowwise(y + r0 * per_y, scr, xb + r0 * per_x, c.w, c.b, &c.g, B);
+                rt_conv2d_forward(y + r0 * per_y, scr, xb + r0 * per_x, c.w, c.b, &c.g, B);
         }
         for (int i = 0; i < N; i++)
             ck_assert_msg(memcmp(y + i * per_y, alone + perm[i] * per_y, per_y * sizeof *y) == 0,
                           "%s, %d threads: sample %d differs in batches of %d",
-                          csr_too ? "csr" : "rowwise", threads, perm[i], batch[t]);
+                          csr_too ? "csr" : "forward", threads, perm[i], batch[t]);
     }
     free(alone), free(y), free(xb), free(scr), free(idx), free(data);
     case_free(&c);
 }
 
-START_TEST(conv2d_forward_rowwise_row_independent)
+START_TEST(conv2d_forward_row_independent)
 {
     check_row_independent(0, 1 + _i);
 }
@@ -650,9 +648,7 @@ static Suite *conv_suite(void)
     tc = tcase_create("rt_conv2d_forward");
     tcase_add_loop_test(tc, conv2d_forward_reference, 0, N_SHAPES);
     tcase_add_test(tc, conv2d_forward_b0);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("rt_conv2d_forward_rowwise");
-    tcase_add_loop_test(tc, conv2d_forward_rowwise_row_independent, 0, 2); /* 1, 2 threads */
+    tcase_add_loop_test(tc, conv2d_forward_row_independent, 0, 2); /* 1, 2 BLAS threads */
     suite_add_tcase(s, tc);
     tc = tcase_create("rt_conv2d_forward_csr");
     tcase_add_loop_test(tc, conv2d_forward_csr_matches_dense, 0, N_SHAPES);
