@@ -76,10 +76,9 @@ static void conv_init(struct rt_layer *l, enum rt_init init, struct rt_rng *rng)
 
 static void conv_forward(struct rt_layer *l, const float *x, int B)
 {
+    /* both kernels run sample by sample: row-wise reproducible as they are (conv.h) */
     if (l->csr)
         rt_conv2d_forward_csr(l->y, l->scratch, x, l->csr, l->b, &l->g.conv, B);
-    else if (l->rowwise)
-        rt_conv2d_forward_rowwise(l->y, l->scratch, x, l->w, l->b, &l->g.conv, B);
     else
         rt_conv2d_forward(l->y, l->scratch, x, l->w, l->b, &l->g.conv, B);
     rt_act_apply(l->y, l->z, (size_t)B * l->out, l->act);
@@ -97,15 +96,16 @@ static void conv_backward_dx(struct rt_layer *l, float *dx, const float *x, int 
     rt_conv2d_backward_data(dx, l->scratch, l->dy, l->w, &l->g.conv, B);
 }
 
-/* The GEMMs conv_kernels.c issues: over the whole batch's columns (K, B P), K = C KH KW,
- * P = OH OW: y = W cols, dW = dy cols^T, dcols = W^T dy. */
+/* The GEMMs conv_kernels.c issues, one of each per sample on its (K, P) columns, K =
+ * C KH KW, P = OH OW: y_s = W cols_s, dW += dy_s cols_s^T, dcols_s = W^T dy_s. */
 static int conv_gemms(const struct rt_layer *l, int B, struct rt_gemm_shape *out)
 {
     const struct rt_conv2d_geom *g = &l->g.conv;
-    int BP = B * g->OH * g->OW, K = g->C * g->KH * g->KW;
-    out[0] = (struct rt_gemm_shape){g->OC, BP, K, 0, 0, 0};
-    out[1] = (struct rt_gemm_shape){g->OC, K, BP, 0, 1, 0};
-    out[2] = (struct rt_gemm_shape){K, BP, g->OC, 1, 0, 0};
+    int P = g->OH * g->OW, K = g->C * g->KH * g->KW;
+    (void)B;
+    out[0] = (struct rt_gemm_shape){g->OC, P, K, 0, 0, 1};
+    out[1] = (struct rt_gemm_shape){g->OC, K, P, 0, 1, 1};
+    out[2] = (struct rt_gemm_shape){K, P, g->OC, 1, 0, 1};
     return 3;
 }
 

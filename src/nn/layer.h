@@ -98,7 +98,6 @@ struct rt_layer {
     const float *wt;                  /* non-NULL (and csr NULL): dense forward with
                                          rt_dense_forward_rowwise on these weights
                                          transposed (IN, OUT) (inference) */
-    int rowwise;                      /* conv: forward one sample at a time (inference) */
 };
 
 /* The ops of a kind; NULL for a value outside the enum. */
