@@ -894,7 +894,7 @@ static void shrink_case(enum rt_act act, double keep)
     ck_assert_int_eq(rt_model_init(&wide, &spec, 5), RT_OK);
     rt_model_init_params(&wide, 7);
     int32_t kept[19];
-    int counts[3] = {0};
+    int counts[3] = {0}; /* one per layer */
     ck_assert_int_eq(rt_prune_neurons(&wide, keep, kept, counts), RT_OK);
     ck_assert_int_eq(counts[0], (int)llround(keep * 12));
     ck_assert_int_eq(counts[1], (int)llround(keep * 7) < 1 ? 1 : (int)llround(keep * 7));
@@ -1045,7 +1045,7 @@ START_TEST(shrink_keeps_largest)
     memcpy(w0, in, sizeof in);
     memcpy(w1, out, sizeof out);
     int32_t kept[4];
-    int counts[1];
+    int counts[2]; /* one per layer */
     ck_assert_int_eq(rt_prune_neurons(&m, 0.5, kept, counts), RT_OK);
     ck_assert_int_eq(counts[0], 2);
     ck_assert_int_eq(kept[0], 1); /* |0.1,0.1| + |5| */
