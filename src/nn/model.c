@@ -350,8 +350,8 @@ static void transpose(float *wt, const float *w, int IN, int OUT)
 }
 
 /* The transposed weights of every dense layer not marked in sparse, back to back in one
- * block of n floats; conv layers are row-wise as they are (one GEMM per sample). The block is allocated even
- * when n is 0: a non-NULL rowwise_wt is what says the model is in row-wise mode. */
+ * block of n floats; conv layers are row-wise as they are (one GEMM per sample). The block is
+ * allocated even when n is 0: a non-NULL rowwise_wt is what says the model is in row-wise mode. */
 static int transpose_dense(struct rt_model *m, const unsigned char *sparse, size_t n)
 {
     m->rowwise_wt = malloc((n ? n : 1) * sizeof *m->rowwise_wt);

@@ -383,6 +383,19 @@ START_TEST(open_refuses_values_that_do_not_fit)
         rt_dataset_close(ds);
         unlink(p);
         free(p);
+        /* a stored float64 infinity is not out of range: the finite check names it */
+        x[5 * D + 1] = INFINITY;
+        p = make_typed("inf.h5", "X", H5T_IEEE_F64LE, 2, d2, x, "y", H5T_STD_I64LE, y);
+        ds = NULL;
+        rt_error_clear();
+        st = rt_dataset_open(&ds, p, &o);
+        if (st == RT_OK) st = rt_dataset_validate(ds, D, 3, RT_LOSS_CE);
+        ck_assert_int_eq(st, RT_ERR_NONFINITE);
+        ck_assert_msg(strstr(rt_error_message(st), "/X row 5 column 1 = inf: expected a finite"),
+                      "%s", rt_error_message(st));
+        rt_dataset_close(ds);
+        unlink(p);
+        free(p);
         x[5 * D + 1] = 0;
         y[6] = 1LL << 40;
         p = make_typed("big.h5", "X", H5T_IEEE_F64LE, 2, d2, x, "y", H5T_STD_I64LE, y);
