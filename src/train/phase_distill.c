@@ -53,15 +53,7 @@ static int build_teacher_cache(struct trainer *t)
     snprintf(file, sizeof file, "%s/teacher-cache-%d.h5", dir, t->rank);
     int st = kind == RT_ROWSTORE_FILE ? trainer_make_dirs(dir, "[train] out") : RT_OK;
     RT_TRY(rt_comm_agree(t->comm, st));
-    struct rt_data_opts o = {.rank = t->rank,
-                             .world = t->world,
-                             .shuffle = c->shuffle,
-                             .seed = c->seed,
-                             .global_batch = c->batch,
-                             .memory_mb = c->memory_mb,
-                             .synth_rows = c->synth_rows,
-                             .x_name = c->data_x,
-                             .y_name = c->data_y};
+    struct rt_data_opts o = trainer_data_opts(t);
     double t0 = rt_comm_wtime(), tc = rt_trace_now();
     RT_TRY(rt_teacher_cache_build(&t->teacher, t->comm, c->train, &o, kind, file));
     rt_trace_span(RT_TR_TEACHER_CACHE, 0, tc, rt_trace_now());

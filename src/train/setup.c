@@ -32,10 +32,10 @@ int trainer_choose_threads(int requested, int local_ranks)
     return n;
 }
 
-static int open_data(struct trainer *t)
+struct rt_data_opts trainer_data_opts(const struct trainer *t)
 {
     const struct rt_config *c = t->cfg;
-    struct rt_data_opts o = {
+    return (struct rt_data_opts){
         .rank = t->rank,
         .world = t->world,
         .shuffle = c->shuffle,
@@ -46,6 +46,12 @@ static int open_data(struct trainer *t)
         .x_name = c->data_x,
         .y_name = c->data_y,
     };
+}
+
+static int open_data(struct trainer *t)
+{
+    const struct rt_config *c = t->cfg;
+    struct rt_data_opts o = trainer_data_opts(t);
     if (c->batch % t->world != 0)
         return rt_errorf(RT_ERR_INVAL,
                          "%s: [train] batch = %lld: expected a multiple of the %d ranks", c->source,

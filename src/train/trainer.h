@@ -160,6 +160,9 @@ void trainer_phase_optim(struct trainer *t, int i);
  * shape takes the training data's. RT_ERR_SHAPE when the input does not fit the data. */
 int trainer_phase_spec(const struct trainer *t, int i, struct rt_model_spec *spec);
 
+/* The training set's reader options: this rank, the job's order, batch, memory, datasets. */
+struct rt_data_opts trainer_data_opts(const struct trainer *t);
+
 /* Rows of the largest local batch (training or evaluation): the models' max_batch. */
 int trainer_max_batch(const struct trainer *t);
 
