@@ -278,16 +278,14 @@ double rt_model_forward_flops_per_sample(const struct rt_model *m);
 /* Inference with sparse weights: on = 1 compresses every layer's current weights to CSR
  * (exact zeros dropped, m->csr[i] for every layer with weights, what a CSR file stores) and
  * forward then multiplies only the nonzeros in the layers where that is faster
- * (rt_model_layer_is_csr); on = 0 returns to
+ * (rt_model_kernels_text); on = 0 returns to
  * GEMM. Either call ends row-wise mode (rt_model_use_rowwise). Training must not run with
  * CSR on (backward still uses the dense weights, which CSR does not follow). Allocates;
  * RT_ERR_NOMEM. */
 int rt_model_use_csr(struct rt_model *m, int on);
-/* 1 when layer i's forward runs its sparse (CSR) kernel. In CSR mode every dense layer
- * does; a conv layer only when at least 80% of its weights are zeros, where its sparse
- * kernel is the faster one. */
-int rt_model_layer_is_csr(const struct rt_model *m, int i);
-/* The kernel each layer with weights runs, e.g. "0:conv2d:gemm,2:conv2d:csr,5:dense:csr". */
+/* The kernel each layer with weights runs, e.g. "0:conv2d:gemm,2:conv2d:csr,5:dense:csr": in
+ * CSR mode every dense layer runs CSR, a conv layer only from 80% zero weights, where its
+ * sparse kernel is the faster one. */
 void rt_model_kernels_text(const struct rt_model *m, char *buf, size_t cap);
 /* Row-wise inference: on = 1 makes forward results of every row a function of that row
  * alone, bit for bit, whatever the other rows of the batch and their number (BLAS GEMM

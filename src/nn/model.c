@@ -313,11 +313,6 @@ int rt_model_use_csr(struct rt_model *m, int on)
     return RT_OK;
 }
 
-int rt_model_layer_is_csr(const struct rt_model *m, int i)
-{
-    return m->layers[i].csr != NULL;
-}
-
 void rt_model_kernels_text(const struct rt_model *m, char *buf, size_t cap)
 {
     size_t used = 0;
