@@ -2,18 +2,25 @@
  * blocks.
  *
  * A model spec is a list of layer specs (dense, conv2d, maxpool2d, avgpool2d, flatten, an
- * activation, dropout) and the per-sample input shape: rank 1 (D) or rank 3 (C, H, W),
- * activations in NCHW as in PyTorch. Each layer infers its output shape from its input
- * shape (rt_model_spec_infer), so only the input and the layers' own hyper-parameters are
- * given. An activation written right after a dense or conv2d layer is folded into it
- * (run fused with the bias), elsewhere it is a layer of its own.
+ * activation, dropout, and the transformer kinds: embed, posembed, layernorm, attention,
+ * residual/add, unembed) and the per-sample input shape: rank 1 (D) or rank 3 (C, H, W),
+ * activations in NCHW as in PyTorch. A sequence is rank 2 (T, D), row-major (B, T, D) as
+ * PyTorch's batch-first tensors: dense and layernorm act on each position, so a (T, D)
+ * input is T rows of D to them. A residual branch is written inline: `residual` keeps
+ * its input, the layers after it transform it, and `add` adds the kept input back
+ * (branches nest; spec.c's block(...) item writes a GPT-2 block this way). Each layer infers its
+ * output shape from its input shape (rt_model_spec_infer), so only the input and the layers' own
+ * hyper-parameters are given. An activation written right after a dense or conv2d layer is folded
+ * into it (run fused with the bias), elsewhere it is a layer of its own.
  *
  * Layout (documented for checkpoints, h5py and PyTorch users): the parameters of layer i
  * are its weight in PyTorch's layout (dense: nn.Linear.weight (OUT, IN); conv2d:
- * nn.Conv2d.weight (OC, C, KH, KW)) followed by its bias (OUT or OC); layers without
- * parameters take no space. Layers follow each other in order in one contiguous float block
- * `params`; `grads` has the same layout, so averaging gradients across ranks is one call on
- * one buffer.
+ * nn.Conv2d.weight (OC, C, KH, KW); embed: nn.Embedding.weight (V, D); posembed (T, D);
+ * layernorm: nn.LayerNorm.weight (D)) followed by its bias (OUT, OC or D; embeddings have
+ * none); layers without parameters take no space. unembed has none of its own: it reads
+ * the embedding's weight, and its gradient is added into the embedding's (tied head). Layers follow
+ * each other in order in one contiguous float block `params`; `grads` has the same layout, so
+ * averaging gradients across ranks is one call on one buffer.
  *
  * Everything a caller needs to know about a layer's sizes is asked of the model through
  * the functions below (parameters, prunable weights, structured units, FLOPs, shapes):
@@ -32,11 +39,11 @@
 
 #include "ringtrain/arena.h"
 
-#define RT_MAX_LAYERS 64
+#define RT_MAX_LAYERS 128
 
 enum rt_act { RT_ACT_IDENTITY, RT_ACT_RELU, RT_ACT_TANH, RT_ACT_SIGMOID, RT_ACT_GELU };
 enum rt_loss { RT_LOSS_CE, RT_LOSS_MSE };
-enum rt_init { RT_INIT_TORCH, RT_INIT_XAVIER, RT_INIT_HE };
+enum rt_init { RT_INIT_TORCH, RT_INIT_XAVIER, RT_INIT_HE, RT_INIT_GPT2 };
 
 /* Parse a name ("relu", "ce"/"cross_entropy", "mse", "torch"/"xavier"/"he"); returns 0 or
  * -1 when the name is unknown (the caller reports it with the file and key). */
@@ -55,10 +62,18 @@ enum rt_layer_kind {
     RT_LAYER_FLATTEN,
     RT_LAYER_ACT,
     RT_LAYER_DROPOUT,
+    RT_LAYER_EMBED,     /* token embedding: ids (T) -> (T, D), weight (V, D) */
+    RT_LAYER_POSEMBED,  /* learned positions: (T, D) + P, weight (T, D) */
+    RT_LAYER_LAYERNORM, /* over the last dim, affine weight and bias (D) */
+    RT_LAYER_ATTENTION, /* causal multi-head self-attention: (T, 3D) q|k|v -> (T, D) */
+    RT_LAYER_RESIDUAL,  /* opens a residual branch: passes x on and keeps it */
+    RT_LAYER_ADD,       /* closes the innermost open branch: y = x + the kept x */
+    RT_LAYER_UNEMBED,   /* the output head tied to the first embed: (T, D) -> (T, V) */
     RT_LAYER_KINDS
 };
 
-/* A per-sample shape: rank 1 (D) or rank 3 (C, H, W); rank 0 = not known yet. */
+/* A per-sample shape: rank 1 (D), rank 2 (T, D): a sequence of T positions of D values
+ * each, or rank 3 (C, H, W); rank 0 = not known yet. */
 struct rt_shape {
     int rank;
     int d[3];
@@ -70,10 +85,12 @@ void rt_shape_text(char *buf, size_t cap, const struct rt_shape *s);
 
 struct rt_layer_spec {
     enum rt_layer_kind kind;
-    int units;                        /* dense: OUT; conv2d: output channels */
+    int units;                        /* dense: OUT; conv2d: output channels; embed: D */
     int kernel[2], stride[2], pad[2]; /* conv2d and pooling, (H, W); pooling has no pad */
     enum rt_act act; /* RT_LAYER_ACT: the function; dense, conv2d: applied after (fused) */
     double p;        /* dropout: probability of zeroing an element */
+    int vocab;       /* embed: V (units is D); unembed: taken from the tied embed */
+    int heads;       /* attention: the number of heads (units is D) */
 };
 
 struct rt_model_spec {
@@ -122,8 +139,11 @@ int rt_model_spec_narrower(const struct rt_model_spec *a, const struct rt_model_
  * nothing, a dense layer on an image without flatten, ...), RT_ERR_INVAL when the input is
  * not known or a hyper-parameter is out of range. */
 int rt_model_spec_infer(const struct rt_model_spec *spec, struct rt_shape *out);
-/* The output width K: the flat size of the last layer's output (after a successful infer). */
+/* The output width K per position and the positions P of the last layer's output (after a
+ * successful infer): (T, V) gives V and T, any other shape its flat size and 1. 0 when
+ * the spec does not infer. */
 int rt_model_spec_outputs(const struct rt_model_spec *spec);
+int rt_model_spec_positions(const struct rt_model_spec *spec);
 /* Sets the input shape from the data's sample shape when the spec has none; when it has one,
  * the two must hold as many values (a flat file's rows read as the spec's shape, or an
  * image read flat by a widths-form MLP). RT_ERR_SHAPE naming both shapes and `what` (e.g.
@@ -146,15 +166,17 @@ struct rt_model_mode {
 struct rt_model {
     struct rt_model_spec spec; /* input shape known */
     int n_layers;
-    int max_batch;                    /* rows the activation arena was sized for */
-    int inputs, outputs;              /* flat input width, K */
-    size_t n_params;                  /* floats in params (and in grads) */
-    float *params;                    /* (n_params) owned, see layout above */
-    float *grads;                     /* (n_params) owned, same layout; overwritten by backward */
-    struct rt_layer *layers;          /* (n_layers) owned */
-    float *dlogits;                   /* (max_batch, K) owned: dLoss/dlogits, written by the loss */
-    double *timing; /* borrowed, NULL = off: (n_layers, 2) seconds each layer's forward and
-                       backward took, accumulated by the drivers (bench train) */
+    int max_batch;           /* rows the activation arena was sized for */
+    int inputs, outputs;     /* flat input width, K: outputs per position */
+    int positions;           /* P: output positions per sample (T of a sequence
+                                model, 1 otherwise): logits are (B P, K) */
+    size_t n_params;         /* floats in params (and in grads) */
+    float *params;           /* (n_params) owned, see layout above */
+    float *grads;            /* (n_params) owned, same layout; overwritten by backward */
+    struct rt_layer *layers; /* (n_layers) owned */
+    float *dlogits;          /* (max_batch, K) owned: dLoss/dlogits, written by the loss */
+    double *timing;          /* borrowed, NULL = off: (n_layers, 2) seconds each layer's forward and
+                                backward took, accumulated by the drivers (bench train) */
     struct rt_model_mode *mode_block; /* in act_arena (layers point at it, and the struct
                                          may be moved): rt_model_set_training */
     struct rt_arena params_arena, grads_arena, act_arena;
@@ -176,7 +198,10 @@ void rt_model_free(struct rt_model *m); /* no-op on a zeroed or freed model */
  * same seed, same bytes, on any machine. RT_INIT_TORCH is PyTorch's default for nn.Linear
  * and nn.Conv2d (W ~ U(-1/sqrt(FAN_IN), +), i.e. kaiming_uniform a=sqrt(5); b likewise),
  * FAN_IN = IN or C KH KW. RT_INIT_XAVIER: W ~ U(-sqrt(6/(FAN_IN+FAN_OUT)), +), b = 0.
- * RT_INIT_HE: W ~ N(0, 2/FAN_IN), b = 0. */
+ * RT_INIT_HE: W ~ N(0, 2/FAN_IN), b = 0. RT_INIT_GPT2 (GPT-2 and nanoGPT): every dense and
+ * embedding weight ~ N(0, 0.02), biases 0, and the dense layer that ends a residual branch
+ * scaled by 1/sqrt(the number of branches). Layer norms start at weight 1, bias 0, and
+ * embeddings under the other schemes at N(0, 1), as nn.LayerNorm and nn.Embedding do. */
 void rt_model_init_params(struct rt_model *m, uint64_t seed);
 
 /* Training mode for the next forward and backward (dropout draws its masks from (seed,
@@ -194,9 +219,14 @@ void rt_model_layer_view(const struct rt_model *m, int i, float **w, float **b, 
  * without parameters). */
 size_t rt_model_layer_offset(const struct rt_model *m, int i);
 size_t rt_model_layer_count(const struct rt_model *m, int i);
-/* Floats of layer i's weight (what pruning may rank and mask: the block's first
- * rt_model_layer_weights floats); 0 when the layer has none. Biases are never pruned. */
+/* Floats of layer i's weight (the block's first rt_model_layer_weights floats); 0 when the
+ * layer has none. The rest of the block, rt_model_layer_bias_count floats, is the bias
+ * (layer norms: weight and bias (D) each). */
 size_t rt_model_layer_weights(const struct rt_model *m, int i);
+size_t rt_model_layer_bias_count(const struct rt_model *m, int i);
+/* 1 when layer i's weight is a matrix that magnitude pruning ranks and masks (dense,
+ * conv2d); embeddings and layer norms are not, nor are biases. */
+int rt_model_layer_prunable(const struct rt_model *m, int i);
 /* The weight's dimensions in PyTorch's layout, e.g. (OUT, IN) or (OC, C, KH, KW); returns
  * the rank (0 without weights). The bias is (dims[0]). */
 int rt_model_layer_weight_dims(const struct rt_model *m, int i, int64_t dims[4]);
@@ -231,13 +261,15 @@ void rt_model_shrunk_spec(const struct rt_model *m, const int *counts, struct rt
 void rt_model_shrink_copy(const struct rt_model *src, const int32_t *kept, const int *counts,
                           struct rt_model *dst);
 
-/* Forward pass of B rows (0 <= B <= max_batch); x (B, IN0) is borrowed and must stay
- * unchanged until backward. Returns the logits (B, K), owned by the model, valid until the
- * next forward. Cannot fail. */
+/* Forward pass of B samples (0 <= B <= max_batch); x (B, IN0) is borrowed and must stay
+ * unchanged until backward. Returns the logits (B P, K) (P = m->positions: a sequence
+ * model predicts at each of its T positions), owned by the model, valid until the next
+ * forward. Cannot fail. */
 const float *rt_model_forward(struct rt_model *m, const float *x, int B);
 
-/* Loss of the last forward's B rows against targets (int32 labels (B) for RT_LOSS_CE,
- * float (B, K) for RT_LOSS_MSE). Returns the SUM over rows of the per-row loss (CE: -log p_y;
+/* Loss of the last forward's B samples against targets (int32 labels (B P) for RT_LOSS_CE,
+ * float (B P, K) for RT_LOSS_MSE): one prediction per row of the logits (a token of a
+ * sequence model). Returns the SUM over rows of the per-row loss (CE: -log p_y;
  * MSE: sum over the K elements of (out - t)^2). Writes m->dlogits = d(sum)/dlogits / norm,
  * where norm is the global divisor (rt_loss_norm of the global batch) so that gradients
  * summed over ranks are the gradient of the global mean. Cannot fail. */
@@ -246,6 +278,9 @@ double rt_model_loss(struct rt_model *m, const void *targets, int B, double norm
 /* The divisor that turns a summed loss over `rows` rows into the PyTorch mean: rows for
  * CE (mean over the batch), rows * K for MSE (mean over all elements, as nn.MSELoss). */
 double rt_loss_norm(enum rt_loss loss, int64_t rows, int K);
+/* rt_loss_norm for `samples` samples of m: their rows of logits are samples P, so a
+ * language model's loss is the mean over every token of the batch. */
+double rt_model_loss_norm(const struct rt_model *m, int64_t samples);
 
 /* Called by backward when layer i's gradient block (offset, count floats into grads) is
  * final. Layers finish in reverse order: this is where gradient buckets start to move. */
@@ -257,15 +292,15 @@ typedef void (*rt_grad_ready_fn)(void *ctx, int layer, size_t offset, size_t cou
 void rt_model_backward(struct rt_model *m, const float *x, int B, rt_grad_ready_fn ready,
                        void *ctx);
 
-/* Distillation loss of the last forward's B rows against the frozen teacher's outputs
- * (B, K) for the same rows and the targets (as rt_model_loss). CE: rt_loss_kd (Hinton et
+/* Distillation loss of the last forward's B samples against the frozen teacher's outputs
+ * (B P, K) for the same rows and the targets (as rt_model_loss). CE: rt_loss_kd (Hinton et
  * al. 2015, temperature T, weight alpha of the soft term); MSE: rt_loss_kd_mse (squared
  * error against alpha * teacher + (1 - alpha) * target; T unused). Returns the sum over
  * rows and writes m->dlogits divided by norm, like rt_model_loss. Cannot fail. */
 double rt_model_loss_kd(struct rt_model *m, const float *teacher, const void *targets, int B,
                         double norm, double T, double alpha);
 
-/* Number of rows among the last forward's B whose arg-max logit equals the label (CE only;
+/* Number of rows among the last forward's B P whose arg-max logit equals the label (CE only;
  * ties go to the lowest index, like torch.argmax). */
 int64_t rt_model_count_correct(const struct rt_model *m, const int32_t *labels, int B);
 
@@ -298,7 +333,8 @@ void rt_model_kernels_text(const struct rt_model *m, char *buf, size_t cap);
  * to GEMM; either call ends CSR mode. Allocates; RT_ERR_NOMEM. */
 int rt_model_use_rowwise(struct rt_model *m, int on);
 
-/* Nonzero weights (biases not counted), and all weights. */
+/* Nonzero weights and all weights of the prunable layers (rt_model_layer_prunable): what
+ * sparsity is measured over. */
 int64_t rt_model_weight_nonzeros(const struct rt_model *m);
 int64_t rt_model_weight_count(const struct rt_model *m);
 

@@ -102,10 +102,9 @@ static int conv_gemms(const struct rt_layer *l, int B, struct rt_gemm_shape *out
 {
     const struct rt_conv2d_geom *g = &l->g.conv;
     int P = g->OH * g->OW, K = g->C * g->KH * g->KW;
-    (void)B;
-    out[0] = (struct rt_gemm_shape){g->OC, P, K, 0, 0, 1};
-    out[1] = (struct rt_gemm_shape){g->OC, K, P, 0, 1, 1};
-    out[2] = (struct rt_gemm_shape){K, P, g->OC, 1, 0, 1};
+    out[0] = (struct rt_gemm_shape){g->OC, P, K, 0, 0, B, RT_GEMM_FORWARD};
+    out[1] = (struct rt_gemm_shape){g->OC, K, P, 0, 1, B, RT_GEMM_DW};
+    out[2] = (struct rt_gemm_shape){K, P, g->OC, 1, 0, B, RT_GEMM_DX};
     return 3;
 }
 
@@ -122,5 +121,6 @@ const struct rt_layer_ops rt_layer_conv2d_ops = {
     .backward = conv_backward,
     .backward_dx = conv_backward_dx,
     .gemms = conv_gemms,
+    .prunable = 1,
     .unit_role = RT_UNITS_MAKE,
 };

@@ -361,8 +361,14 @@ void rt_dense_backward(float *dx, float *dw, float *db, float *dy, const float *
 
 static int dense_infer(struct rt_layer *l, char *err, size_t cap)
 {
+    if (l->in_shape.rank == 2) { /* a sequence: the same map at every position */
+        l->out_shape = (struct rt_shape){.rank = 2, .d = {l->in_shape.d[0], l->spec.units}};
+        return 0;
+    }
     if (l->in_shape.rank != 1) {
-        snprintf(err, cap, "dense takes a flat input (D): put flatten before it");
+        snprintf(err, cap,
+                 "dense takes a flat input (D) or a sequence (T, D): put flatten "
+                 "before it");
         return -1;
     }
     l->out_shape = (struct rt_shape){.rank = 1, .d = {l->spec.units}};
@@ -409,6 +415,9 @@ static int dense_bind_buffers(struct rt_layer *l, struct rt_arena *a, int max_ba
 static void dense_init(struct rt_layer *l, enum rt_init init, struct rt_rng *rng)
 {
     rt_layer_init_weights(l, init, rng, l->in, l->out);
+    if (init == RT_INIT_GPT2)
+        for (size_t j = 0; j < (size_t)l->in * l->out; j++)
+            l->w[j] = (float)(l->w[j] * l->init_scale);
 }
 
 static void dense_forward(struct rt_layer *l, const float *x, int B)
@@ -433,12 +442,17 @@ static void dense_backward_dx(struct rt_layer *l, float *dx, const float *x, int
 }
 
 /* As dense.c issues them: X W^T, dZ^T X, dZ W. */
+int rt_layer_linear_gemms(int B, int IN, int OUT, struct rt_gemm_shape *g)
+{
+    g[0] = (struct rt_gemm_shape){B, OUT, IN, 0, 1, 1, RT_GEMM_FORWARD};
+    g[1] = (struct rt_gemm_shape){OUT, IN, B, 1, 0, 1, RT_GEMM_DW};
+    g[2] = (struct rt_gemm_shape){B, IN, OUT, 0, 0, 1, RT_GEMM_DX};
+    return 3;
+}
+
 static int dense_gemms(const struct rt_layer *l, int B, struct rt_gemm_shape *g)
 {
-    g[0] = (struct rt_gemm_shape){B, l->out, l->in, 0, 1, 0};
-    g[1] = (struct rt_gemm_shape){l->out, l->in, B, 1, 0, 0};
-    g[2] = (struct rt_gemm_shape){B, l->in, l->out, 0, 0, 0};
-    return 3;
+    return rt_layer_linear_gemms(B, l->in, l->out, g);
 }
 
 const struct rt_layer_ops rt_layer_dense_ops = {
@@ -454,5 +468,6 @@ const struct rt_layer_ops rt_layer_dense_ops = {
     .backward = dense_backward,
     .backward_dx = dense_backward_dx,
     .gemms = dense_gemms,
+    .prunable = 1,
     .unit_role = RT_UNITS_MAKE,
 };

@@ -5,8 +5,9 @@
  * alone, never from a stream that advances with what a rank has seen: so N ranks draw
  * exactly the masks one rank draws for the same rows, and a resumed run draws the same
  * masks as the run it continues. Rows without ids (rt_model_set_training with rows NULL)
- * use their position in the batch. Masks are kept (one byte per element) for backward.
- * Dimension letters: B rows, N = IN = OUT values per row. */
+ * use their position in the batch; the rows of a sequence are told apart by position. Masks are
+ * kept (one byte per element) for backward. Dimension letters: B rows, N = IN = OUT values per row.
+ */
 #include "ringtrain/status.h"
 #include "nn/layer.h"
 
@@ -35,10 +36,11 @@ static int active(const struct rt_layer *l)
 static void row_mask(uint8_t *keep, const struct rt_layer *l, int r)
 {
     const struct rt_model_mode *md = l->mode;
-    uint64_t row = md->rows ? (uint64_t)md->rows[r] : (uint64_t)r;
+    int sample = r / l->positions, at = r % l->positions; /* a sequence: T rows a sample */
+    uint64_t row = md->rows ? (uint64_t)md->rows[sample] : (uint64_t)sample;
     uint64_t s = rt_rng_derive(md->seed, RT_STREAM_DROPOUT, (uint64_t)md->step);
     struct rt_rng rng;
-    rt_rng_seed(&rng, rt_rng_derive(rt_rng_derive(s, row, 0), (uint64_t)l->index, 1));
+    rt_rng_seed(&rng, rt_rng_derive(rt_rng_derive(s, row, (uint64_t)at), (uint64_t)l->index, 1));
     for (int e = 0; e < l->out; e++)
         keep[e] = rt_rng_uniform(&rng) >= l->spec.p;
 }

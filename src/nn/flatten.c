@@ -13,26 +13,9 @@ static int flatten_infer(struct rt_layer *l, char *err, size_t cap)
     return 0;
 }
 
-static size_t flatten_buffer_bytes(const struct rt_layer *l, int max_batch)
-{
-    return rt_arena_footprint((size_t)max_batch * l->out * sizeof(float));
-}
-
-static int flatten_bind_buffers(struct rt_layer *l, struct rt_arena *a, int max_batch)
-{
-    l->y = rt_arena_alloc(a, (size_t)max_batch * l->out * sizeof(float));
-    return l->y ? RT_OK : RT_ERR_NOMEM;
-}
-
 static void flatten_forward(struct rt_layer *l, const float *x, int B)
 {
     if (B) memcpy(l->y, x, (size_t)B * l->out * sizeof *x);
-}
-
-static void flatten_backward_dx(struct rt_layer *l, float *dx, const float *x, int B)
-{
-    (void)x;
-    if (B) memcpy(dx, l->dy, (size_t)B * l->out * sizeof *dx);
 }
 
 const struct rt_layer_ops rt_layer_flatten_ops = {
@@ -40,9 +23,9 @@ const struct rt_layer_ops rt_layer_flatten_ops = {
     .infer = flatten_infer,
     .weight_count = rt_layer_no_params,
     .bias_count = rt_layer_no_params,
-    .buffer_bytes = flatten_buffer_bytes,
-    .bind_buffers = flatten_bind_buffers,
+    .buffer_bytes = rt_layer_output_bytes,
+    .bind_buffers = rt_layer_bind_output,
     .forward = flatten_forward,
-    .backward_dx = flatten_backward_dx,
+    .backward_dx = rt_layer_pass_dx,
     .unit_role = RT_UNITS_PASS,
 };

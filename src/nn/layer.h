@@ -11,7 +11,12 @@
  * the model's arenas (owned by struct rt_model, freed by rt_model_free). Layers never
  * allocate after binding.
  *
- * Dimension letters: B rows, IN/OUT the layer's flat input/output widths per sample. */
+ * Rows: a layer sees B samples as B P rows, P = l->positions (1, or T for a layer whose
+ * output is a sequence (T, D)); IN and OUT are the widths of one row, so that a dense
+ * layer over a sequence is one GEMM over every position of the batch. Every `B` of the
+ * ops below is a count of rows.
+ *
+ * Dimension letters: B rows, IN/OUT the layer's input/output widths per row. */
 #ifndef RT_NN_LAYER_H
 #define RT_NN_LAYER_H
 
@@ -22,16 +27,23 @@
 #include "ringtrain/dense.h"
 #include "ringtrain/model.h"
 #include "ringtrain/rng.h"
+#include "nn/transformer_kernels.h"
 
 struct rt_layer;
 
-/* One GEMM a layer issues per step: C (M, N) = op(A) op(B), as cblas_sgemm row-major. */
+/* Which pass of a training step a GEMM belongs to. */
+enum rt_gemm_pass { RT_GEMM_FORWARD, RT_GEMM_DW, RT_GEMM_DX };
+
+/* One GEMM a layer issues per step: C (M, N) = op(A) op(B), as cblas_sgemm row-major,
+ * `repeat` times in the call (once per sample for conv, per sample and head for
+ * attention). */
 struct rt_gemm_shape {
     int M, N, K;
     int trans_a, trans_b;
-    int per_sample; /* 1: issued once per sample (M, N, K for one sample) */
+    int repeat;
+    enum rt_gemm_pass pass;
 };
-#define RT_LAYER_MAX_GEMMS 3
+#define RT_LAYER_MAX_GEMMS 6
 
 struct rt_layer_ops {
     const char *name;
@@ -63,6 +75,8 @@ struct rt_layer_ops {
     /* The GEMMs of one training step at batch B (forward, dW, dX in that order; dX last so
      * that the first layer's can be left out); returns how many. NULL: none. */
     int (*gemms)(const struct rt_layer *l, int B, struct rt_gemm_shape *out);
+    /* 1 when the weight is a matrix that magnitude pruning ranks (dense, conv2d). */
+    int prunable;
     /* Structured pruning: 1 when the kind's outputs are units (dense neurons, conv
      * filters: weight rows, one bias each), 2 when it passes units through unchanged in
      * order (activations, pooling, dropout, flatten), 0 when units end here. */
@@ -75,22 +89,29 @@ struct rt_layer {
     const struct rt_layer_ops *ops;
     struct rt_layer_spec spec;
     struct rt_shape in_shape, out_shape;
-    int in, out;     /* IN, OUT: flat sizes of the shapes */
-    enum rt_act act; /* fused activation of dense and conv2d (RT_ACT_IDENTITY: none) */
-    int index;       /* position in the model */
-    size_t offset;   /* floats from params (and grads) to this layer's block */
-    size_t count;    /* floats in the block: weight_count + bias_count */
-    float *w, *b;    /* views into params; NULL without parameters */
-    float *dw, *db;  /* views into grads */
-    float *y;        /* (max_batch, OUT) output of the last forward */
-    float *z;        /* (max_batch, OUT) pre-activation; only when act needs it */
-    float *dy;       /* (max_batch, OUT) dLoss/dy, set by the driver: the next layer's
-                        dx, or the model's dlogits for the last layer */
-    float *scratch;  /* kind-private floats (conv columns) */
-    void *aux;       /* kind-private (maxpool arg-max indices, dropout masks) */
+    int positions;            /* P: rows per sample (see Rows above) */
+    int in, out;              /* IN, OUT: sizes of the shapes per row (flat size / P) */
+    double init_scale;        /* RT_INIT_GPT2 multiplies the weight by it (1 unless the
+                                 dense layer ends a residual branch) */
+    int partner_index;        /* residual <-> its add; unembed <-> the embed it is tied
+                                 to; -1: none (set by the driver's plan) */
+    struct rt_layer *partner; /* that layer, once bound */
+    enum rt_act act;          /* fused activation of dense and conv2d (RT_ACT_IDENTITY: none) */
+    int index;                /* position in the model */
+    size_t offset;            /* floats from params (and grads) to this layer's block */
+    size_t count;             /* floats in the block: weight_count + bias_count */
+    float *w, *b;             /* views into params; NULL without parameters */
+    float *dw, *db;           /* views into grads */
+    float *y;                 /* (max_batch, OUT) output of the last forward */
+    float *z;                 /* (max_batch, OUT) pre-activation; only when act needs it */
+    float *dy;                /* (max_batch, OUT) dLoss/dy, set by the driver: the next layer's
+                                 dx, or the model's dlogits for the last layer */
+    float *scratch;           /* kind-private floats (conv columns) */
+    void *aux;                /* kind-private (maxpool arg-max indices, dropout masks) */
     union {
         struct rt_conv2d_geom conv;
         struct rt_pool2d_geom pool;
+        struct rt_attn_geom attn;
     } g;
     const struct rt_model_mode *mode; /* the model's: training or inference */
     const struct rt_csr *csr;         /* non-NULL: forward with these weights in CSR
@@ -110,6 +131,10 @@ void rt_act_grad(float *dy, const float *y, const float *z, size_t n, enum rt_ac
 /* For kinds without parameters, and kinds whose output has the input's shape. */
 size_t rt_layer_no_params(const struct rt_layer *l);
 int rt_layer_infer_same(struct rt_layer *l, char *err, size_t cap);
+/* For kinds whose only buffer is y (rows, OUT), and whose dx is dy (same shape). */
+size_t rt_layer_output_bytes(const struct rt_layer *l, int rows);
+int rt_layer_bind_output(struct rt_layer *l, struct rt_arena *a, int rows);
+void rt_layer_pass_dx(struct rt_layer *l, float *dx, const float *x, int B);
 
 /* PyTorch's default initialisation and the other two schemes over one weight and bias,
  * fan_in and fan_out as the kind defines them (see rt_model_init_params). */
@@ -117,6 +142,12 @@ void rt_layer_init_weights(struct rt_layer *l, enum rt_init init, struct rt_rng 
                            double fan_out);
 
 extern const struct rt_layer_ops rt_layer_dense_ops, rt_layer_conv2d_ops, rt_layer_maxpool2d_ops,
-    rt_layer_avgpool2d_ops, rt_layer_flatten_ops, rt_layer_act_ops, rt_layer_dropout_ops;
+    rt_layer_avgpool2d_ops, rt_layer_flatten_ops, rt_layer_act_ops, rt_layer_dropout_ops,
+    rt_layer_embed_ops, rt_layer_posembed_ops, rt_layer_layernorm_ops, rt_layer_attention_ops,
+    rt_layer_residual_ops, rt_layer_add_ops, rt_layer_unembed_ops;
+
+/* The GEMMs of a linear map of B rows, IN -> OUT, with weight (OUT, IN): X W^T, dZ^T X,
+ * dZ W (dense, and the tied head). */
+int rt_layer_linear_gemms(int B, int IN, int OUT, struct rt_gemm_shape *g);
 
 #endif

@@ -40,10 +40,20 @@
 #include <time.h>
 
 static const struct rt_layer_ops *const kind_ops[RT_LAYER_KINDS] = {
-    [RT_LAYER_DENSE] = &rt_layer_dense_ops,         [RT_LAYER_CONV2D] = &rt_layer_conv2d_ops,
-    [RT_LAYER_MAXPOOL2D] = &rt_layer_maxpool2d_ops, [RT_LAYER_AVGPOOL2D] = &rt_layer_avgpool2d_ops,
-    [RT_LAYER_FLATTEN] = &rt_layer_flatten_ops,     [RT_LAYER_ACT] = &rt_layer_act_ops,
+    [RT_LAYER_DENSE] = &rt_layer_dense_ops,
+    [RT_LAYER_CONV2D] = &rt_layer_conv2d_ops,
+    [RT_LAYER_MAXPOOL2D] = &rt_layer_maxpool2d_ops,
+    [RT_LAYER_AVGPOOL2D] = &rt_layer_avgpool2d_ops,
+    [RT_LAYER_FLATTEN] = &rt_layer_flatten_ops,
+    [RT_LAYER_ACT] = &rt_layer_act_ops,
     [RT_LAYER_DROPOUT] = &rt_layer_dropout_ops,
+    [RT_LAYER_EMBED] = &rt_layer_embed_ops,
+    [RT_LAYER_POSEMBED] = &rt_layer_posembed_ops,
+    [RT_LAYER_LAYERNORM] = &rt_layer_layernorm_ops,
+    [RT_LAYER_ATTENTION] = &rt_layer_attention_ops,
+    [RT_LAYER_RESIDUAL] = &rt_layer_residual_ops,
+    [RT_LAYER_ADD] = &rt_layer_add_ops,
+    [RT_LAYER_UNEMBED] = &rt_layer_unembed_ops,
 };
 
 const struct rt_layer_ops *rt_layer_kind_ops(enum rt_layer_kind kind)
@@ -56,7 +66,7 @@ static int validate_spec(const struct rt_model_spec *spec, int max_batch)
     if (!spec) return rt_errorf(RT_ERR_INVAL, "model: no spec");
     if ((unsigned)spec->loss > RT_LOSS_MSE)
         return rt_errorf(RT_ERR_INVAL, "model: unknown loss %d", (int)spec->loss);
-    if ((unsigned)spec->init > RT_INIT_HE)
+    if ((unsigned)spec->init > RT_INIT_GPT2)
         return rt_errorf(RT_ERR_INVAL, "model: unknown init %d", (int)spec->init);
     for (int i = 0; i < spec->n_layers && i < RT_MAX_LAYERS; i++) {
         const struct rt_layer_spec *l = &spec->layers[i];
@@ -69,15 +79,51 @@ static int validate_spec(const struct rt_model_spec *spec, int max_batch)
         if ((sized && l->units < 1) ||
             (windowed && (l->kernel[0] < 1 || l->kernel[1] < 1 || l->stride[0] < 1 ||
                           l->stride[1] < 1 || l->pad[0] < 0 || l->pad[1] < 0)) ||
-            (l->kind == RT_LAYER_DROPOUT && !(l->p >= 0 && l->p < 1)))
+            (l->kind == RT_LAYER_DROPOUT && !(l->p >= 0 && l->p < 1)) ||
+            ((l->kind == RT_LAYER_EMBED || l->kind == RT_LAYER_UNEMBED) &&
+             (l->vocab < 1 || l->units < 1)) ||
+            (l->kind == RT_LAYER_ATTENTION && l->heads < 1))
             return rt_errorf(RT_ERR_INVAL,
-                             "model: layer %d: a size, kernel, stride, padding or "
-                             "probability out of range",
+                             "model: layer %d: a size, kernel, stride, padding, "
+                             "probability, vocabulary or head count out of range",
                              i);
     }
     if (max_batch < 1)
         return rt_errorf(RT_ERR_INVAL, "model: max batch %d, must be >= 1", max_batch);
     return RT_OK;
+}
+
+/* Rows per sample of a layer with output shape s: the positions of a sequence. */
+static int shape_positions(const struct rt_shape *s)
+{
+    return s->rank == 2 ? s->d[0] : 1;
+}
+
+/* Partners (residual <-> add, the tied unembed -> the first embed and back) and the init
+ * scale of the dense layers that end a residual branch. Shapes were checked by infer:
+ * branches are balanced and an unembed has an embed before it. */
+static void pair_layers(struct rt_layer *layers, int L)
+{
+    int open[RT_MAX_LAYERS], depth = 0, adds = 0, embed = -1;
+    for (int i = 0; i < L; i++) {
+        struct rt_layer *l = &layers[i];
+        l->partner_index = -1;
+        l->init_scale = 1.0;
+        if (l->spec.kind == RT_LAYER_RESIDUAL) open[depth++] = i;
+        if (l->spec.kind == RT_LAYER_ADD && depth > 0) {
+            l->partner_index = open[--depth];
+            layers[l->partner_index].partner_index = i;
+            adds++;
+        }
+        if (l->spec.kind == RT_LAYER_EMBED && embed < 0) embed = i;
+        if (l->spec.kind == RT_LAYER_UNEMBED && embed >= 0) {
+            l->partner_index = embed;
+            layers[embed].partner_index = i;
+        }
+    }
+    for (int i = 1; i < L && adds; i++) /* GPT-2: 1/sqrt(2 n_layer) on c_proj weights */
+        if (layers[i].spec.kind == RT_LAYER_ADD && layers[i - 1].spec.kind == RT_LAYER_DENSE)
+            layers[i - 1].init_scale = 1.0 / sqrt((double)adds);
 }
 
 /* Fills layers (kinds, shapes, offsets) from the spec and returns n_params in *n_params. */
@@ -97,8 +143,9 @@ static int plan_layers(struct rt_layer *layers, size_t *n_params, const struct r
         l->in_shape = i ? shapes[i - 1] : spec->input;
         if (l->ops->infer(l, err, sizeof err) < 0) /* sets the geometry; checked above */
             return rt_errorf(RT_ERR_SHAPE, "model: layer %d: %s", i, err);
-        l->in = (int)rt_shape_size(&l->in_shape);
-        l->out = (int)rt_shape_size(&l->out_shape);
+        l->positions = shape_positions(&l->out_shape);
+        l->in = (int)(rt_shape_size(&l->in_shape) / l->positions);
+        l->out = (int)(rt_shape_size(&l->out_shape) / l->positions);
         l->offset = total;
         l->count = l->ops->weight_count(l) + l->ops->bias_count(l);
         /* Sizes are ints, so one block is < 2^62 floats; 64 of them could still wrap. */
@@ -106,6 +153,7 @@ static int plan_layers(struct rt_layer *layers, size_t *n_params, const struct r
             return rt_errorf(RT_ERR_INVAL, "model: layer %d is too large", i);
         total += l->count;
     }
+    pair_layers(layers, spec->n_layers);
     *n_params = total;
     return RT_OK;
 }
@@ -117,8 +165,9 @@ static size_t act_arena_bytes(const struct rt_layer *layers, int L, int max_batc
     size_t bytes = rt_arena_footprint(sizeof(struct rt_model_mode)) +
                    rt_arena_footprint((size_t)L * sizeof *layers);
     for (int i = 0; i < L; i++) {
-        bytes += layers[i].ops->buffer_bytes(&layers[i], max_batch);
-        bytes += rt_arena_footprint((size_t)max_batch * layers[i].out * sizeof(float));
+        size_t rows = (size_t)max_batch * layers[i].positions;
+        bytes += layers[i].ops->buffer_bytes(&layers[i], (int)rows);
+        bytes += rt_arena_footprint(rows * layers[i].out * sizeof(float));
     }
     return bytes;
 }
@@ -127,9 +176,10 @@ static size_t act_arena_bytes(const struct rt_layer *layers, int L, int max_batc
 static int bind_layers(struct rt_model *m)
 {
     int L = m->n_layers;
-    size_t row_bytes = (size_t)m->max_batch * sizeof(float);
     for (int i = 0; i < L; i++) {
         struct rt_layer *l = &m->layers[i];
+        int rows = m->max_batch * l->positions;
+        l->partner = l->partner_index >= 0 ? &m->layers[l->partner_index] : NULL;
         size_t nw = l->ops->weight_count(l);
         if (l->count) {
             l->w = m->params + l->offset;
@@ -138,8 +188,9 @@ static int bind_layers(struct rt_model *m)
             l->db = l->dw + nw;
         }
         l->mode = m->mode_block;
-        RT_TRY(l->ops->bind_buffers(l, &m->act_arena, m->max_batch));
-        l->dy = i == L - 1 ? m->dlogits : rt_arena_alloc(&m->act_arena, row_bytes * l->out);
+        RT_TRY(l->ops->bind_buffers(l, &m->act_arena, rows));
+        l->dy = i == L - 1 ? m->dlogits
+                           : rt_arena_alloc(&m->act_arena, (size_t)rows * l->out * sizeof(float));
         if (!l->dy) return RT_ERR_NOMEM;
     }
     return RT_OK;
@@ -156,6 +207,7 @@ static int model_build(struct rt_model *m, const struct rt_model_spec *spec, int
     int L = m->n_layers;
     m->inputs = (int)rt_shape_size(&spec->input);
     m->outputs = plan[L - 1].out;
+    m->positions = plan[L - 1].positions;
     size_t param_bytes = m->n_params * sizeof(float);
     RT_TRY(rt_arena_init(&m->params_arena, "model params", param_bytes));
     RT_TRY(rt_arena_init(&m->grads_arena, "model grads", param_bytes));
@@ -164,7 +216,8 @@ static int model_build(struct rt_model *m, const struct rt_model_spec *spec, int
     m->grads = rt_arena_alloc(&m->grads_arena, param_bytes);
     m->mode_block = rt_arena_alloc(&m->act_arena, sizeof *m->mode_block);
     m->layers = rt_arena_alloc(&m->act_arena, (size_t)L * sizeof *m->layers);
-    m->dlogits = rt_arena_alloc(&m->act_arena, (size_t)max_batch * m->outputs * sizeof(float));
+    m->dlogits = rt_arena_alloc(&m->act_arena,
+                                (size_t)max_batch * m->positions * m->outputs * sizeof(float));
     if ((m->n_params && (!m->params || !m->grads)) || !m->mode_block || !m->layers || !m->dlogits)
         return RT_ERR_NOMEM; /* sized above, so this is a bug; the arena recorded why */
     memset(m->mode_block, 0, sizeof *m->mode_block);
@@ -292,7 +345,7 @@ static double zero_fraction(const struct rt_layer *l)
  * below which its GEMM over the batch's columns is faster (bench_conv). */
 static int csr_pays(const struct rt_layer *l)
 {
-    if (!l->ops->weight_count(l)) return 0;
+    if (!l->ops->weight_count(l) || !l->ops->prunable) return 0;
     return l->spec.kind != RT_LAYER_CONV2D || zero_fraction(l) >= RT_CONV_CSR_MIN_ZEROS;
 }
 
@@ -302,8 +355,8 @@ int rt_model_use_csr(struct rt_model *m, int on)
     use_gemm(m); /* whichever mode was on, CSR replaces it or GEMM returns */
     if (!on) return RT_OK;
     for (int i = 0; i < m->n_layers; i++)
-        sparse[i] = m->layers[i].ops->weight_count(&m->layers[i]) > 0;
-    int st = compress_marked(m, sparse); /* every layer: a CSR file holds them all */
+        sparse[i] = rt_model_layer_prunable(m, i) && m->layers[i].ops->weight_count(&m->layers[i]);
+    int st = compress_marked(m, sparse); /* every prunable layer: a CSR file holds them */
     if (st != RT_OK) {
         use_gemm(m);
         return st;
@@ -385,7 +438,7 @@ int64_t rt_model_weight_nonzeros(const struct rt_model *m)
     int64_t nz = 0;
     for (int i = 0; i < m->n_layers; i++) {
         const struct rt_layer *l = &m->layers[i];
-        size_t n = l->ops->weight_count(l);
+        size_t n = l->ops->prunable ? l->ops->weight_count(l) : 0;
         for (size_t j = 0; j < n; j++)
             nz += l->w[j] != 0.0f;
     }
@@ -396,7 +449,7 @@ int64_t rt_model_weight_count(const struct rt_model *m)
 {
     int64_t n = 0;
     for (int i = 0; i < m->n_layers; i++)
-        n += (int64_t)m->layers[i].ops->weight_count(&m->layers[i]);
+        if (m->layers[i].ops->prunable) n += (int64_t)m->layers[i].ops->weight_count(&m->layers[i]);
     return n;
 }
 
@@ -424,6 +477,23 @@ size_t rt_layer_no_params(const struct rt_layer *l)
 {
     (void)l;
     return 0;
+}
+
+size_t rt_layer_output_bytes(const struct rt_layer *l, int rows)
+{
+    return rt_arena_footprint((size_t)rows * l->out * sizeof(float));
+}
+
+int rt_layer_bind_output(struct rt_layer *l, struct rt_arena *a, int rows)
+{
+    l->y = rt_arena_alloc(a, (size_t)rows * l->out * sizeof(float));
+    return l->y ? RT_OK : RT_ERR_NOMEM;
+}
+
+void rt_layer_pass_dx(struct rt_layer *l, float *dx, const float *x, int B)
+{
+    (void)x;
+    if (B) memcpy(dx, l->dy, (size_t)B * l->out * sizeof *dx);
 }
 
 int rt_layer_infer_same(struct rt_layer *l, char *err, size_t cap)
@@ -463,6 +533,9 @@ void rt_layer_init_weights(struct rt_layer *l, enum rt_init init, struct rt_rng 
     case RT_INIT_HE:
         fill_normal(l->w, nw, sqrt(2.0 / fan_in), rng);
         break;
+    case RT_INIT_GPT2:
+        fill_normal(l->w, nw, 0.02, rng);
+        break;
     }
     memset(l->b, 0, nb * sizeof *l->b);
 }
@@ -494,6 +567,17 @@ size_t rt_model_layer_weights(const struct rt_model *m, int i)
     return m->layers[i].ops->weight_count(&m->layers[i]);
 }
 
+size_t rt_model_layer_bias_count(const struct rt_model *m, int i)
+{
+    return m->layers[i].ops->bias_count(&m->layers[i]);
+}
+
+int rt_model_layer_prunable(const struct rt_model *m, int i)
+{
+    const struct rt_layer *l = &m->layers[i];
+    return l->ops->prunable && l->ops->weight_count(l) > 0;
+}
+
 int rt_model_layer_weight_dims(const struct rt_model *m, int i, int64_t dims[4])
 {
     const struct rt_layer *l = &m->layers[i];
@@ -518,15 +602,23 @@ void rt_model_layer_text(const struct rt_model *m, int i, char *buf, size_t cap)
 
 static double gemm_flops(const struct rt_gemm_shape *g)
 {
-    return 2.0 * (double)g->M * (double)g->N * (double)g->K;
+    return 2.0 * (double)g->M * (double)g->N * (double)g->K * (double)g->repeat;
+}
+
+/* The GEMMs of layer i for one sample (its P rows). */
+static int sample_gemms(const struct rt_layer *l, struct rt_gemm_shape *g)
+{
+    return l->ops->gemms ? l->ops->gemms(l, l->positions, g) : 0;
 }
 
 double rt_model_layer_forward_flops(const struct rt_model *m, int i)
 {
-    const struct rt_layer *l = &m->layers[i];
     struct rt_gemm_shape g[RT_LAYER_MAX_GEMMS];
-    if (!l->ops->gemms || l->ops->gemms(l, 1, g) < 1) return 0.0;
-    return gemm_flops(&g[0]);
+    int n = sample_gemms(&m->layers[i], g);
+    double f = 0.0;
+    for (int k = 0; k < n; k++)
+        if (g[k].pass == RT_GEMM_FORWARD) f += gemm_flops(&g[k]);
+    return f;
 }
 
 /* The first layer with parameters: below it nothing needs a gradient. */
@@ -561,7 +653,7 @@ const float *rt_model_forward(struct rt_model *m, const float *x, int B)
     double t0 = m->timing ? seconds_now() : 0;
     for (int i = 0; i < m->n_layers; i++) {
         struct rt_layer *l = &m->layers[i];
-        l->ops->forward(l, in, B);
+        l->ops->forward(l, in, B * l->positions);
         if (m->timing) lap(m, i, 0, &t0);
         in = l->y;
     }
@@ -572,9 +664,14 @@ double rt_model_loss(struct rt_model *m, const void *targets, int B, double norm
 {
     assert(B >= 0 && B <= m->max_batch);
     const float *logits = m->layers[m->n_layers - 1].y;
-    int K = m->outputs;
-    if (m->spec.loss == RT_LOSS_MSE) return rt_loss_mse(m->dlogits, logits, targets, B, K, norm);
-    return rt_loss_ce(m->dlogits, logits, targets, B, K, norm);
+    int K = m->outputs, rows = B * m->positions;
+    if (m->spec.loss == RT_LOSS_MSE) return rt_loss_mse(m->dlogits, logits, targets, rows, K, norm);
+    return rt_loss_ce(m->dlogits, logits, targets, rows, K, norm);
+}
+
+double rt_model_loss_norm(const struct rt_model *m, int64_t samples)
+{
+    return rt_loss_norm(m->spec.loss, samples * m->positions, m->outputs);
 }
 
 double rt_model_loss_kd(struct rt_model *m, const float *teacher, const void *targets, int B,
@@ -582,10 +679,10 @@ double rt_model_loss_kd(struct rt_model *m, const float *teacher, const void *ta
 {
     assert(B >= 0 && B <= m->max_batch);
     const float *logits = m->layers[m->n_layers - 1].y;
-    int K = m->outputs;
+    int K = m->outputs, rows = B * m->positions;
     if (m->spec.loss == RT_LOSS_MSE)
-        return rt_loss_kd_mse(m->dlogits, logits, teacher, targets, B, K, alpha, norm);
-    return rt_loss_kd(m->dlogits, logits, teacher, targets, B, K, T, alpha, norm);
+        return rt_loss_kd_mse(m->dlogits, logits, teacher, targets, rows, K, alpha, norm);
+    return rt_loss_kd(m->dlogits, logits, teacher, targets, rows, K, T, alpha, norm);
 }
 
 void rt_model_backward(struct rt_model *m, const float *x, int B, rt_grad_ready_fn ready, void *ctx)
@@ -596,13 +693,14 @@ void rt_model_backward(struct rt_model *m, const float *x, int B, rt_grad_ready_
     for (int i = m->n_layers - 1; i >= first; i--) {
         struct rt_layer *l = &m->layers[i];
         const float *in = i > 0 ? m->layers[i - 1].y : x;
-        if (l->ops->backward) l->ops->backward(l, in, B);
+        int rows = B * l->positions;
+        if (l->ops->backward) l->ops->backward(l, in, rows);
         if (m->timing) lap(m, i, 1, &t0);
         if (ready && l->count) { /* before dX: the bucket can move while dX runs */
             ready(ctx, i, l->offset, l->count);
             if (m->timing) t0 = seconds_now(); /* communication is not the layer's */
         }
-        if (i > first) l->ops->backward_dx(l, m->layers[i - 1].dy, in, B);
+        if (i > first) l->ops->backward_dx(l, m->layers[i - 1].dy, in, rows);
         if (m->timing) lap(m, i, 1, &t0);
     }
 }
@@ -610,7 +708,7 @@ void rt_model_backward(struct rt_model *m, const float *x, int B, rt_grad_ready_
 int64_t rt_model_count_correct(const struct rt_model *m, const int32_t *labels, int B)
 {
     const float *logits = m->layers[m->n_layers - 1].y;
-    return rt_loss_count_correct(logits, labels, B, m->outputs);
+    return rt_loss_count_correct(logits, labels, B * m->positions, m->outputs);
 }
 
 /* Bias, activation, pooling and loss passes are left out, as is usual for MFU, since they
@@ -623,12 +721,14 @@ double rt_model_forward_flops_per_sample(const struct rt_model *m)
     return f;
 }
 
-/* Forward, dW and dX (but for the first trained layer) of layer i at batch B. */
+/* Forward, dW and dX (but for the first trained layer) of layer i at B samples. */
 static int step_gemms(const struct rt_model *m, int i, int B, struct rt_gemm_shape *g)
 {
     const struct rt_layer *l = &m->layers[i];
-    int n = l->ops->gemms ? l->ops->gemms(l, B, g) : 0;
-    return i == first_trained(m) && n == 3 ? 2 : n;
+    int n = l->ops->gemms ? l->ops->gemms(l, B * l->positions, g) : 0, kept = 0;
+    for (int k = 0; k < n; k++)
+        if (g[k].pass != RT_GEMM_DX || i != first_trained(m)) g[kept++] = g[k];
+    return kept;
 }
 
 double rt_model_layer_train_flops(const struct rt_model *m, int i)
@@ -654,11 +754,11 @@ void rt_nn_set_threads(int n)
     if (n > 0) openblas_set_num_threads(n);
 }
 
-/* One GEMM of shape g on scratch operands (per-sample ones B times). */
-static void run_gemm(const struct rt_gemm_shape *g, int B, const float *a, const float *b, float *c)
+/* One GEMM of shape g on scratch operands, g->repeat times. */
+static void run_gemm(const struct rt_gemm_shape *g, const float *a, const float *b, float *c)
 {
     int lda = g->trans_a ? g->M : g->K, ldb = g->trans_b ? g->K : g->N;
-    for (int r = 0; r < (g->per_sample ? B : 1); r++)
+    for (int r = 0; r < g->repeat; r++)
         cblas_sgemm(CblasRowMajor, g->trans_a ? CblasTrans : CblasNoTrans,
                     g->trans_b ? CblasTrans : CblasNoTrans, g->M, g->N, g->K, 1.0f, a, lda, b, ldb,
                     0.0f, c, g->N);
@@ -673,7 +773,7 @@ static void gemm_step(const struct rt_model *m, int B, const float *a, const flo
         double t0 = seconds_now();
         int n = step_gemms(m, i, B, g);
         for (int k = 0; k < n; k++)
-            run_gemm(&g[k], B, a, b, c);
+            run_gemm(&g[k], a, b, c);
         if (t) t[i] += seconds_now() - t0;
     }
 }

@@ -27,6 +27,7 @@ static const struct name_map init_names[] = {
     {"torch", RT_INIT_TORCH},   {"xavier", RT_INIT_XAVIER},         {"he", RT_INIT_HE},
     {"default", RT_INIT_TORCH}, {"xavier_uniform", RT_INIT_XAVIER}, {"glorot", RT_INIT_XAVIER},
     {"kaiming", RT_INIT_HE},    {"he_normal", RT_INIT_HE},          {"kaiming_normal", RT_INIT_HE},
+    {"gpt2", RT_INIT_GPT2},
 };
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))

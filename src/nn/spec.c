@@ -6,8 +6,16 @@
  * A list of plain integers is the widths form. Square sizes are one integer, others HxW.
  *   dense(OUT)  conv(OC, K[, stride=S][, pad=P])  maxpool(K[, stride=S])
  *   avgpool(K[, stride=S])  flatten  relu | tanh | sigmoid | gelu | identity  dropout[(P)]
+ *   embed(V, D)  posembed  layernorm  attention(H)  residual  add  unembed
+ *   block(D, heads=H[, mlp=M][, head_dim=HD])   ITEM * N  (the item N times)
  * An activation right after a dense or conv layer without one is folded into that layer;
- * the canonical text writes it back as its own item, so text -> spec -> text is stable. */
+ * the canonical text writes it back as its own item, so text -> spec -> text is stable.
+ * block(...) is GPT-2's pre-LayerNorm block, expanded into the primitive layers:
+ *   residual, layernorm, dense(3 H HD), attention(H), dense(D), add,
+ *   residual, layernorm, dense(M), gelu, dense(D), add
+ * (HD = D / H and M = 4 D unless given); the canonical text finds such runs again and
+ * writes them as block(...), consecutive equal ones as block(...) * N. unembed is tied to
+ * the first embed: it takes its V and D from it. */
 #include "ringtrain/model.h"
 #include "ringtrain/status.h"
 #include "nn/layer.h"
@@ -44,6 +52,8 @@ void rt_shape_text(char *buf, size_t cap, const struct rt_shape *s)
 {
     if (s->rank == 1)
         snprintf(buf, cap, "(%d)", s->d[0]);
+    else if (s->rank == 2)
+        snprintf(buf, cap, "(%d, %d)", s->d[0], s->d[1]);
     else if (s->rank == 3)
         snprintf(buf, cap, "(%d, %d, %d)", s->d[0], s->d[1], s->d[2]);
     else
@@ -190,6 +200,10 @@ static const char *usage(enum rt_layer_kind k)
         return "avgpool(KERNEL[, stride=S])";
     case RT_LAYER_DROPOUT:
         return "dropout or dropout(P) with 0 <= P < 1";
+    case RT_LAYER_EMBED:
+        return "embed(VOCAB, WIDTH) with both >= 1";
+    case RT_LAYER_ATTENTION:
+        return "attention(HEADS) with HEADS >= 1";
     default:
         return "no arguments";
     }
@@ -200,11 +214,17 @@ static int kind_of(const char *name, enum rt_layer_kind *k, enum rt_act *act)
     static const struct {
         const char *name;
         enum rt_layer_kind kind;
-    } names[] = {{"dense", RT_LAYER_DENSE},       {"linear", RT_LAYER_DENSE},
-                 {"conv", RT_LAYER_CONV2D},       {"conv2d", RT_LAYER_CONV2D},
-                 {"maxpool", RT_LAYER_MAXPOOL2D}, {"maxpool2d", RT_LAYER_MAXPOOL2D},
-                 {"avgpool", RT_LAYER_AVGPOOL2D}, {"avgpool2d", RT_LAYER_AVGPOOL2D},
-                 {"flatten", RT_LAYER_FLATTEN},   {"dropout", RT_LAYER_DROPOUT}};
+    } names[] = {{"dense", RT_LAYER_DENSE},         {"linear", RT_LAYER_DENSE},
+                 {"conv", RT_LAYER_CONV2D},         {"conv2d", RT_LAYER_CONV2D},
+                 {"maxpool", RT_LAYER_MAXPOOL2D},   {"maxpool2d", RT_LAYER_MAXPOOL2D},
+                 {"avgpool", RT_LAYER_AVGPOOL2D},   {"avgpool2d", RT_LAYER_AVGPOOL2D},
+                 {"flatten", RT_LAYER_FLATTEN},     {"dropout", RT_LAYER_DROPOUT},
+                 {"embed", RT_LAYER_EMBED},         {"embedding", RT_LAYER_EMBED},
+                 {"posembed", RT_LAYER_POSEMBED},   {"pos_embed", RT_LAYER_POSEMBED},
+                 {"layernorm", RT_LAYER_LAYERNORM}, {"ln", RT_LAYER_LAYERNORM},
+                 {"attention", RT_LAYER_ATTENTION}, {"attn", RT_LAYER_ATTENTION},
+                 {"residual", RT_LAYER_RESIDUAL},   {"add", RT_LAYER_ADD},
+                 {"unembed", RT_LAYER_UNEMBED}};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strcmp(name, names[i].name) == 0) {
             *k = names[i].kind;
@@ -229,6 +249,16 @@ static int parse_args(struct rt_layer_spec *l, const struct item *it)
     case RT_LAYER_MAXPOOL2D:
     case RT_LAYER_AVGPOOL2D:
         return parse_window(l, it, 0);
+    case RT_LAYER_EMBED:
+        return it->n_args == 2 && !it->args[0].key[0] && !it->args[1].key[0] &&
+                       parse_int(it->args[0].val, 1, 1 << 24, &l->vocab) == 0 &&
+                       parse_int(it->args[1].val, 1, 1 << 24, &l->units) == 0
+                   ? 0
+                   : -1;
+    case RT_LAYER_ATTENTION:
+        return it->n_args == 1 && !it->args[0].key[0]
+                   ? parse_int(it->args[0].val, 1, 1 << 16, &l->heads)
+                   : -1;
     case RT_LAYER_DROPOUT: {
         l->p = 0.5; /* nn.Dropout's default */
         if (!it->has_parens) return 0;
@@ -242,22 +272,100 @@ static int parse_args(struct rt_layer_spec *l, const struct item *it)
     }
 }
 
-/* One item into l; -1 with the reason in err. */
-static int parse_item(struct rt_layer_spec *l, char *text, int index, char *err, size_t cap)
+#define BLOCK_LAYERS 11 /* layers of one block(...) */
+
+struct block_args {
+    int D, heads, mlp, head_dim;
+};
+
+/* block(D, heads=H[, mlp=M][, head_dim=HD]) into b; -1 when it does not parse, -2 when D
+ * is not divisible by heads (and no head_dim is given). */
+static int parse_block_args(struct block_args *b, const struct item *it)
+{
+    memset(b, 0, sizeof *b);
+    if (it->n_args < 2 || it->args[0].key[0] || parse_int(it->args[0].val, 1, 1 << 20, &b->D) < 0)
+        return -1;
+    for (int i = 1; i < it->n_args; i++) {
+        const struct arg *a = &it->args[i];
+        int *dst = strcmp(a->key, "heads") == 0      ? &b->heads
+                   : strcmp(a->key, "mlp") == 0      ? &b->mlp
+                   : strcmp(a->key, "head_dim") == 0 ? &b->head_dim
+                                                     : NULL;
+        if (!dst || *dst || parse_int(a->val, 1, 1 << 20, dst) < 0) return -1;
+    }
+    if (!b->heads) return -1;
+    if (!b->mlp) b->mlp = 4 * b->D;
+    if (!b->head_dim) {
+        if (b->D % b->heads) return -2;
+        b->head_dim = b->D / b->heads;
+    }
+    return 0;
+}
+
+/* The primitive layers of a block (see the top of the file). */
+static void expand_block(struct rt_layer_spec *out, const struct block_args *b)
+{
+    static const enum rt_layer_kind kinds[BLOCK_LAYERS] = {
+        RT_LAYER_RESIDUAL, RT_LAYER_LAYERNORM, RT_LAYER_DENSE,    RT_LAYER_ATTENTION,
+        RT_LAYER_DENSE,    RT_LAYER_ADD,       RT_LAYER_RESIDUAL, RT_LAYER_LAYERNORM,
+        RT_LAYER_DENSE,    RT_LAYER_DENSE,     RT_LAYER_ADD};
+    for (int i = 0; i < BLOCK_LAYERS; i++)
+        out[i] = (struct rt_layer_spec){.kind = kinds[i], .act = RT_ACT_IDENTITY};
+    out[2].units = 3 * b->heads * b->head_dim;
+    out[3].heads = b->heads;
+    out[4].units = b->D;
+    out[8].units = b->mlp;
+    out[8].act = RT_ACT_GELU;
+    out[9].units = b->D;
+}
+
+/* A block(...) item into out (BLOCK_LAYERS); returns BLOCK_LAYERS or -1 (err set). */
+static int parse_block(struct rt_layer_spec *out, const struct item *it, const char *shown,
+                       int index, char *err, size_t cap)
+{
+    struct block_args b;
+    int st = parse_block_args(&b, it);
+    if (st == -2)
+        snprintf(err, cap, "item %d '%s': width %d is not divisible by heads = %d", index, shown,
+                 b.D, b.heads);
+    else if (st < 0)
+        snprintf(err, cap, "item %d '%s': expected block(WIDTH, heads=H[, mlp=M][, head_dim=HD])",
+                 index, shown);
+    if (st < 0) return -1;
+    expand_block(out, &b);
+    return BLOCK_LAYERS;
+}
+
+/* Splits "ITEM * N" into the item (text is cut) and N (1 without a star); -1 on a bad N. */
+static int split_repeat(char *text, int *times)
+{
+    char *close = strrchr(text, ')'), *star = strrchr(text, '*');
+    *times = 1;
+    if (!star || (close && star < close)) return 0;
+    *star = '\0';
+    return parse_int(trim(star + 1), 1, RT_MAX_LAYERS, times);
+}
+
+/* One item into out (up to BLOCK_LAYERS layers, repeats not counted); returns how many
+ * layers, or -1 with the reason in err. */
+static int parse_item(struct rt_layer_spec *out, char *text, int index, char *err, size_t cap)
 {
     char shown[ITEM_MAX];
     snprintf(shown, sizeof shown, "%s", trim(text));
     struct item it;
+    struct rt_layer_spec *l = out;
     memset(l, 0, sizeof *l);
     l->act = RT_ACT_IDENTITY;
     if (split_item(&it, text) < 0) {
         snprintf(err, cap, "item %d '%s': expected NAME or NAME(ARGS)", index, shown);
         return -1;
     }
+    if (strcmp(it.name, "block") == 0) return parse_block(out, &it, shown, index, err, cap);
     if (kind_of(it.name, &l->kind, &l->act) < 0) {
         snprintf(err, cap,
                  "item %d '%s': unknown layer kind '%s' (expected dense, conv, maxpool, "
-                 "avgpool, flatten, dropout, relu, tanh, sigmoid, gelu, identity)",
+                 "avgpool, flatten, dropout, relu, tanh, sigmoid, gelu, identity, embed, "
+                 "posembed, layernorm, attention, residual, add, unembed, block)",
                  index, shown, it.name);
         return -1;
     }
@@ -265,7 +373,7 @@ static int parse_item(struct rt_layer_spec *l, char *text, int index, char *err,
         snprintf(err, cap, "item %d '%s': expected %s", index, shown, usage(l->kind));
         return -1;
     }
-    return 0;
+    return 1;
 }
 
 /* Splits at commas outside parentheses; calls back for each item. */
@@ -352,17 +460,52 @@ static int fold_act(struct rt_model_spec *spec, const struct rt_layer_spec *l)
     return 1;
 }
 
+/* Appends the n layers of one item to s; -1 when they do not fit. */
+static int append_layers(struct rt_model_spec *s, const struct rt_layer_spec *l, int n)
+{
+    for (int k = 0; k < n; k++) {
+        if (fold_act(s, &l[k])) continue;
+        if (l[k].kind == RT_LAYER_ACT && l[k].act == RT_ACT_IDENTITY) continue; /* no effect */
+        if (s->n_layers == RT_MAX_LAYERS) return -1;
+        s->layers[s->n_layers++] = l[k];
+    }
+    return 0;
+}
+
+/* unembed takes its vocabulary and width from the first embed before it. */
+static void tie_unembed(struct rt_model_spec *s)
+{
+    const struct rt_layer_spec *embed = NULL;
+    for (int i = 0; i < s->n_layers; i++) {
+        struct rt_layer_spec *l = &s->layers[i];
+        if (l->kind == RT_LAYER_EMBED && !embed) embed = l;
+        if (l->kind == RT_LAYER_UNEMBED && embed) {
+            l->vocab = embed->vocab;
+            l->units = embed->units;
+        }
+    }
+}
+
 static int parse_list(struct rt_model_spec *spec, char **items, int n, char *err, size_t cap)
 {
     struct rt_model_spec s = *spec;
     s.n_layers = 0;
     for (int i = 0; i < n; i++) {
-        struct rt_layer_spec l;
-        if (parse_item(&l, items[i], i, err, cap) < 0) return -1;
-        if (fold_act(&s, &l)) continue;
-        if (l.kind == RT_LAYER_ACT && l.act == RT_ACT_IDENTITY) continue; /* nothing to do */
-        s.layers[s.n_layers++] = l;
+        struct rt_layer_spec l[BLOCK_LAYERS];
+        int times, got;
+        if (split_repeat(items[i], &times) < 0) {
+            snprintf(err, cap, "item %d '%s': expected ITEM * N with N from 1 to %d", i,
+                     trim(items[i]), RT_MAX_LAYERS);
+            return -1;
+        }
+        if ((got = parse_item(l, items[i], i, err, cap)) < 0) return -1;
+        for (int r = 0; r < times; r++)
+            if (append_layers(&s, l, got) < 0) {
+                snprintf(err, cap, "more than %d layers", RT_MAX_LAYERS);
+                return -1;
+            }
     }
+    tie_unembed(&s);
     if (s.n_layers == 0) {
         snprintf(err, cap, "no layer with an effect: expected e.g. flatten, dense(10)");
         return -1;
@@ -450,6 +593,21 @@ void rt_layer_spec_text(char *buf, size_t cap, const struct rt_layer_spec *l)
     case RT_LAYER_DROPOUT:
         snprintf(core, sizeof core, "dropout(%g)", l->p);
         break;
+    case RT_LAYER_EMBED:
+        snprintf(core, sizeof core, "embed(%d, %d)", l->vocab, l->units);
+        break;
+    case RT_LAYER_ATTENTION:
+        snprintf(core, sizeof core, "attention(%d)", l->heads);
+        break;
+    case RT_LAYER_POSEMBED:
+    case RT_LAYER_LAYERNORM:
+    case RT_LAYER_RESIDUAL:
+    case RT_LAYER_ADD:
+    case RT_LAYER_UNEMBED: {
+        const struct rt_layer_ops *ops = rt_layer_kind_ops(l->kind);
+        snprintf(core, sizeof core, "%s", ops->name);
+        break;
+    }
     default:
         snprintf(core, sizeof core, "?");
         break;
@@ -462,10 +620,43 @@ void rt_layer_spec_text(char *buf, size_t cap, const struct rt_layer_spec *l)
         snprintf(buf, cap, "%s", core);
 }
 
-/* snprintf at buf + used, which may be past cap: then only counts. */
+static int same_layer(const struct rt_layer_spec *a, const struct rt_layer_spec *b);
+
 #define APPEND(buf, cap, used, ...)                                                                \
     ((used) += (size_t)snprintf((used) < (cap) ? (buf) + (used) : NULL,                            \
                                 (used) < (cap) ? (cap) - (used) : 0, __VA_ARGS__))
+
+/* 1 when layers i .. i + BLOCK_LAYERS of s are a block(...), whose arguments go to b. */
+static int match_block(const struct rt_model_spec *s, int i, struct block_args *b)
+{
+    struct rt_layer_spec want[BLOCK_LAYERS];
+    if (i + BLOCK_LAYERS > s->n_layers) return 0;
+    const struct rt_layer_spec *l = &s->layers[i];
+    if (l[2].kind != RT_LAYER_DENSE || l[3].kind != RT_LAYER_ATTENTION || l[3].heads < 1 ||
+        l[2].units % (3 * l[3].heads))
+        return 0;
+    *b = (struct block_args){.D = l[4].units,
+                             .heads = l[3].heads,
+                             .mlp = l[8].units,
+                             .head_dim = l[2].units / (3 * l[3].heads)};
+    expand_block(want, b);
+    for (int k = 0; k < BLOCK_LAYERS; k++)
+        if (!same_layer(&want[k], &l[k])) return 0;
+    return 1;
+}
+
+/* block(D, heads=H) with mlp and head_dim only where they are not the defaults. */
+static void block_text(char *buf, size_t cap, const struct block_args *b, int times)
+{
+    size_t used = 0;
+    APPEND(buf, cap, used, "block(%d, heads=%d", b->D, b->heads);
+    if (b->mlp != 4 * b->D) APPEND(buf, cap, used, ", mlp=%d", b->mlp);
+    if (b->head_dim * b->heads != b->D) APPEND(buf, cap, used, ", head_dim=%d", b->head_dim);
+    APPEND(buf, cap, used, ")");
+    if (times > 1) APPEND(buf, cap, used, " * %d", times);
+}
+
+/* snprintf at buf + used, which may be past cap: then only counts. */
 
 size_t rt_model_spec_format(char *buf, size_t cap, const struct rt_model_spec *s)
 {
@@ -477,10 +668,20 @@ size_t rt_model_spec_format(char *buf, size_t cap, const struct rt_model_spec *s
             APPEND(buf, cap, used, ", %d", s->layers[i].units);
         return used;
     }
-    for (int i = 0; i < s->n_layers; i++) {
+    for (int i = 0; i < s->n_layers;) {
         char item[160];
-        rt_layer_spec_text(item, sizeof item, &s->layers[i]);
-        APPEND(buf, cap, used, "%s%s", i ? ", " : "", item);
+        struct block_args b;
+        int times = 1;
+        if (match_block(s, i, &b)) {
+            struct block_args next;
+            while (match_block(s, i + times * BLOCK_LAYERS, &next) && !memcmp(&next, &b, sizeof b))
+                times++;
+            block_text(item, sizeof item, &b, times);
+            i += times * BLOCK_LAYERS;
+        } else {
+            rt_layer_spec_text(item, sizeof item, &s->layers[i++]);
+        }
+        APPEND(buf, cap, used, "%s%s", used ? ", " : "", item);
     }
     return used;
 }
@@ -519,6 +720,11 @@ static int same_layer(const struct rt_layer_spec *a, const struct rt_layer_spec 
                a->stride[0] == b->stride[0] && a->stride[1] == b->stride[1];
     case RT_LAYER_DROPOUT:
         return a->p == b->p;
+    case RT_LAYER_EMBED:
+    case RT_LAYER_UNEMBED:
+        return a->vocab == b->vocab && a->units == b->units;
+    case RT_LAYER_ATTENTION:
+        return a->heads == b->heads;
     default:
         return 1;
     }
@@ -549,8 +755,44 @@ int rt_model_spec_narrower(const struct rt_model_spec *a, const struct rt_model_
 
 /* ---- shapes ---- */
 
+/* The checks that span layers: every add closes a residual and gets the shape the
+ * residual kept, every residual is closed, an unembed is tied to an embed before it of its
+ * vocabulary and width. `shapes` (n_layers) are the inferred outputs. */
+static int check_links(const struct rt_model_spec *spec, const struct rt_shape *shapes)
+{
+    int open[RT_MAX_LAYERS], depth = 0, embed = -1;
+    for (int i = 0; i < spec->n_layers; i++) {
+        const struct rt_layer_spec *l = &spec->layers[i];
+        char a[64], b[64];
+        if (l->kind == RT_LAYER_RESIDUAL) open[depth++] = i;
+        if (l->kind == RT_LAYER_EMBED && embed < 0) embed = i;
+        if (l->kind == RT_LAYER_ADD) {
+            if (depth == 0)
+                return rt_errorf(RT_ERR_SHAPE, "model: layer %d add: no residual before it to add",
+                                 i);
+            int r = open[--depth];
+            rt_shape_text(a, sizeof a, &shapes[i]);
+            rt_shape_text(b, sizeof b, r ? &shapes[r - 1] : &spec->input);
+            if (!rt_shape_equal(&shapes[i], r ? &shapes[r - 1] : &spec->input))
+                return rt_errorf(RT_ERR_SHAPE,
+                                 "model: layer %d add: the branch gives %s but the residual at "
+                                 "layer %d kept %s",
+                                 i, a, r, b);
+        }
+        if (l->kind == RT_LAYER_UNEMBED && (embed < 0 || spec->layers[embed].vocab != l->vocab ||
+                                            spec->layers[embed].units != l->units))
+            return rt_errorf(RT_ERR_SHAPE,
+                             "model: layer %d unembed: expected an embed before it to tie to", i);
+    }
+    if (depth)
+        return rt_errorf(RT_ERR_SHAPE, "model: the residual at layer %d is never closed by add",
+                         open[depth - 1]);
+    return RT_OK;
+}
+
 int rt_model_spec_infer(const struct rt_model_spec *spec, struct rt_shape *out)
 {
+    struct rt_shape shapes[RT_MAX_LAYERS];
     if (spec->n_layers < 1 || spec->n_layers > RT_MAX_LAYERS)
         return rt_errorf(RT_ERR_INVAL, "model: %d layers, expected 1 to %d", spec->n_layers,
                          RT_MAX_LAYERS);
@@ -580,19 +822,33 @@ int rt_model_spec_infer(const struct rt_model_spec *spec, struct rt_shape *out)
                              "model: layer %d %s on input %s gives %s: expected 1 to 2^28 values",
                              i, text, a, b);
         in = l.out_shape;
+        shapes[i] = in;
         if (out) out[i] = in;
     }
-    return RT_OK;
+    return check_links(spec, shapes);
 }
 
-int rt_model_spec_outputs(const struct rt_model_spec *spec)
+/* The last layer's output shape; rank 0 when the spec does not infer. */
+static struct rt_shape last_shape(const struct rt_model_spec *spec)
 {
     struct rt_shape shapes[RT_MAX_LAYERS];
     if (rt_model_spec_infer(spec, shapes) != RT_OK) {
         rt_error_clear();
-        return 0;
+        return (struct rt_shape){0};
     }
-    return (int)rt_shape_size(&shapes[spec->n_layers - 1]);
+    return shapes[spec->n_layers - 1];
+}
+
+int rt_model_spec_outputs(const struct rt_model_spec *spec)
+{
+    struct rt_shape s = last_shape(spec);
+    return s.rank == 2 ? s.d[1] : (int)rt_shape_size(&s);
+}
+
+int rt_model_spec_positions(const struct rt_model_spec *spec)
+{
+    struct rt_shape s = last_shape(spec);
+    return s.rank == 0 ? 0 : s.rank == 2 ? s.d[0] : 1;
 }
 
 int rt_model_spec_bind_input(struct rt_model_spec *spec, const struct rt_shape *data,

@@ -27,7 +27,7 @@ x-f64-range)      mk x-f64-big 96 16 4; expect="[data] x = 'X' row 3 column 1 = 
 y-i64-range)      mk y-i64-big 96 16 4; expect="[data] y = 'y' row 5 = 1099511627776: expected a class label that fits int32" ;;
 y-u8-range)       mk y-u8-range 96 16 4; expect="/y row 5 = 200: expected a class label in [0, 4)" ;;
 data-x-missing)   overrides+=(data.x=pixels); expect="[data] x = 'pixels': no such dataset in the file" ;;
-layers-not-fit)   overrides+=("model.layers=conv(4, 3), relu, dense(4)" model.input_shape=1,4,4); expect="model: layer 1 dense(4) on input (4, 2, 2): dense takes a flat input (D): put flatten before it" ;;
+layers-not-fit)   overrides+=("model.layers=conv(4, 3), relu, dense(4)" model.input_shape=1,4,4); expect="model: layer 1 dense(4) on input (4, 2, 2): dense takes a flat input (D) or a sequence (T, D): put flatten before it" ;;
 input-shape-not-fit) overrides+=("model.layers=conv(4, 3), flatten, dense(4)" model.input_shape=1,5,5); expect="[model] layers: the model's input (1, 5, 5) does not fit the data's samples (16)" ;;
 kernel-too-large) overrides+=("model.layers=conv(4, 5), flatten, dense(4)" model.input_shape=1,4,4); expect="model: layer 0 conv(4, 5) on input (1, 4, 4): the 5x5 kernel is larger than the 4x4 input padded to 4x4" ;;
 pool-nothing)     overrides+=("model.layers=conv(4, 3), maxpool(3), flatten, dense(4)" model.input_shape=1,4,4); expect="model: layer 1 maxpool(3) on input (4, 2, 2): a 3x3 window leaves nothing of the 2x2 input" ;;

@@ -86,7 +86,7 @@ START_TEST(load_rejects_bad_input)
     expect_load_error("[optim]\nlr = 1e-3x\n", RT_ERR_INVAL, "lr", "1e-3x");
     expect_load_error("[train]\nbatch = -4\n", RT_ERR_INVAL, "batch = '-4'", "whole number");
     expect_load_error("[train]\nepochs = 2.5\n", RT_ERR_INVAL, "epochs", "whole number");
-    expect_load_error("[model]\nlayers = 784\n", RT_ERR_INVAL, "layers", "2 to 65");
+    expect_load_error("[model]\nlayers = 784\n", RT_ERR_INVAL, "layers", "2 to 129");
     expect_load_error("[model]\nlayers = 784, 0, 10\n", RT_ERR_INVAL, "layers", "from 1");
     expect_load_error("[model]\nactivation = swish\n", RT_ERR_INVAL, "swish", "relu");
     expect_load_error("[optim]\nname = lion\n", RT_ERR_INVAL, "lion", "adamw");

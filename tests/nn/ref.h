@@ -139,6 +139,79 @@ static inline void to_double(double *d, const float *f, int n)
         d[i] = f[i];
 }
 
+/* Causal multi-head attention of one sequence, as transformer_kernels.h defines it:
+ * qkv (T, 3D) -> y (T, D), H heads of D/H. */
+static inline void ref_attention(double *y, const double *qkv, int T, int D, int H)
+{
+    int hd = D / H;
+    double *s = malloc((size_t)T * sizeof *s);
+    for (int h = 0; h < H; h++)
+        for (int t = 0; t < T; t++) {
+            double mx = -INFINITY, sum = 0;
+            for (int j = 0; j <= t; j++) {
+                double dot = 0;
+                for (int c = 0; c < hd; c++)
+                    dot += qkv[t * 3 * D + h * hd + c] * qkv[j * 3 * D + D + h * hd + c];
+                s[j] = dot / sqrt((double)hd);
+                mx = fmax(mx, s[j]);
+            }
+            for (int j = 0; j <= t; j++)
+                sum += (s[j] = exp(s[j] - mx));
+            for (int c = 0; c < hd; c++) {
+                double acc = 0;
+                for (int j = 0; j <= t; j++)
+                    acc += s[j] / sum * qkv[j * 3 * D + 2 * D + h * hd + c];
+                y[t * D + h * hd + c] = acc;
+            }
+        }
+    free(s);
+}
+
+/* nn.LayerNorm(D, eps = 1e-5) over `rows` rows. */
+static inline void ref_layernorm(double *y, const double *x, const double *w, const double *b,
+                                 int rows, int D)
+{
+    for (int r = 0; r < rows; r++) {
+        double mu = 0, var = 0;
+        for (int i = 0; i < D; i++)
+            mu += x[r * D + i] / D;
+        for (int i = 0; i < D; i++)
+            var += (x[r * D + i] - mu) * (x[r * D + i] - mu) / D;
+        for (int i = 0; i < D; i++)
+            y[r * D + i] = (x[r * D + i] - mu) / sqrt(var + 1e-5) * w[i] + b[i];
+    }
+}
+
 #define GRADCHECK_EPS 1e-6
+
+/* The random-direction gradient check: for `trials` directions d ~ N(0, I) over the n
+ * parameters p, the relative error between <grad, d> and the central difference of f along
+ * d (step GRADCHECK_EPS, in double). Returns the worst (NaN propagates). */
+typedef double (*ref_objective_fn)(const double *p, void *ctx);
+static inline double ref_gradcheck(const double *p, const float *grad, size_t n, ref_objective_fn f,
+                                   void *ctx, int trials, uint64_t seed)
+{
+    double *q = malloc(n * sizeof *q), *d = malloc(n * sizeof *d), worst = 0;
+    struct rt_rng rng;
+    rt_rng_seed(&rng, seed);
+    for (int trial = 0; trial < trials; trial++) {
+        double analytic = 0, fs[2];
+        for (size_t k = 0; k < n; k++) {
+            d[k] = rt_rng_normal(&rng);
+            analytic += (double)grad[k] * d[k];
+        }
+        for (int side = 0; side < 2; side++) {
+            double h = side ? -GRADCHECK_EPS : GRADCHECK_EPS;
+            for (size_t k = 0; k < n; k++)
+                q[k] = p[k] + h * d[k];
+            fs[side] = f(q, ctx);
+        }
+        double e = rel_err(analytic, (fs[0] - fs[1]) / (2 * GRADCHECK_EPS), 1e-2);
+        worst = e > worst || isnan(e) ? e : worst;
+    }
+    free(q);
+    free(d);
+    return worst;
+}
 
 #endif

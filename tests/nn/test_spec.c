@@ -123,7 +123,7 @@ START_TEST(spec_parse_errors)
     parse_fails("dropout(1.5)", "0 <= P < 1");
     parse_fails("flatten(2)", "no arguments");
     parse_fails("relu(3)", "no arguments");
-    parse_fails("784", "2 to 65");
+    parse_fails("784", "2 to 129");
     parse_fails("784, 0, 10", "whole-number widths");
     parse_fails("identity", "no layer");
 }
