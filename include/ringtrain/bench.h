@@ -19,4 +19,9 @@ int rt_cli_bench_allreduce(rt_comm_t *c, int argc, char **argv);
  * memory (max RSS). Collective; returns the exit code (0, 1 failure, 2 usage). */
 int rt_cli_bench_train(rt_comm_t *c, int argc, char **argv);
 
+/* `ringtrain generate MODEL.h5 [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K]
+ * [--seed S]` (src/cli/generate.c): rank 0 prints the prompt and N sampled bytes. Collective;
+ * returns the agreed status (RT_ERR_INVAL for usage errors, naming the option). */
+int rt_cli_generate(rt_comm_t *c, int argc, char **argv);
+
 #endif

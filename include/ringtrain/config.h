@@ -31,11 +31,12 @@ struct rt_config {
     int n_phases;
     enum rt_phase phases[RT_MAX_PHASES];
     /* [model] */
-    struct rt_model_spec model; /* input shape: see rt_config_model_spec */
+    struct rt_model_spec model;  /* input shape: see rt_config_model_spec */
     struct rt_shape input_shape; /* [model] input_shape; rank 0 = from the data */
+    int64_t context;             /* [model] context: tokens per sample of text data; 0 = none */
     /* [data] */
-    char train[RT_PATH_MAX]; /* dataset file or synth:NAME */
-    char test[RT_PATH_MAX];  /* "" = no test set */
+    char train[RT_PATH_MAX];                       /* dataset file or synth:NAME */
+    char test[RT_PATH_MAX];                        /* "" = no test set */
     char data_x[RT_PATH_MAX], data_y[RT_PATH_MAX]; /* dataset names inside the files */
     enum rt_shuffle shuffle;
     double memory_mb; /* per rank: hold rows in memory up to this size */
@@ -53,7 +54,7 @@ struct rt_config {
     enum rt_sparse_comm sparse; /* under pruning masks */
     double comm_timeout_s;      /* hang detection; 0 = off */
     /* [train] */
-    int64_t epochs, max_steps, batch, eval_batch, log_every, threads;
+    int64_t epochs, max_steps, batch, eval_batch, log_every, eval_every, threads;
     int skip_nonfinite; /* skip steps whose averaged gradient is not finite, instead of failing */
     uint64_t seed;
     char out[RT_PATH_MAX]; /* final model file; "" = do not save */

@@ -1,17 +1,21 @@
 /* model_file.h - a trained model as one HDF5 file (architecture + parameters).
  *
- * Layout (h5py: f.attrs[...], f["layers/0/weight"][...]):
+ * Layout (h5py: f.attrs[...], f["layers/0/weight"][...]; README "Model files" in full):
  *   root attributes
  *     format          string "ringtrain-model"
- *     format_version  int32 1
- *     layers          int32 (n_layers + 1): the widths, input first, output last
- *     activation      string, hidden activation ("relu", ...)
- *     loss            string ("ce" or "mse")
- *     init            string ("torch", "xavier" or "he")
- *     config          string, the job config text (absent when none was given)
- *   /layers/<i>/weight  float32 (OUT_i, IN_i), exactly torch nn.Linear.weight
- *   /layers/<i>/bias    float32 (OUT_i)
- * Strings are variable-length UTF-8 (h5py returns str); readers also accept fixed-length.
+ *     format_version  int32 2
+ *     architecture    string, the layer list in the job-file syntax (block(...) * N for
+ *                     transformer blocks)
+ *     input_shape     int32 (rank): (D), (C, H, W) or (T) token ids
+ *     loss, init      strings; config: the job config text (absent when none was given)
+ *   /layers/<i>/weight  float32 in PyTorch's layout: nn.Linear (OUT, IN), nn.Conv2d
+ *                       (OC, C, KH, KW), nn.Embedding (V, D), position embeddings (T, D),
+ *                       nn.LayerNorm (D)
+ *   /layers/<i>/bias    float32 (dims[0]); absent for the embeddings
+ * Layers without parameters (activations, pooling, attention, residual, add and the head
+ * tied to the embedding, whose weight is layer 0's) have no group: a tied weight is stored
+ * once. Strings are variable-length UTF-8 (h5py returns str); readers also accept
+ * fixed-length.
  *
  * No MPI: the caller decides which rank writes or reads. */
 #ifndef RT_MODEL_FILE_H
@@ -31,7 +35,8 @@ int rt_model_save(const char *path, const struct rt_model *m, const char *config
 /* The same model with every layer's weights in compressed sparse rows (exact zeros dropped),
  * attribute storage = "csr" and, per layer, layers/<i>/shape int32 (2) = (OUT, IN),
  * indptr int64 (OUT+1), indices int32 (nnz), data float32 (nnz) (scipy's csr_matrix
- * arrays), bias float32 (OUT). Reading it with rt_model_file_load gives the dense weights
+ * arrays), bias float32 (OUT); layers pruning never thins (embeddings, layer norms) are
+ * stored dense as above. Reading it with rt_model_file_load gives the dense weights
  * back exactly. m is used for its CSR form only during the call. */
 int rt_model_save_csr(const char *path, struct rt_model *m, const char *config_text);
 

@@ -22,7 +22,7 @@ enum rt_rng_stream {
     RT_STREAM_SHUFFLE = 2, /* epoch permutation, index = epoch */
     RT_STREAM_SYNTH_X = 3, /* synthetic inputs, index = row */
     RT_STREAM_SYNTH_TEACHER = 4,
-    RT_STREAM_SHARD = 5, /* per-rank shuffles in shard mode, index = epoch*2^20+rank */
+    RT_STREAM_SHARD = 5,   /* per-rank shuffles in shard mode, index = epoch*2^20+rank */
     RT_STREAM_DROPOUT = 6, /* dropout masks, index = global step (then row, layer) */
 };
 

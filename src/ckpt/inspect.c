@@ -105,7 +105,8 @@ static void print_metrics(const struct rt_ckpt_state *s, const struct rt_ckpt_me
     if (s->epoch_rows > 0)
         fprintf(out, "           epoch %lld so far: loss %.4f after %lld steps; last lr %.3g\n",
                 (long long)s->epoch + 1,
-                s->epoch_loss_sum / rt_loss_norm(spec->loss, (int64_t)s->epoch_rows, K),
+                s->epoch_loss_sum / rt_loss_norm(spec->loss,
+                                                 (int64_t)s->epoch_rows * rt_model_spec_positions(spec), K),
                 (long long)s->step_in_epoch, s->last_lr);
 }
 

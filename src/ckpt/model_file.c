@@ -31,7 +31,8 @@ static hid_t layer_group(hid_t layers, const struct rt_model *m, int i)
     return g;
 }
 
-/* Writes layer i as group <i> under layers: weight in PyTorch's layout and bias (OUT). */
+/* Writes layer i as group <i> under layers: weight in PyTorch's layout and, for kinds
+ * with one (not the embeddings), the bias (dims[0]). */
 static int put_layer(hid_t layers, const struct rt_model *m, int i)
 {
     int64_t dims[4];
@@ -44,7 +45,9 @@ static int put_layer(hid_t layers, const struct rt_model *m, int i)
     hsize_t wd[4];
     for (int k = 0; k < rank; k++)
         wd[k] = (hsize_t)dims[k];
-    int rc = rt_h5_put_f32(g, "weight", w, rank, wd) < 0 || rt_h5_put_f32(g, "bias", b, 1, wd) < 0
+    int has_bias = rt_model_layer_bias_count(m, i) > 0;
+    int rc = rt_h5_put_f32(g, "weight", w, rank, wd) < 0 ||
+                     (has_bias && rt_h5_put_f32(g, "bias", b, 1, wd) < 0)
                  ? -1
                  : 0;
     rt_h5_close(g);
@@ -83,12 +86,14 @@ int rt_model_write_loc(hid_t loc, const struct rt_model *m, const char *config_t
     return rc;
 }
 
-/* Layer i in CSR under layers/<i>: indptr, indices, data, bias, and its shape. */
+/* Layer i in CSR under layers/<i>: indptr, indices, data, bias, and its shape; layers that
+ * pruning never thins (embeddings, layer norms) stay dense. */
 static int put_layer_csr(hid_t layers, const struct rt_model *m, int i)
 {
     int64_t dims[4];
     int rank = rt_model_layer_weight_dims(m, i, dims);
     if (rank == 0) return 0;
+    if (!rt_model_layer_prunable(m, i)) return put_layer(layers, m, i);
     hid_t g = layer_group(layers, m, i);
     if (g < 0) return -1;
     const struct rt_csr *c = &m->csr[i];
@@ -239,10 +244,30 @@ static int scatter_csr(const char *path, int layer, const int64_t *indptr, const
     return RT_OK;
 }
 
+/* Layer i's weight and bias as put_layer wrote them. */
+static int read_dense_layer(hid_t loc, const char *path, struct rt_model *m, int i)
+{
+    char name[64];
+    float *w, *b;
+    int64_t dims[4];
+    int rank = rt_model_layer_weight_dims(m, i, dims);
+    if (rank == 0) return RT_OK;
+    rt_model_layer_view(m, i, &w, &b, NULL, NULL);
+    hsize_t wd[4];
+    for (int k = 0; k < rank; k++)
+        wd[k] = (hsize_t)dims[k];
+    snprintf(name, sizeof name, "layers/%d/weight", i);
+    RT_TRY(rt_h5_get_f32(loc, path, name, w, rank, wd));
+    if (rt_model_layer_bias_count(m, i) == 0) return RT_OK;
+    snprintf(name, sizeof name, "layers/%d/bias", i);
+    return rt_h5_get_f32(loc, path, name, b, 1, wd);
+}
+
 static int read_csr_layer(hid_t loc, const char *path, struct rt_model *m, int i)
 {
     int64_t dims[4];
     if (rt_model_layer_weight_dims(m, i, dims) == 0) return RT_OK;
+    if (!rt_model_layer_prunable(m, i)) return read_dense_layer(loc, path, m, i);
     int OUT = (int)dims[0], IN = (int)(rt_model_layer_weights(m, i) / (size_t)dims[0]);
     char name[64];
     snprintf(name, sizeof name, "layers/%d/data", i);
@@ -308,21 +333,8 @@ int rt_model_read_params_loc(hid_t loc, const char *path, struct rt_model *m)
     if (strcmp(storage, "dense") != 0)
         return rt_errorf(RT_ERR_FORMAT, "%s: storage = \"%s\": expected dense or csr", path,
                          storage);
-    for (int i = 0; i < m->n_layers; i++) {
-        char name[64];
-        float *w, *b;
-        int64_t dims[4];
-        int rank = rt_model_layer_weight_dims(m, i, dims);
-        if (rank == 0) continue;
-        rt_model_layer_view(m, i, &w, &b, NULL, NULL);
-        hsize_t wd[4];
-        for (int k = 0; k < rank; k++)
-            wd[k] = (hsize_t)dims[k];
-        snprintf(name, sizeof name, "layers/%d/weight", i);
-        RT_TRY(rt_h5_get_f32(loc, path, name, w, rank, wd));
-        snprintf(name, sizeof name, "layers/%d/bias", i);
-        RT_TRY(rt_h5_get_f32(loc, path, name, b, 1, wd));
-    }
+    for (int i = 0; i < m->n_layers; i++)
+        RT_TRY(read_dense_layer(loc, path, m, i));
     return RT_OK;
 }
 

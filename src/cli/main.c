@@ -38,6 +38,8 @@ static const char usage_main[] =
     "  data import-idx IMAGES LABELS OUT.h5      convert MNIST/Fashion-MNIST IDX files\n"
     "  data synth OUT.h5 [--rows N] [--seed S] [--split train|test]\n"
     "                                            write the synthetic BigModel task\n"
+    "  generate MODEL.h5 [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]\n"
+    "                                            sample a continuation from a language model\n"
     "  bench allreduce [--csv] [options]         our allreduce against MPI_Allreduce\n"
     "  bench train JOB.ini [--steps N]           throughput, MFU, comm share, memory of a job\n"
     "\n"
@@ -94,6 +96,15 @@ static const char usage_data[] =
     "import-idx converts MNIST/Fashion-MNIST IDX files (gzip or plain) to a dataset file,\n"
     "pixels scaled to [0, 1]. synth writes the rows of synth:bigmodel (defaults: 65536 rows,\n"
     "seed 1234, split train) so the in-memory task can be inspected or reused.\n";
+
+static const char usage_generate[] =
+    "usage: ringtrain generate MODEL.h5 [--prompt TEXT] [--tokens N] [--temperature T]\n"
+    "                          [--top-k K] [--seed S]\n"
+    "\n"
+    "Prints TEXT (default: a newline) and N sampled bytes (default 256) from a language\n"
+    "model (token ids into embed, e.g. scripts/jobs/kjv-gpt.ini's): logits / T (default 1;\n"
+    "0 = always the most likely byte), the K most likely only (default 0 = all), seed S\n"
+    "(default 1234). The same model, prompt and options print the same text anywhere.\n";
 
 static const char usage_bench[] =
     "usage: mpirun -np N ringtrain bench allreduce [--csv] [--iters N] [--warmup N]\n"
@@ -355,6 +366,7 @@ static const char *command_help(const char *cmd)
     if (strcmp(cmd, "inspect") == 0) return usage_inspect;
     if (strcmp(cmd, "export") == 0) return usage_export;
     if (strcmp(cmd, "bench") == 0) return usage_bench;
+    if (strcmp(cmd, "generate") == 0) return usage_generate;
     return NULL;
 }
 
@@ -399,6 +411,8 @@ int main(int argc, char **argv)
         code = cmd_inspect(comm, argc - 2, argv + 2);
     else if (strcmp(argv[1], "export") == 0)
         code = cmd_export(comm, argc - 2, argv + 2);
+    else if (strcmp(argv[1], "generate") == 0)
+        code = report(rt_cli_generate(comm, argc - 2, argv + 2));
     else
         code = cmd_data(comm, argc - 2, argv + 2);
     rt_comm_finalize(comm);

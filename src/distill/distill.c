@@ -34,7 +34,7 @@ const char *rt_teacher_cache_name(enum rt_teacher_cache c)
 
 static int output_width(const struct rt_teacher *t)
 {
-    return t->model.outputs;
+    return t->model.outputs * t->model.positions; /* a row of a sequence model: (P, K) */
 }
 
 int rt_teacher_adopt(struct rt_teacher *t, struct rt_model *m, int rank, int world)

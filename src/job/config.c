@@ -92,6 +92,8 @@ static const struct key keys[] = {
     {"model", "input_shape", K_SHAPE, OFF(input_shape), "auto", 0, 0, NULL,
      "per-sample input of a layer list: auto (the data's /X dimensions), C, H, W or D; "
      "rows of a flat file are read as this shape"},
+    {"model", "context", K_INT, OFF(context), "0", 0, 1 << 20, NULL,
+     "tokens per sample of a text dataset (a language model's T); 0 for other data"},
     {"model", "loss", K_ENUM, OFF(model.loss), "ce", 0, 0, &io_loss,
      "ce: softmax cross-entropy on int labels; mse: mean squared error on float targets"},
     {"model", "init", K_ENUM, OFF(model.init), "torch", 0, 0, &io_init,
@@ -162,6 +164,9 @@ static const struct key keys[] = {
      "seed of initialisation, shuffling and synthetic data"},
     {"train", "log_every", K_INT, OFF(log_every), "50", 0, BIG, NULL,
      "steps between progress lines; 0 = epoch ends only"},
+    {"train", "eval_every", K_INT, OFF(eval_every), "0", 0, BIG, NULL,
+     "steps between evaluations of the test set (a language model's validation loss); 0 = "
+     "epoch ends only"},
     {"train", "threads", K_INT, OFF(threads), "0", 0, 1024, NULL,
      "BLAS threads per rank; 0 = cores / ranks on the node (OPENBLAS_NUM_THREADS wins)"},
     {"train", "skip_nonfinite", K_BOOL, OFF(skip_nonfinite), "off", 0, 0, NULL,

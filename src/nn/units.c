@@ -107,8 +107,9 @@ void rt_model_shrink_copy(const struct rt_model *src, const int32_t *kept, const
         /* without kept inputs every column stays: one group of all of them */
         size_t group = cols ? scols / (size_t)src_units : scols;
         copy_weight(d->w, s->w, scols, rows, drows, cols, cols ? n_groups : 1, group);
-        for (int r = 0; r < drows; r++)
-            d->b[r] = s->b[rows ? rows[r] : r];
+        if (s->ops->bias_count(s) > 0) /* embeddings have none */
+            for (int r = 0; r < drows; r++)
+                d->b[r] = s->b[rows ? rows[r] : r];
         cols = rows;
         n_groups = units ? counts[i] : 0;
         src_units = srows;

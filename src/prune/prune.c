@@ -70,7 +70,8 @@ int rt_masks_init(struct rt_masks *k, const struct rt_model *m)
     k->n_params = m->n_params;
     for (int i = 0; i < m->n_layers; i++) {
         k->w_off[i] = rt_model_layer_offset(m, i);
-        k->w_len[i] = rt_model_layer_weights(m, i);
+        /* only weight matrices: embeddings and layer norms are never masked */
+        k->w_len[i] = rt_model_layer_prunable(m, i) ? rt_model_layer_weights(m, i) : 0;
         k->n_weights += k->w_len[i];
     }
     k->packed_bytes = (k->n_weights + 7) / 8;
@@ -204,7 +205,7 @@ double rt_weights_sparsity(const struct rt_model *m, const float *params, int i)
     for (int l = 0; l < m->n_layers; l++) {
         if (i >= 0 && l != i) continue;
         const float *w = params + rt_model_layer_offset(m, l);
-        size_t len = rt_model_layer_weights(m, l);
+        size_t len = rt_model_layer_prunable(m, l) ? rt_model_layer_weights(m, l) : 0;
         for (size_t j = 0; j < len; j++)
             zeros += w[j] == 0.0f;
         n += len;

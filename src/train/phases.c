@@ -128,6 +128,8 @@ static int run_steps(struct trainer *t)
         st = trainer_step(t);
         if (st == RT_OK && t->cfg->log_every > 0 && t->step % t->cfg->log_every == 0)
             st = trainer_report_progress(t);
+        if (st == RT_OK && t->cfg->eval_every > 0 && t->step % t->cfg->eval_every == 0)
+            st = trainer_report_eval(t);
     }
     t->train_seconds += rt_comm_wtime() - t0;
     if (st == RT_OK) st = rt_comm_agree(t->comm, t->deferred);

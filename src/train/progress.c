@@ -31,10 +31,9 @@ int trainer_evaluate(struct rt_model *m, struct rt_dataset *d, rt_comm_t *comm,
     }
     RT_TRY(rt_comm_agree(comm, st));
     rt_comm_sum_f64(comm, sums, 3);
-    int K = m->outputs;
     r->samples = (int64_t)sums[2];
-    r->loss = sums[0] / rt_loss_norm(m->spec.loss, r->samples, K);
-    r->acc = classify ? sums[1] / sums[2] : -1.0;
+    r->loss = sums[0] / rt_model_loss_norm(m, r->samples);
+    r->acc = classify ? sums[1] / (sums[2] * m->positions) : -1.0; /* per token */
     return RT_OK;
 }
 
@@ -64,7 +63,7 @@ static void sparsity_label(const struct trainer *t, char *buf, size_t cap, int p
     size_t n = (size_t)snprintf(buf, cap, " | sparsity %.3f", rt_masks_sparsity(mk, -1));
     int shown = 0; /* layers with weights only: pooling and the like have none to prune */
     for (int i = 0; per_layer && i < t->model.n_layers && n < cap; i++)
-        if (rt_model_layer_weights(&t->model, i))
+        if (rt_model_layer_prunable(&t->model, i))
             n += (size_t)snprintf(buf + n, cap - n, "%s%.3f", shown++ ? "/" : " (layers ",
                                   rt_masks_sparsity(mk, i));
     if (per_layer && n < cap) snprintf(buf + n, cap - n, ")");
@@ -113,8 +112,7 @@ int trainer_report_progress(struct trainer *t)
     rt_comm_sum_f64(t->comm, sums, 3);
     struct metrics_step r;
     find_stragglers(t, &r);
-    int K = t->model.outputs;
-    double loss = sums[0] / rt_loss_norm(t->model.spec.loss, (int64_t)sums[1], K);
+    double loss = sums[0] / rt_model_loss_norm(&t->model, (int64_t)sums[1]);
     /* The reduced value is identical on every rank, so this branch needs no agreement. */
     if (!isfinite(loss))
         return rt_errorf(RT_ERR_NONFINITE, "step %lld (epoch %lld): training loss is %g",
@@ -132,7 +130,9 @@ int trainer_report_progress(struct trainer *t)
             (long long)t->phase_step, (long long)t->total_steps, loss, t->lr, sp, rate, eta,
             timing);
     r.loss = loss;
-    r.accuracy = t->model.spec.loss == RT_LOSS_CE && sums[1] > 0 ? sums[2] / sums[1] : -1;
+    r.accuracy = t->model.spec.loss == RT_LOSS_CE && sums[1] > 0
+                     ? sums[2] / (sums[1] * t->model.positions)
+                     : -1;
     const struct rt_masks *mk = trainer_masks(t);
     r.sparsity = mk ? rt_masks_sparsity(mk, -1) : 0;
     r.samples_per_s = rate;
@@ -169,17 +169,27 @@ static int evaluate_test(struct trainer *t, struct rt_ckpt_metric *row, char *te
     return RT_OK;
 }
 
+int trainer_report_eval(struct trainer *t)
+{
+    struct rt_ckpt_metric row = {.test_loss = -1, .test_acc = -1};
+    char test[96] = "";
+    RT_TRY(evaluate_test(t, &row, test, sizeof test));
+    if (t->test)
+        rt_log0("eval step %lld: %s%s\n", (long long)t->step, trainer_phase(t)->name, test);
+    trainer_metrics_event(t, "eval", "step %lld test_loss %.6f", (long long)t->step, row.test_loss);
+    return RT_OK;
+}
+
 /* The end of an epoch, or of the run inside one: mean loss, test metrics, a metrics row. */
 int trainer_end_epoch(struct trainer *t, struct rt_train_result *res)
 {
     struct progress *p = &t->prog;
     double sums[3] = {p->epoch_loss, p->epoch_rows, p->epoch_correct};
     rt_comm_sum_f64(t->comm, sums, 3);
-    int K = t->model.outputs;
     struct rt_ckpt_metric row = {
         .epoch = t->epoch, .step = t->step, .test_loss = -1, .test_acc = -1, .lr = t->lr};
     snprintf(row.phase, sizeof row.phase, "%s", trainer_phase(t)->name);
-    row.loss = sums[0] / rt_loss_norm(t->model.spec.loss, (int64_t)sums[1], K);
+    row.loss = sums[0] / rt_model_loss_norm(&t->model, (int64_t)sums[1]);
     p->epoch_loss = p->epoch_rows = p->epoch_correct = 0;
     if (!isfinite(row.loss))
         return rt_errorf(RT_ERR_NONFINITE, "step %lld (epoch %lld): training loss is %g",

@@ -153,11 +153,12 @@ static double forward_loss(struct trainer *t, const struct rt_batch *b)
     rt_model_set_training(m, 1, t->cfg->seed, t->step, b->ids);
     rt_model_forward(m, b->x, b->local_rows);
     if (tr > 0) rt_trace_span(RT_TR_FORWARD, 0, tr, rt_trace_now());
-    double norm = rt_loss_norm(m->spec.loss, b->global_rows, m->outputs);
+    double norm = rt_model_loss_norm(m, b->global_rows);
     double loss;
     int ls = trainer_phase(t)->loss(t, b, norm, &loss);
     if (ls != RT_OK) {
-        memset(m->dlogits, 0, (size_t)b->local_rows * (size_t)m->outputs * sizeof(float));
+        memset(m->dlogits, 0,
+               (size_t)b->local_rows * m->positions * (size_t)m->outputs * sizeof(float));
         loss = 0;
         t->deferred = t->deferred != RT_OK ? t->deferred : ls;
     }

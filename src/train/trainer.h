@@ -111,6 +111,9 @@ int trainer_step(struct trainer *t);
 /* Collective (progress.c): a progress line from the sums since the last one; the end of an
  * epoch (or of the run inside one): mean loss, test metrics, a metrics row, into res. */
 int trainer_report_progress(struct trainer *t);
+/* Collective: the test set's loss (and accuracy) now, as a log line and a metrics event
+ * (train.eval_every). */
+int trainer_report_eval(struct trainer *t);
 int trainer_end_epoch(struct trainer *t, struct rt_train_result *res);
 void trainer_result_from_metric(const struct rt_ckpt_metric *r, struct rt_train_result *res);
 

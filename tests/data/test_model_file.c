@@ -94,6 +94,85 @@ START_TEST(save_load_round_trip)
 }
 END_TEST
 
+/* Floats stored under /layers of a model file: every dataset's element count summed. */
+static herr_t count_floats(hid_t loc, const char *name, const H5O_info_t *info, void *sum)
+{
+    if (info->type != H5O_TYPE_DATASET) return 0;
+    hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
+    hid_t sp = H5Dget_space(d);
+    *(int64_t *)sum += H5Sget_simple_extent_npoints(sp);
+    H5Sclose(sp);
+    H5Dclose(d);
+    return 0;
+}
+
+static int64_t stored_floats(const char *path, const char *group)
+{
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    ck_assert(f >= 0);
+    hid_t g = H5Gopen2(f, group, H5P_DEFAULT);
+    int64_t sum = 0;
+    ck_assert(H5Ovisit2(g, H5_INDEX_NAME, H5_ITER_NATIVE, count_floats, &sum, H5O_INFO_BASIC) >= 0);
+    H5Gclose(g);
+    H5Fclose(f);
+    return sum;
+}
+
+/* A GPT with a tied head: the shared weight is stored once (as the embedding's, without a
+ * bias), dense and CSR files load back exactly, and CSR thins only the prunable layers. */
+START_TEST(gpt_round_trip_stores_the_tied_weight_once)
+{
+    struct rt_model_spec s;
+    memset(&s, 0, sizeof s);
+    char err[256];
+    ck_assert_msg(rt_model_spec_parse(&s,
+                                      "embed(13, 8), posembed, block(8, heads=2) * 2, "
+                                      "layernorm, unembed",
+                                      err, sizeof err) == 0,
+                  "%s", err);
+    s.input = (struct rt_shape){.rank = 1, .d = {6}};
+    s.loss = RT_LOSS_CE;
+    s.init = RT_INIT_GPT2;
+    struct rt_model a, b;
+    model_ok(&a, &s, 5);
+    char *p = strdup(scratch_path("gpt.h5"));
+    ck_assert_int_eq(rt_model_save(p, &a, NULL), RT_OK);
+    ck_assert_int_eq(stored_floats(p, "/layers"), (int64_t)a.n_params);
+    hid_t f = H5Fopen(p, H5F_ACC_RDONLY, H5P_DEFAULT);
+    ck_assert(H5Lexists(f, "/layers/0/weight", H5P_DEFAULT) > 0);
+    ck_assert(H5Lexists(f, "/layers/0/bias", H5P_DEFAULT) == 0);
+    char last[32];
+    snprintf(last, sizeof last, "/layers/%d", a.n_layers - 1);
+    ck_assert(H5Lexists(f, last, H5P_DEFAULT) == 0);
+    H5Fclose(f);
+    struct rt_model_spec got;
+    ck_assert_int_eq(rt_model_file_spec(p, &got), RT_OK);
+    ck_assert(rt_model_spec_same_layers(&got, &s));
+    model_ok(&b, &got, 6);
+    ck_assert_int_eq(rt_model_file_load(p, &b), RT_OK);
+    ck_assert(memcmp(a.params, b.params, sizeof(float) * a.n_params) == 0);
+
+    for (int i = 0; i < a.n_layers; i++) { /* zero half of every weight, then store CSR */
+        float *w;
+        rt_model_layer_view(&a, i, &w, NULL, NULL, NULL);
+        for (size_t k = 0; k < rt_model_layer_weights(&a, i); k += 2)
+            w[k] = 0.0f;
+    }
+    ck_assert_int_eq(rt_model_save_csr(p, &a, NULL), RT_OK);
+    ck_assert_int_eq(rt_model_file_load(p, &b), RT_OK);
+    ck_assert(memcmp(a.params, b.params, sizeof(float) * a.n_params) == 0);
+    f = H5Fopen(p, H5F_ACC_RDONLY, H5P_DEFAULT);
+    ck_assert(H5Lexists(f, "/layers/0/weight", H5P_DEFAULT) > 0); /* the embedding: dense */
+    ck_assert(H5Lexists(f, "/layers/0/data", H5P_DEFAULT) == 0);
+    ck_assert(H5Lexists(f, "/layers/4/data", H5P_DEFAULT) > 0); /* block 0's qkv: CSR */
+    H5Fclose(f);
+    rt_model_free(&a);
+    rt_model_free(&b);
+    unlink(p);
+    free(p);
+}
+END_TEST
+
 START_TEST(load_shape_mismatch)
 {
     struct rt_model_spec s = spec3(6), t = spec3(8);
@@ -207,6 +286,7 @@ static Suite *model_file_suite(void)
     TCase *tc = tcase_create("rt_model_save");
     tcase_add_test(tc, save_load_round_trip);
     tcase_add_test(tc, save_unwritable);
+    tcase_add_test(tc, gpt_round_trip_stores_the_tied_weight_once);
     suite_add_tcase(s, tc);
     tc = tcase_create("rt_model_file_load");
     tcase_add_test(tc, load_shape_mismatch);

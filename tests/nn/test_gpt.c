@@ -8,6 +8,7 @@
 #include "check_util.h"
 #include "ref.h"
 
+#include "ringtrain/generate.h"
 #include "ringtrain/model.h"
 #include "ringtrain/status.h"
 
@@ -259,6 +260,61 @@ START_TEST(gpt_spec_round_trips)
 }
 END_TEST
 
+/* Sampling: the same seed gives the same tokens, another seed other ones; temperature 0
+ * takes the arg-max of the model's logits at the last filled position. */
+START_TEST(gpt_generate_is_seeded_and_greedy_is_argmax)
+{
+    struct gpt_case c;
+    gpt_case_init(&c, 0, RT_INIT_TORCH);
+    int run[3][12], prompt[2] = {3, 7};
+    uint64_t seeds[3] = {5, 5, 6};
+    for (int r = 0; r < 3; r++) {
+        struct rt_generator g;
+        struct rt_sample_opts o = {.temperature = 1.0, .top_k = 4, .seed = seeds[r]};
+        ck_assert_int_eq(rt_generator_init(&g, &c.m, &o), RT_OK);
+        ck_assert_int_eq(rt_generator_prompt(&g, prompt, 2), RT_OK);
+        for (int i = 0; i < 12; i++) /* past T: the window slides */
+            run[r][i] = rt_generator_next(&g);
+        rt_generator_free(&g);
+    }
+    ck_assert(!memcmp(run[0], run[1], sizeof run[0]));
+    ck_assert(memcmp(run[0], run[2], sizeof run[0]));
+
+    struct rt_generator g;
+    struct rt_sample_opts greedy = {.temperature = 0, .seed = 1};
+    ck_assert_int_eq(rt_generator_init(&g, &c.m, &greedy), RT_OK);
+    ck_assert_int_eq(rt_generator_prompt(&g, prompt, 2), RT_OK);
+    float x[T] = {3, 7};
+    const float *z = rt_model_forward(&c.m, x, 1) + V; /* position 1 */
+    int best = 0;
+    for (int k = 1; k < V; k++)
+        best = z[k] > z[best] ? k : best;
+    ck_assert_int_eq(rt_generator_next(&g), best);
+    int long_prompt[T] = {0};
+    ck_assert_int_eq(rt_generator_prompt(&g, long_prompt, T), RT_ERR_INVAL);
+    rt_generator_free(&g);
+    rt_model_free(&c.m);
+}
+END_TEST
+
+START_TEST(gpt_generate_refuses_other_models)
+{
+    struct rt_model_spec s;
+    memset(&s, 0, sizeof s);
+    int w[3] = {T, 4, V};
+    rt_model_spec_widths(&s, w, 3, RT_ACT_RELU);
+    s.loss = RT_LOSS_CE;
+    struct rt_model m;
+    ck_assert_int_eq(rt_model_init(&m, &s, 1), RT_OK);
+    struct rt_generator g;
+    struct rt_sample_opts o = {.temperature = 1};
+    int st = rt_generator_init(&g, &m, &o);
+    ck_assert_int_eq(st, RT_ERR_FORMAT);
+    ck_assert_msg(strstr(rt_error_message(st), "not a language model"), "%s", rt_error_message(st));
+    rt_model_free(&m);
+}
+END_TEST
+
 static Suite *gpt_suite(void)
 {
     Suite *s = suite_create("gpt");
@@ -268,6 +324,8 @@ static Suite *gpt_suite(void)
     tcase_add_loop_test(tc, gpt_backward_random_direction, 0, N_CASES);
     tcase_add_test(tc, gpt_tied_head_gradient_is_the_sum_of_both_uses);
     tcase_add_loop_test(tc, gpt_spec_round_trips, 0, N_CASES);
+    tcase_add_test(tc, gpt_generate_is_seeded_and_greedy_is_argmax);
+    tcase_add_test(tc, gpt_generate_refuses_other_models);
     suite_add_tcase(s, tc);
     return s;
 }

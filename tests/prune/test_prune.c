@@ -934,6 +934,62 @@ static void shrink_case(enum rt_act act, double keep)
     rt_model_free(&narrow);
 }
 
+/* A GPT's structured units are its MLP neurons (fc1's rows and fc2's columns) and nothing
+ * else: attention, residual and layer-norm widths stay. Shrunk, it computes what the wide
+ * one computes with fc2's columns of the dropped neurons zeroed. */
+START_TEST(gpt_mlp_shrink_equals_masked)
+{
+    enum { T = 4, V = 9, B = 2 };
+    struct rt_model_spec spec = {.loss = RT_LOSS_CE, .init = RT_INIT_GPT2};
+    char err[256];
+    ck_assert_msg(rt_model_spec_parse(&spec,
+                                      "embed(9, 8), posembed, block(8, heads=2) * 2, "
+                                      "layernorm, unembed",
+                                      err, sizeof err) == 0,
+                  "%s", err);
+    spec.input = (struct rt_shape){.rank = 1, .d = {T}};
+    struct rt_model wide, narrow;
+    ck_assert_int_eq(rt_model_init(&wide, &spec, B), RT_OK);
+    rt_model_init_params(&wide, 3);
+    int32_t kept[64];
+    int counts[RT_MAX_LAYERS] = {0};
+    ck_assert_int_eq(rt_prune_neurons(&wide, 0.5, kept, counts), RT_OK);
+    struct rt_model_spec ns;
+    rt_model_shrunk_spec(&wide, counts, &ns);
+    ck_assert_int_eq(rt_model_init(&narrow, &ns, B), RT_OK);
+    rt_model_shrink_copy(&wide, kept, counts, &narrow);
+    const int32_t *k = kept;
+    int pruned_layers = 0;
+    for (int i = 0; i < wide.n_layers; i++) {
+        int units = rt_model_units(&wide, i);
+        ck_assert_int_eq(units > 0, spec.layers[i].kind == RT_LAYER_DENSE &&
+                                        spec.layers[i].act == RT_ACT_GELU);
+        if (!units) continue;
+        pruned_layers++;
+        ck_assert_int_eq(counts[i], units / 2);
+        float *w2;
+        rt_model_layer_view(&wide, i + 1, &w2, NULL, NULL, NULL);
+        for (int j = 0; j < units; j++) {
+            int is_kept = 0;
+            for (int q = 0; q < counts[i]; q++)
+                is_kept |= k[q] == j;
+            for (int o = 0; !is_kept && o < 8; o++)
+                w2[(size_t)o * units + j] = 0.0f;
+        }
+        k += counts[i];
+    }
+    ck_assert_int_eq(pruned_layers, 2);
+    float x[B * T] = {1, 4, 2, 8, 0, 3, 3, 7}, a[B * T * V], b[B * T * V];
+    memcpy(a, rt_model_forward(&wide, x, B), sizeof a);
+    memcpy(b, rt_model_forward(&narrow, x, B), sizeof b);
+    for (int i = 0; i < B * T * V; i++)
+        ck_assert_msg(fabsf(a[i] - b[i]) <= 1e-5f * (1 + fabsf(a[i])), "logit %d %g vs %g", i, a[i],
+                      b[i]);
+    rt_model_free(&wide);
+    rt_model_free(&narrow);
+}
+END_TEST
+
 START_TEST(shrink_equals_masked)
 {
     const enum rt_act acts[] = {RT_ACT_RELU, RT_ACT_TANH, RT_ACT_SIGMOID, RT_ACT_GELU};
@@ -1087,6 +1143,7 @@ static Suite *prune_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("shrink");
     tcase_add_test(tc, shrink_equals_masked);
+    tcase_add_test(tc, gpt_mlp_shrink_equals_masked);
     tcase_add_test(tc, shrink_cnn_channels);
     tcase_add_test(tc, shrink_keeps_largest);
     suite_add_tcase(s, tc);
