@@ -38,7 +38,8 @@ struct rt_data_opts {
     int64_t global_batch; /* rows per step over all ranks; a multiple of world */
     double memory_mb;     /* hold the rank's rows in memory when they fit in this */
     int64_t synth_rows;   /* rows of a synth: source */
-    int synth_split;      /* 0 train, 1 test: disjoint row ids of the same task */
+    int split;            /* 0 train, 1 test/validation: synth's disjoint row ids, or a text
+                             file's /train or /val */
     const char *x_name;   /* dataset of the inputs in the file ([data] x); NULL = "X" */
     const char *y_name;   /* of the labels or targets ([data] y); NULL = "y" */
 };

@@ -648,9 +648,9 @@ static int open_synth_source(struct rt_dataset *d)
     if (rt_synth_known(task) != 0)
         return rt_errorf(RT_ERR_INVAL, "%s: unknown synthetic task \"%s\" (known: bigmodel)",
                          d->source, task);
-    if (d->o.synth_split != 0 && d->o.synth_split != 1)
+    if (d->o.split != 0 && d->o.split != 1)
         return rt_errorf(RT_ERR_INVAL, "%s: split = %d: expected 0 (train) or 1 (test)", d->source,
-                         d->o.synth_split);
+                         d->o.split);
     d->N = d->o.synth_rows;
     d->D = RT_SYNTH_DIM;
     d->K = RT_SYNTH_DIM;
@@ -811,7 +811,7 @@ static int alloc_buffers(struct rt_dataset *d, float **teacher)
 static int prepare_rows(struct rt_dataset *d, float *teacher)
 {
     if (d->kind == SRC_SYNTH) {
-        rt_synth_init(&d->synth, teacher, d->o.seed, d->o.synth_split);
+        rt_synth_init(&d->synth, teacher, d->o.seed, d->o.split);
         if (d->info.in_memory) load_synth_rows(d);
         return RT_OK;
     }

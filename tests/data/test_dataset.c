@@ -93,7 +93,7 @@ static struct rt_data_opts opts(int rank, int world, enum rt_shuffle sh, int64_t
     o.global_batch = gb;
     o.memory_mb = mb;
     o.synth_rows = 40;
-    o.synth_split = 0;
+    o.split = 0;
     return o;
 }
 
@@ -835,13 +835,13 @@ START_TEST(synth_rows_any_rank)
 }
 END_TEST
 
-START_TEST(synth_splits_and_stats)
+START_TEST(splits_and_stats)
 {
     struct rt_data_opts o = opts(0, 1, RT_SHUFFLE_OFF, 40, 0.0);
     struct rt_dataset *d0 = open_ok("synth:bigmodel", &o);
-    o.synth_split = 1;
+    o.split = 1;
     struct rt_dataset *d1 = open_ok("synth:bigmodel", &o);
-    o.synth_split = 2;
+    o.split = 2;
     open_fails("synth:bigmodel", &o, RT_ERR_INVAL, "split");
     struct rec a, b;
     record(d0, 0, 0, 40, &a);
@@ -881,9 +881,9 @@ START_TEST(synth_write_matches_source)
     snprintf(tmp, sizeof tmp, "%s.tmp", p);
     ck_assert_int_eq(access(tmp, F_OK), -1);
     struct rt_data_opts o = opts(0, 1, RT_SHUFFLE_GLOBAL, 8, 0.0);
-    o.synth_split = 1;
+    o.split = 1;
     struct rt_dataset *ds = open_ok("synth:bigmodel", &o);
-    o.synth_split = 0; /* the file is split 1 already */
+    o.split = 0; /* the file is split 1 already */
     struct rt_dataset *df = open_ok(p, &o);
     struct rec a, b;
     record(ds, 2, 0, 8, &a);
@@ -944,7 +944,7 @@ static Suite *dataset_suite(void)
     tc = tcase_create("synth");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, synth_rows_any_rank);
-    tcase_add_test(tc, synth_splits_and_stats);
+    tcase_add_test(tc, splits_and_stats);
     tcase_add_test(tc, synth_write_matches_source);
     suite_add_tcase(s, tc);
     tc = tcase_create("rt_shuffle_parse");
