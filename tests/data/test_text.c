@@ -2,6 +2,7 @@
  * writes, the rows of both splits, batches over simulated ranks, validation and the error
  * paths, on small texts written here. */
 #include "check_util.h"
+#include "data_util.h"
 #include "ringtrain/dataset.h"
 #include "ringtrain/status.h"
 
@@ -154,40 +155,12 @@ static struct rt_data_opts opts(int rank, int world, enum rt_shuffle sh, int64_t
     return o;
 }
 
-static struct rt_dataset *open_ok(const char *src, const struct rt_data_opts *o)
-{
-    struct rt_dataset *d = NULL;
-    int st = rt_dataset_open(&d, src, o);
-    ck_assert_msg(st == RT_OK, "open %s: %s", src, rt_error_message(st));
-    ck_assert_ptr_nonnull(d);
-    return d;
-}
-
-/* Expects st to be code with a one-line message naming name and containing needle. */
-static void expect_error(int st, int code, const char *name, const char *needle)
-{
-    const char *msg = rt_error_message(st);
-    ck_assert_msg(st == code, "got %s (%s), expected %s", rt_status_name(st), msg,
-                  rt_status_name(code));
-    ck_assert_msg(strstr(msg, name) != NULL, "message \"%s\" does not name %s", msg, name);
-    ck_assert_msg(!needle || strstr(msg, needle), "message \"%s\" lacks \"%s\"", msg, needle);
-    ck_assert_msg(strchr(msg, '\n') == NULL, "message has a newline");
-}
-
 static void import_fails(const char *in, double val, int code, const char *needle)
 {
     rt_error_clear();
     const char *out = scratch_path("out.h5");
     expect_error(rt_text_import(in, out, val), code, in, needle);
     ck_assert_int_ne(access(out, F_OK), 0);
-}
-
-static void open_fails(const char *src, const struct rt_data_opts *o, int code, const char *needle)
-{
-    rt_error_clear();
-    struct rt_dataset *d = (struct rt_dataset *)1;
-    expect_error(rt_dataset_open(&d, src, o), code, src, needle);
-    ck_assert_ptr_null(d);
 }
 
 /* Every row of the batch is the window its id names: x = bytes[s .. s+T), y shifted by one. */
@@ -291,10 +264,7 @@ START_TEST(import_errors)
     import_fails(small, 0.1, RT_ERR_SHAPE, "val split 1");
 
     char *files[] = {empty, nul, few, ctl, good, one, small};
-    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        unlink(files[i]);
-        free(files[i]);
-    }
+    remove_files(files, sizeof files / sizeof files[0]);
 }
 END_TEST
 
@@ -499,10 +469,7 @@ START_TEST(open_errors)
     open_fails(other, &o, RT_ERR_FORMAT, "[data] x = 'X': no such dataset");
 
     char *files[] = {path, future, v1, other};
-    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        unlink(files[i]);
-        free(files[i]);
-    }
+    remove_files(files, sizeof files / sizeof files[0]);
 }
 END_TEST
 
