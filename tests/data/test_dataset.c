@@ -812,7 +812,7 @@ START_TEST(synth_rows_any_rank)
 }
 END_TEST
 
-START_TEST(splits_and_stats)
+START_TEST(synth_splits_and_stats)
 {
     struct rt_data_opts o = opts(0, 1, RT_SHUFFLE_OFF, 40, 0.0);
     struct rt_dataset *d0 = open_ok("synth:bigmodel", &o);
@@ -921,7 +921,7 @@ static Suite *dataset_suite(void)
     tc = tcase_create("synth");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, synth_rows_any_rank);
-    tcase_add_test(tc, splits_and_stats);
+    tcase_add_test(tc, synth_splits_and_stats);
     tcase_add_test(tc, synth_write_matches_source);
     suite_add_tcase(s, tc);
     tc = tcase_create("rt_shuffle_parse");

@@ -75,6 +75,26 @@ static uint8_t *read_split(const char *path, const char *name, size_t *n)
     return b;
 }
 
+/* An imported text (import_ok) and the bytes of one of its splits, as most tests start. */
+struct imported {
+    char *path;     /* the text-bytes file, strdup'd */
+    uint8_t *bytes; /* (n) the split's bytes, malloc'd */
+    size_t n;
+};
+
+static struct imported import_split(const char *hint, const char *split)
+{
+    struct imported t = {.path = import_ok(hint)};
+    t.bytes = read_split(t.path, split, &t.n);
+    return t;
+}
+
+static void imported_free(struct imported *t)
+{
+    free(t->bytes);
+    remove_files(&t->path, 1);
+}
+
 static int int_attr(hid_t f, const char *name)
 {
     int v = -1;
@@ -176,6 +196,22 @@ static void check_batch_rows(const struct rt_batch *b, const uint8_t *bytes, int
     }
 }
 
+/* Runs epoch 0 of d in file order (shuffle = off): ids 0, 1, 2, ..., every row the window
+ * its id names. Returns the rows seen. */
+static int64_t walk_epoch(struct rt_dataset *d, const uint8_t *bytes, int64_t stride)
+{
+    ck_assert_int_eq(rt_dataset_begin_epoch(d, 0, 0), RT_OK);
+    int64_t rows = 0;
+    for (int64_t k = 0; k < rt_dataset_steps_per_epoch(d); k++) {
+        struct rt_batch b;
+        ck_assert_int_eq(rt_dataset_next(d, &b), RT_OK);
+        for (int i = 0; i < b.local_rows; i++)
+            ck_assert_int_eq(b.ids[i], rows++);
+        check_batch_rows(&b, bytes, stride);
+    }
+    return rows;
+}
+
 /* ---- rt_text_import --------------------------------------------------------------------- */
 
 START_TEST(import_writes_splits)
@@ -272,13 +308,11 @@ END_TEST
 
 START_TEST(open_train_rows_are_windows)
 {
-    char *path = import_ok("train.h5");
-    size_t n;
-    uint8_t *bytes = read_split(path, "train", &n);
+    struct imported t = import_split("train.h5", "train");
     struct rt_data_opts o = opts(0, 1, RT_SHUFFLE_OFF, 64, 0, T);
-    struct rt_dataset *d = open_ok(path, &o);
+    struct rt_dataset *d = open_ok(t.path, &o);
     const struct rt_dataset_info *in = rt_dataset_info(d);
-    ck_assert_int_eq(in->rows, (int64_t)n - T);
+    ck_assert_int_eq(in->rows, (int64_t)t.n - T);
     ck_assert_int_eq(in->dim, T);
     ck_assert_int_eq(in->shape.rank, 1);
     ck_assert_int_eq(in->shape.d[0], T);
@@ -288,44 +322,21 @@ START_TEST(open_train_rows_are_windows)
     ck_assert(in->in_memory);
     ck_assert_int_eq(rt_dataset_sample_shape(d).d[0], T);
     ck_assert_int_eq(rt_dataset_validate(d, T, 256, RT_LOSS_CE), RT_OK);
-    ck_assert_int_eq(rt_dataset_begin_epoch(d, 0, 0), RT_OK);
-    int64_t next_id = 0;
-    for (int64_t k = 0; k < rt_dataset_steps_per_epoch(d); k++) {
-        struct rt_batch b;
-        ck_assert_int_eq(rt_dataset_next(d, &b), RT_OK);
-        for (int i = 0; i < b.local_rows; i++)
-            ck_assert_int_eq(b.ids[i], next_id++); /* off: every window in order */
-        check_batch_rows(&b, bytes, 1);
-    }
-    ck_assert_int_eq(next_id, (int64_t)n - T);
+    ck_assert_int_eq(walk_epoch(d, t.bytes, 1), (int64_t)t.n - T); /* a window at every byte */
     rt_dataset_close(d);
-    free(bytes);
-    unlink(path);
-    free(path);
+    imported_free(&t);
 }
 END_TEST
 
 START_TEST(open_val_rows_do_not_overlap)
 {
-    char *path = import_ok("val.h5");
-    size_t n;
-    uint8_t *bytes = read_split(path, "val", &n);
+    struct imported t = import_split("val.h5", "val");
     struct rt_data_opts o = opts(0, 1, RT_SHUFFLE_OFF, 4, 1, T);
-    struct rt_dataset *d = open_ok(path, &o);
-    ck_assert_int_eq(rt_dataset_info(d)->rows, ((int64_t)n - 1) / T); /* 99 / 8 = 12 */
-    ck_assert_int_eq(rt_dataset_begin_epoch(d, 0, 0), RT_OK);
-    int64_t rows = 0;
-    for (int64_t k = 0; k < rt_dataset_steps_per_epoch(d); k++) {
-        struct rt_batch b;
-        ck_assert_int_eq(rt_dataset_next(d, &b), RT_OK);
-        check_batch_rows(&b, bytes, T);
-        rows += b.local_rows;
-    }
-    ck_assert_int_eq(rows, 12);
+    struct rt_dataset *d = open_ok(t.path, &o);
+    ck_assert_int_eq(rt_dataset_info(d)->rows, ((int64_t)t.n - 1) / T); /* 99 / 8 = 12 */
+    ck_assert_int_eq(walk_epoch(d, t.bytes, T), 12);
     rt_dataset_close(d);
-    free(bytes);
-    unlink(path);
-    free(path);
+    imported_free(&t);
 }
 END_TEST
 
@@ -333,16 +344,14 @@ END_TEST
  * ids and the same rows, for global and off. */
 START_TEST(next_two_ranks_union_one_rank)
 {
-    char *path = import_ok("union.h5");
-    size_t n;
-    uint8_t *bytes = read_split(path, "train", &n);
+    struct imported t = import_split("union.h5", "train");
     enum rt_shuffle modes[] = {RT_SHUFFLE_GLOBAL, RT_SHUFFLE_OFF};
     for (int m = 0; m < 2; m++) {
         struct rt_data_opts o1 = opts(0, 1, modes[m], 16, 0, T);
         struct rt_data_opts o0 = opts(0, 2, modes[m], 16, 0, T),
                             oo = opts(1, 2, modes[m], 16, 0, T);
-        struct rt_dataset *one = open_ok(path, &o1),
-                          *r[2] = {open_ok(path, &o0), open_ok(path, &oo)};
+        struct rt_dataset *one = open_ok(t.path, &o1),
+                          *r[2] = {open_ok(t.path, &o0), open_ok(t.path, &oo)};
         ck_assert_int_eq(rt_dataset_steps_per_epoch(one), rt_dataset_steps_per_epoch(r[0]));
         for (int64_t epoch = 0; epoch < 2; epoch++) {
             ck_assert_int_eq(rt_dataset_begin_epoch(one, epoch, 0), RT_OK);
@@ -354,7 +363,7 @@ START_TEST(next_two_ranks_union_one_rank)
                 for (int q = 0; q < 2; q++) {
                     ck_assert_int_eq(rt_dataset_next(r[q], &b[q]), RT_OK);
                     ck_assert_int_eq(b[q].global_rows, b1.global_rows);
-                    check_batch_rows(&b[q], bytes, 1);
+                    check_batch_rows(&b[q], t.bytes, 1);
                 }
                 ck_assert_int_eq(b[0].local_rows + b[1].local_rows, b1.local_rows);
                 const int32_t *y1 = b1.y;
@@ -373,28 +382,24 @@ START_TEST(next_two_ranks_union_one_rank)
         rt_dataset_close(r[0]);
         rt_dataset_close(r[1]);
     }
-    free(bytes);
-    unlink(path);
-    free(path);
+    imported_free(&t);
 }
 END_TEST
 
 /* shard: each rank's rows r, r + world, ...; together every window once per epoch. */
 START_TEST(next_shard_covers_once)
 {
-    char *path = import_ok("shard.h5");
-    size_t n;
-    uint8_t *bytes = read_split(path, "train", &n);
-    int64_t rows = (int64_t)n - T;
+    struct imported t = import_split("shard.h5", "train");
+    int64_t rows = (int64_t)t.n - T;
     char *seen = calloc((size_t)rows, 1);
     for (int q = 0; q < 3; q++) {
         struct rt_data_opts o = opts(q, 3, RT_SHUFFLE_SHARD, 24, 0, T);
-        struct rt_dataset *d = open_ok(path, &o);
+        struct rt_dataset *d = open_ok(t.path, &o);
         ck_assert_int_eq(rt_dataset_begin_epoch(d, 1, 0), RT_OK);
         for (int64_t k = 0; k < rt_dataset_steps_per_epoch(d); k++) {
             struct rt_batch b;
             ck_assert_int_eq(rt_dataset_next(d, &b), RT_OK);
-            check_batch_rows(&b, bytes, 1);
+            check_batch_rows(&b, t.bytes, 1);
             for (int i = 0; i < b.local_rows; i++) {
                 ck_assert_int_eq(b.ids[i] % 3, q);
                 ck_assert_int_eq(seen[b.ids[i]]++, 0);
@@ -405,9 +410,7 @@ START_TEST(next_shard_covers_once)
     for (int64_t i = 0; i < rows; i++)
         ck_assert_int_eq(seen[i], 1);
     free(seen);
-    free(bytes);
-    unlink(path);
-    free(path);
+    imported_free(&t);
 }
 END_TEST
 
@@ -426,8 +429,7 @@ START_TEST(validate_checks_the_model)
     rt_error_clear();
     expect_error(rt_dataset_validate(d, T, 256, RT_LOSS_MSE), RT_ERR_SHAPE, path, "loss = ce");
     rt_dataset_close(d);
-    unlink(path);
-    free(path);
+    remove_files(&path, 1);
 }
 END_TEST
 
@@ -480,8 +482,7 @@ START_TEST(peek_shape_leaves_context_to_the_job)
     ck_assert_int_eq(rt_dataset_peek_shape(path, NULL, &sh), RT_OK);
     ck_assert_int_eq(sh.rank, 1);
     ck_assert_int_eq(sh.d[0], 0);
-    unlink(path);
-    free(path);
+    remove_files(&path, 1);
 }
 END_TEST
 
