@@ -96,9 +96,9 @@ static const char usage_data[] =
     "import-idx converts MNIST/Fashion-MNIST IDX files (gzip or plain) to a dataset file,\n"
     "pixels scaled to [0, 1]. import-text stores a text file's bytes (tokens 0..255) as a\n"
     "text-bytes file: the last FRACTION (default 0.1, at most 0.5) is /val, the rest /train;\n"
-    "samples are then windows of model.context bytes. synth writes the rows of synth:bigmodel "
-    "(defaults: 65536 rows,\n"
-    "seed 1234, split train) so the in-memory task can be inspected or reused.\n";
+    "samples are then windows of model.context bytes. synth writes the rows of\n"
+    "synth:bigmodel (defaults: 65536 rows, seed 1234, split train) so the in-memory task can\n"
+    "be inspected or reused.\n";
 
 static const char usage_bench[] =
     "usage: mpirun -np N ringtrain bench allreduce [--csv] [--iters N] [--warmup N]\n"
