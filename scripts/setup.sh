@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
 
 packages=(gcc pkg-config meson ninja-build openmpi-bin libopenmpi-dev libopenblas-dev
-          libhdf5-dev hdf5-tools check libinih-dev zlib1g-dev dataset-fashion-mnist)
+          libhdf5-dev hdf5-tools check libinih-dev zlib1g-dev dataset-fashion-mnist bible-kjv)
 read -r -a extra <<<"${SETUP_EXTRA_PACKAGES:-}"
 packages+=("${extra[@]}")
 missing=()

@@ -36,6 +36,7 @@ static const char usage_main[] =
     "  export [--sparse] IN.h5 OUT.h5            a checkpoint's or model's model as a model\n"
     "                                            file; --sparse stores weights as CSR\n"
     "  data import-idx IMAGES LABELS OUT.h5      convert MNIST/Fashion-MNIST IDX files\n"
+    "  data import-text FILE OUT.h5 [--val F]    a text file's bytes as train/val splits\n"
     "  data synth OUT.h5 [--rows N] [--seed S] [--split train|test]\n"
     "                                            write the synthetic BigModel task\n"
     "  generate MODEL.h5 [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]\n"
@@ -91,11 +92,15 @@ static const char usage_export[] =
 
 static const char usage_data[] =
     "usage: ringtrain data import-idx IMAGES LABELS OUT.h5\n"
+    "       ringtrain data import-text FILE OUT.h5 [--val FRACTION]\n"
     "       ringtrain data synth OUT.h5 [--rows N] [--seed S] [--split train|test]\n"
     "\n"
     "import-idx converts MNIST/Fashion-MNIST IDX files (gzip or plain) to a dataset file,\n"
-    "pixels scaled to [0, 1]. synth writes the rows of synth:bigmodel (defaults: 65536 rows,\n"
-    "seed 1234, split train) so the in-memory task can be inspected or reused.\n";
+    "pixels scaled to [0, 1]. import-text stores a text file's bytes (tokens 0..255) as a\n"
+    "text-bytes file: the last FRACTION (default 0.1, at most 0.5) is /val, the rest /train;\n"
+    "samples are then windows of model.context bytes. synth writes the rows of\n"
+    "synth:bigmodel (defaults: 65536 rows, seed 1234, split train) so the in-memory task can\n"
+    "be inspected or reused.\n";
 
 static const char usage_generate[] =
     "usage: ringtrain generate MODEL.h5 [--prompt TEXT] [--tokens N] [--temperature T]\n"
@@ -277,9 +282,26 @@ static int cmd_eval(rt_comm_t *comm, int argc, char **argv)
 static int cmd_data(rt_comm_t *comm, int argc, char **argv)
 {
     int rank0 = rt_comm_rank(comm) == 0, st = RT_OK;
+    const char *out = NULL;
     if (argc >= 1 && strcmp(argv[0], "import-idx") == 0) {
         if (argc != 4) return usage_error("data import-idx: expected IMAGES LABELS OUT.h5%s", "");
         if (rank0) st = rt_idx_import(argv[1], argv[2], argv[3]);
+        out = argv[3];
+    } else if (argc >= 1 && strcmp(argv[0], "import-text") == 0) {
+        if (argc < 3 || argv[1][0] == '-' || argv[2][0] == '-')
+            return usage_error("data import-text: expected FILE OUT.h5 [--val FRACTION]%s", "");
+        double val = 0.1;
+        for (int i = 3; i < argc; i++) {
+            char *end = NULL;
+            if (strcmp(argv[i], "--val") != 0 || i + 1 >= argc)
+                return usage_error("data import-text: unexpected '%s'", argv[i]);
+            val = strtod(argv[++i], &end);
+            if (end == argv[i] || *end)
+                return usage_error("data import-text: --val %s: expected a fraction from 0 to 0.5",
+                                   argv[i]);
+        }
+        if (rank0) st = rt_text_import(argv[1], argv[2], val);
+        out = argv[2];
     } else if (argc >= 1 && strcmp(argv[0], "synth") == 0) {
         if (argc < 2 || argv[1][0] == '-') return usage_error("data synth: expected OUT.h5%s", "");
         long long rows = option_int(argc, argv, "--rows", 65536);
@@ -294,12 +316,14 @@ static int cmd_data(rt_comm_t *comm, int argc, char **argv)
         if (rank0)
             st = rt_synth_write(argv[1], "bigmodel", rows, (uint64_t)seed,
                                 strcmp(split, "test") == 0);
+        out = argv[1];
     } else {
-        return usage_error("data: unknown subcommand '%s': expected import-idx or synth",
+        return usage_error("data: unknown subcommand '%s': expected import-idx, import-text or "
+                           "synth",
                            argc ? argv[0] : "");
     }
     st = rt_comm_agree(comm, st);
-    if (st == RT_OK && rank0) rt_log0("wrote %s\n", argv[0][0] == 'i' ? argv[3] : argv[1]);
+    if (st == RT_OK && rank0) rt_log0("wrote %s\n", out);
     return report(st);
 }
 

@@ -1,4 +1,5 @@
-/* dataset.c - a rank's batches from an HDF5 file or a synthetic task (see dataset.h).
+/* dataset.c - a rank's batches from an HDF5 file, a text-bytes file or a synthetic task (see
+ * dataset.h).
  *
  * Order and batches. An epoch has S = ceil(N / GB) steps on every rank; lb = GB / world.
  *   global/off: `order` is a permutation of 0..N-1 (Fisher-Yates from
@@ -32,14 +33,21 @@
  * close wait for it to go idle first. If the HDF5 library is not thread-safe, file batches
  * are read on the calling thread instead (synthetic rows still use the thread).
  *
+ * A text-bytes file (format attribute, see text.h) is always "in memory": the split's bytes are
+ * read once at open and each batch's rows are cut from them on the calling thread (T floats
+ * and T int32 labels per row); row ids are window numbers, so the sampler above is the same.
+ *
  * Memory: every buffer comes from one arena sized at open; rt_dataset_next allocates
  * nothing (HDF5 allocates internally while selecting and reading).
  *
- * Dimension letters: N rows, D input width, K target width (1 for class labels), GB global
- * batch, lb local batch, cap the most rows a rank can get in one step. */
+ * Dimension letters: N rows, D input width, K target width (1 for class labels), P labels per
+ * row (T for text, else 1), GB global batch, lb local batch, cap the most rows a rank can get
+ * in one step. */
 #include "ringtrain/dataset.h"
 #include "h5/h5util.h"
+#include "h5/h5io.h"
 #include "data/synth.h"
+#include "data/text.h"
 #include "ringtrain/arena.h"
 #include "ringtrain/rng.h"
 #include "ringtrain/status.h"
@@ -53,11 +61,11 @@
 
 #define VALIDATE_CHUNK_BYTES ((size_t)4 << 20) /* rows checked per read in validate */
 
-enum source_kind { SRC_FILE, SRC_SYNTH };
+enum source_kind { SRC_FILE, SRC_SYNTH, SRC_TEXT };
 
 struct slot {
     float *x;     /* (cap, D) */
-    void *y;      /* (cap) int32 or (cap, K) float */
+    void *y;      /* (cap, P) int32 or (cap, K) float */
     int64_t *ids; /* (cap) row ids in batch order */
     int rows;     /* rows filled */
     int64_t step; /* the step they belong to, -1 if none */
@@ -71,8 +79,9 @@ struct rt_dataset {
 
     int64_t N;       /* rows */
     int D, K;        /* input width; targets width (1 for class labels) */
+    int P;           /* labels per row (info.positions): T for text, else 1 */
     size_t xrow;     /* bytes of one X row */
-    size_t yrow;     /* bytes of one y row */
+    size_t yrow;     /* bytes of one y row: P int32 labels or K float targets */
     int64_t lb;      /* local batch = GB / world */
     int64_t steps;   /* ceil(N / GB) */
     int64_t n_shard; /* rows of this rank's shard: rank, rank + world, ... */
@@ -94,6 +103,10 @@ struct rt_dataset {
 
     /* synthetic source */
     struct rt_synth synth;
+
+    /* text source: the split's bytes, read once at open; rows are cut from them on demand */
+    struct rt_text text;
+    uint8_t *tbytes; /* (text.n) in the arena; text.bytes points here */
 
     /* rows in memory (in_memory): global/off row id i at index i; shard local index j */
     float *mx;
@@ -382,7 +395,9 @@ static int fill_slot(struct rt_dataset *d, int64_t step, int s)
     struct slot *sl = &d->slot[s];
     sl->step = -1;
     int n = step_ids(d, step, sl->ids);
-    if (d->info.in_memory) {
+    if (d->kind == SRC_TEXT) {
+        rt_text_rows(&d->text, sl->x, sl->y, sl->ids, n);
+    } else if (d->info.in_memory) {
         for (int i = 0; i < n; i++) {
             int64_t m = mem_index(d, sl->ids[i]);
             memcpy(sl->x + (size_t)i * d->D, d->mx + (size_t)m * d->D, d->xrow);
@@ -615,12 +630,11 @@ static int check_y(struct rt_dataset *d, hsize_t *yd)
     return RT_OK;
 }
 
-/* Opens /X and /y of d->source and checks dtype, rank and shape. Sets N, D, K, labels. */
+/* Opens /X and /y of d->file and checks dtype, rank and shape. Sets N, D, K, labels. */
 static int open_file_source(struct rt_dataset *d)
 {
     const char *path = d->source;
     hsize_t xd[H5S_MAX_RANK] = {0}, yd[H5S_MAX_RANK] = {0};
-    RT_TRY(rt_h5_open_read(path, &d->file));
     RT_TRY(open_member(d, d->xname, "x", &d->dx));
     RT_TRY(open_member(d, d->yname, "y", &d->dy));
     RT_TRY(check_x(d, xd));
@@ -642,15 +656,51 @@ static int open_file_source(struct rt_dataset *d)
     return RT_OK;
 }
 
+static int check_split(const struct rt_dataset *d)
+{
+    if (d->o.split != 0 && d->o.split != 1)
+        return rt_errorf(RT_ERR_INVAL, "%s: split = %d: expected 0 (train) or 1 (test)", d->source,
+                         d->o.split);
+    return RT_OK;
+}
+
+/* A text file (d->file): the size of the split's byte dataset, and the rows it gives with
+ * context T. Its bytes are read by prepare_rows, once the arena is there. */
+static int open_text_source(struct rt_dataset *d)
+{
+    const char *path = d->source;
+    int T = d->o.context;
+    RT_TRY(check_split(d));
+    if (T < 1 || T > (1 << 24))
+        return rt_errorf(RT_ERR_INVAL,
+                         "%s: model.context = %d: a text dataset needs 1 to 16777216 tokens "
+                         "per sample",
+                         path, T);
+    const char *name = rt_text_split_name(d->o.split);
+    int64_t n = rt_h5_dataset_size(d->file, name);
+    if (n < 0)
+        return rt_errorf(RT_ERR_FORMAT, "%s: a text-bytes file without a readable /%s dataset",
+                         path, name);
+    RT_TRY(rt_text_init(&d->text, path, d->o.split, n, T));
+    snprintf(d->xname, sizeof d->xname, "%s", name);
+    snprintf(d->yname, sizeof d->yname, "%s", name);
+    d->N = rt_text_rows_count(&d->text);
+    d->D = T;
+    d->K = 1;
+    d->info.labels = RT_LABELS_CLASS;
+    d->info.shape = (struct rt_shape){.rank = 1, .d = {T}};
+    d->info.positions = T;
+    d->info.vocab = RT_TEXT_VOCAB;
+    return RT_OK;
+}
+
 static int open_synth_source(struct rt_dataset *d)
 {
     const char *task = d->source + strlen("synth:");
     if (rt_synth_known(task) != 0)
         return rt_errorf(RT_ERR_INVAL, "%s: unknown synthetic task \"%s\" (known: bigmodel)",
                          d->source, task);
-    if (d->o.synth_split != 0 && d->o.synth_split != 1)
-        return rt_errorf(RT_ERR_INVAL, "%s: split = %d: expected 0 (train) or 1 (test)", d->source,
-                         d->o.synth_split);
+    RT_TRY(check_split(d));
     d->N = d->o.synth_rows;
     d->D = RT_SYNTH_DIM;
     d->K = RT_SYNTH_DIM;
@@ -724,7 +774,9 @@ static void plan_rows(struct rt_dataset *d)
 {
     const struct rt_data_opts *o = &d->o;
     d->xrow = sizeof(float) * (size_t)d->D;
-    d->yrow = d->info.labels == RT_LABELS_CLASS ? sizeof(int32_t) : sizeof(float) * (size_t)d->K;
+    d->P = d->info.positions;
+    d->yrow = d->info.labels == RT_LABELS_CLASS ? sizeof(int32_t) * (size_t)d->P
+                                                : sizeof(float) * (size_t)d->K;
     d->lb = o->global_batch / o->world;
     d->steps = (d->N + o->global_batch - 1) / o->global_batch;
     d->n_shard = shard_rows(d->N, o->world, o->rank);
@@ -737,7 +789,8 @@ static void plan_rows(struct rt_dataset *d)
 
     size_t rowb = d->xrow + d->yrow;
     double held = (double)d->n_order * (double)rowb;
-    d->info.in_memory = held <= o->memory_mb * 1024.0 * 1024.0;
+    /* text rows are cut from the split's bytes, which are always held */
+    d->info.in_memory = d->kind == SRC_TEXT || held <= o->memory_mb * 1024.0 * 1024.0;
     d->info.rows = d->N;
     d->info.dim = d->D;
     d->info.targets = d->info.labels == RT_LABELS_CLASS ? 1 : d->K;
@@ -776,7 +829,10 @@ static float *carve_buffers(struct rt_dataset *d, struct rt_arena *a, size_t *ne
         d->slot[s].ids = arena_block(a, need, sizeof(int64_t) * cap);
         d->slot[s].step = -1;
     }
-    if (d->info.in_memory) {
+    if (d->kind == SRC_TEXT) {
+        d->tbytes = arena_block(a, need, (size_t)d->text.n);
+        d->text.bytes = d->tbytes;
+    } else if (d->info.in_memory) {
         d->mx = arena_block(a, need, d->xrow * n_order);
         d->my = arena_block(a, need, d->yrow * n_order);
     }
@@ -811,8 +867,14 @@ static int alloc_buffers(struct rt_dataset *d, float **teacher)
 static int prepare_rows(struct rt_dataset *d, float *teacher)
 {
     if (d->kind == SRC_SYNTH) {
-        rt_synth_init(&d->synth, teacher, d->o.seed, d->o.synth_split);
+        rt_synth_init(&d->synth, teacher, d->o.seed, d->o.split);
         if (d->info.in_memory) load_synth_rows(d);
+        return RT_OK;
+    }
+    if (d->kind == SRC_TEXT) {
+        RT_TRY(rt_h5_get_intv(d->file, d->source, d->xname, H5T_NATIVE_UINT8, d->tbytes,
+                              (size_t)d->text.n));
+        d->file = rt_h5_close(d->file);
         return RT_OK;
     }
     if (d->info.in_memory) {
@@ -853,12 +915,16 @@ static int start_prefetch(struct rt_dataset *d)
 static int open_impl(struct rt_dataset *d)
 {
     float *teacher = NULL;
+    d->info.positions = 1;
     if (strncmp(d->source, "synth:", 6) == 0) {
         d->kind = SRC_SYNTH;
         RT_TRY(open_synth_source(d));
     } else {
-        d->kind = SRC_FILE;
-        RT_TRY(open_file_source(d));
+        int text = 0;
+        RT_TRY(rt_h5_open_read(d->source, &d->file));
+        RT_TRY(rt_text_probe(d->file, d->source, &text));
+        d->kind = text ? SRC_TEXT : SRC_FILE;
+        RT_TRY(text ? open_text_source(d) : open_file_source(d));
     }
     RT_TRY(check_row_count(d));
     plan_rows(d);
@@ -947,9 +1013,12 @@ int rt_dataset_peek_shape(const char *source, const char *x_name, struct rt_shap
     d.file = d.dx = d.fsx = -1;
     snprintf(d.xname, sizeof d.xname, "%s", x_name && *x_name ? x_name : "X");
     hsize_t xd[H5S_MAX_RANK] = {0};
+    int text = 0;
     int st = rt_h5_open_read(source, &d.file);
-    if (st == RT_OK) st = open_member(&d, d.xname, "x", &d.dx);
-    if (st == RT_OK) st = check_x(&d, xd);
+    if (st == RT_OK) st = rt_text_probe(d.file, source, &text);
+    if (st == RT_OK && text) d.info.shape = (struct rt_shape){.rank = 1, .d = {0}};
+    if (st == RT_OK && !text) st = open_member(&d, d.xname, "x", &d.dx);
+    if (st == RT_OK && !text) st = check_x(&d, xd);
     if (st == RT_OK) *out = d.info.shape;
     rt_h5_close(d.fsx);
     rt_h5_close(d.dx);
@@ -1021,8 +1090,8 @@ int rt_dataset_next(struct rt_dataset *d, struct rt_batch *b)
 
 /* ---- validation ------------------------------------------------------------------------- */
 
-/* Checks rows x (n, D) and y (n int32 labels, or (n, K) float targets) whose row ids are
- * first, first + stride, ... */
+/* Checks rows x (n, D) and y ((n, P) int32 labels, or (n, K) float targets) whose row ids
+ * are first, first + stride, ... */
 static int check_rows(const struct rt_dataset *d, const float *x, const void *y, int64_t n,
                       int64_t first, int64_t stride, int outputs)
 {
@@ -1037,11 +1106,13 @@ static int check_rows(const struct rt_dataset *d, const float *x, const void *y,
                                  "%s: /%s row %lld column %d = %g: expected a finite value",
                                  d->source, d->xname, (long long)row, c, (double)xr[c]);
         if (d->info.labels == RT_LABELS_CLASS) {
-            int32_t v = labels[i];
-            if (v < 0 || v >= outputs)
-                return rt_errorf(RT_ERR_SHAPE,
-                                 "%s: /%s row %lld = %d: expected a class label in [0, %d)",
-                                 d->source, d->yname, (long long)row, (int)v, outputs);
+            for (int p = 0; p < d->P; p++) {
+                int32_t v = labels[(size_t)i * d->P + p];
+                if (v < 0 || v >= outputs)
+                    return rt_errorf(RT_ERR_SHAPE,
+                                     "%s: /%s row %lld = %d: expected a class label in [0, %d)",
+                                     d->source, d->yname, (long long)row, (int)v, outputs);
+            }
         } else {
             const float *yr = targets + (size_t)i * d->K;
             for (int c = 0; c < d->K; c++)
@@ -1054,10 +1125,29 @@ static int check_rows(const struct rt_dataset *d, const float *x, const void *y,
     return RT_OK;
 }
 
+/* A text source against a model: T tokens in, a class per byte value out, cross-entropy. */
+static int check_text_fit(const struct rt_dataset *d, int input_dim, int outputs, enum rt_loss loss)
+{
+    if (d->D != input_dim)
+        return rt_errorf(RT_ERR_SHAPE,
+                         "%s: samples are %d tokens (model.context) but the model takes %d",
+                         d->source, d->D, input_dim);
+    if (loss != RT_LOSS_CE)
+        return rt_errorf(RT_ERR_SHAPE,
+                         "%s: text data has a next-byte class per position: expected loss = ce",
+                         d->source);
+    if (outputs < RT_TEXT_VOCAB)
+        return rt_errorf(RT_ERR_SHAPE,
+                         "%s: the model predicts %d classes but the text has %d byte values",
+                         d->source, outputs, RT_TEXT_VOCAB);
+    return RT_OK;
+}
+
 /* The model's input width, outputs and loss against the shapes and kind of /X and /y. */
 static int check_model_fit(const struct rt_dataset *d, int input_dim, int outputs,
                            enum rt_loss loss)
 {
+    if (d->kind == SRC_TEXT) return check_text_fit(d, input_dim, outputs, loss);
     if (d->D != input_dim)
         return rt_errorf(RT_ERR_SHAPE,
                          "%s: /%s has %d values per row but the model's input width is %d",
@@ -1115,7 +1205,8 @@ static int validate_file(struct rt_dataset *d, int outputs)
 int rt_dataset_validate(struct rt_dataset *d, int input_dim, int outputs, enum rt_loss loss)
 {
     RT_TRY(check_model_fit(d, input_dim, outputs, loss));
-    if (d->kind == SRC_SYNTH) return RT_OK; /* generated values are finite by construction */
+    /* generated values are finite by construction; bytes are finite and below 256 */
+    if (d->kind == SRC_SYNTH || d->kind == SRC_TEXT) return RT_OK;
     if (d->info.in_memory) return validate_memory(d, outputs);
     return validate_file(d, outputs);
 }

@@ -153,6 +153,11 @@ int rt_h5_put_i32v(hid_t loc, const char *name, const int32_t *v, size_t n)
     return put_vector(loc, name, H5T_STD_I32LE, H5T_NATIVE_INT32, v, n);
 }
 
+int rt_h5_put_u8v(hid_t loc, const char *name, const uint8_t *v, size_t n)
+{
+    return put_vector(loc, name, H5T_STD_U8LE, H5T_NATIVE_UINT8, v, n);
+}
+
 int64_t rt_h5_dataset_size(hid_t loc, const char *name)
 {
     hid_t ds = H5Dopen2(loc, name, H5P_DEFAULT);

@@ -1,5 +1,5 @@
 /* h5io.h - typed attributes and checksummed datasets for our HDF5 files (private to
- * src/h5, used by src/ckpt for model files and checkpoints).
+ * src/h5, used by src/ckpt for model files and checkpoints and by src/data for text files).
  *
  * Writers return 0 or -1 without a message (the caller names the file being written, which
  * is where a failure is reported: disk full, quota). Readers return RT_OK or a negative
@@ -27,6 +27,7 @@ int rt_h5_put_f32(hid_t loc, const char *name, const float *v, int rank, const h
 /* 1-D integer datasets (chunked with Fletcher32 like the floats), n >= 0. */
 int rt_h5_put_i64v(hid_t loc, const char *name, const int64_t *v, size_t n);
 int rt_h5_put_i32v(hid_t loc, const char *name, const int32_t *v, size_t n);
+int rt_h5_put_u8v(hid_t loc, const char *name, const uint8_t *v, size_t n);
 /* Reads a 1-D integer dataset of exactly n values (converted). Errors as rt_h5_get_f32. */
 int rt_h5_get_intv(hid_t loc, const char *path, const char *name, hid_t mtype, void *v, size_t n);
 /* Number of elements of dataset `name`, or -1 when it is missing. */

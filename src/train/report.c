@@ -56,7 +56,7 @@ static int eval_open(rt_comm_t *comm, const char *model_path, const char *data_p
                              .memory_mb = memory_mb,
                              .seed = so->seed,
                              .synth_rows = so->rows,
-                             .synth_split = 1,
+                             .split = 1,
                              .x_name = so->x_name,
                              .y_name = so->y_name};
     st = rt_dataset_open(d, data_path, &o);

@@ -62,7 +62,7 @@ static int open_data(struct trainer *t)
     o.shuffle = RT_SHUFFLE_OFF;
     o.global_batch = eval_global_batch(c->eval_batch, t->world);
     o.synth_rows = c->synth_test_rows;
-    o.synth_split = 1;
+    o.split = 1;
     return rt_dataset_open(&t->test, c->test, &o);
 }
 

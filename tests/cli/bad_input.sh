@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One bad input per call: runs `ringtrain train` on NP ranks and checks the contract:
+# One bad input per call: runs `ringtrain train` (or, for the import-* cases, `ringtrain data
+# import-text`) on NP ranks and checks the contract:
 # non-zero exit from every rank within 5 s, exactly one "ringtrain: error:" line naming
 # the culprit, no HDF5 stack dump or crash, no model file left behind, and the checkpoint
 # a good earlier run left in the checkpoint directory byte-identical afterwards.
@@ -65,6 +66,8 @@ ckpt-not-ckpt)    ckpt_case=data; expect="bad-ckpt.h5" ;;
 teacher-mismatch) teacher_case=other; overrides+=(job.phases=distill "distill.student_layers=16,8,4"); expect="does not fit the student" ;;
 teacher-missing)  overrides+=(job.phases=distill "distill.student_layers=16,8,4" distill.teacher=$tmp/no-teacher.h5); expect="no-teacher.h5" ;;
 teacher-not-model) overrides+=(job.phases=distill "distill.student_layers=16,8,4" distill.teacher=$data); expect="train.h5: not a ringtrain model" ;;
+import-empty)     : >"$tmp/in.txt"; import=1; expect="in.txt: empty file: expected text" ;;
+import-binary)    printf 'hello\0world\n' >"$tmp/in.txt"; import=1; expect="in.txt: looks binary (1 NUL/control bytes of 12): expected text" ;;
 *) echo "unknown case $case_"; exit 99 ;;
 esac
 job=$tmp/job.ini
@@ -89,9 +92,12 @@ good() {
     timeout -k 5 30 "$MPIRUN_SH" "$np" "$RINGTRAIN" train "$tmp/good.ini" "$@" >"$tmp/good.log" 2>&1 ||
         { cat "$tmp/good.log"; exit 99; }
 }
-good checkpoint.dir="$tmp/ck"
-ckpt=$(ls "$tmp"/ck/ckpt-*.h5 | tail -1)
-sum_before=$(md5sum <"$ckpt")
+ckpt=""
+if [ "${import:-0}" = 0 ]; then # an import touches no checkpoint: nothing to compare
+    good checkpoint.dir="$tmp/ck"
+    ckpt=$(ls "$tmp"/ck/ckpt-*.h5 | tail -1)
+    sum_before=$(md5sum <"$ckpt")
+fi
 overrides=(checkpoint.dir="$tmp/ck" "${overrides[@]}") # a case's own dir wins
 if [ -n "${ckpt_case:-}" ]; then
     cp "$ckpt" "$tmp/bad-ckpt.h5"
@@ -110,9 +116,10 @@ if [ "${teacher_case:-}" = other ]; then # a model of other input width: 12-6-4
     overrides+=(distill.teacher="$tmp/teacher/model.h5")
 fi
 [ "${job_missing:-0}" = 1 ] && job=$tmp/nojob.ini
+cmd=(train "$job" "${overrides[@]}")
+[ "${import:-0}" = 1 ] && cmd=(data import-text "$tmp/in.txt" "$tmp/text.h5")
 start=$(date +%s%N)
-timeout -k 5 20 "$MPIRUN_SH" "$np" "$RINGTRAIN" train "$job" "${overrides[@]}" \
-    >"$tmp/out" 2>"$tmp/err"
+timeout -k 5 20 "$MPIRUN_SH" "$np" "$RINGTRAIN" "${cmd[@]}" >"$tmp/out" 2>"$tmp/err"
 code=$?
 ms=$((($(date +%s%N) - start) / 1000000))
 cat "$tmp/err"
@@ -125,5 +132,6 @@ n=$(grep -c '^ringtrain: error: ' "$tmp/err")
 grep '^ringtrain: error: ' "$tmp/err" | grep -qF -- "$expect" || fail "error line lacks '$expect'"
 ! grep -qE 'HDF5-DIAG|Segmentation|core dumped|Backtrace|Aborted' "$tmp/err" || fail "crash or HDF5 dump"
 [ "$case_" = unwritable-out ] || [ ! -e "$tmp/model.h5" ] || fail "a model file was written"
-[ "$(md5sum <"$ckpt")" = "$sum_before" ] || fail "the earlier checkpoint $ckpt changed"
+[ ! -e "$tmp/text.h5" ] && [ ! -e "$tmp/text.h5.tmp" ] || fail "an import left a file behind"
+[ -z "$ckpt" ] || [ "$(md5sum <"$ckpt")" = "$sum_before" ] || fail "the earlier checkpoint $ckpt changed"
 echo "ok [$case_ np=$np] exit=$code ${ms} ms"

@@ -2,6 +2,7 @@
  * of src/data/dataset.c, on small HDF5 files written here. Multi-rank runs are simulated in
  * one process by opening one dataset per rank. */
 #include "check_util.h"
+#include "data_util.h"
 #include "ringtrain/dataset.h"
 #include "ringtrain/status.h"
 
@@ -93,32 +94,8 @@ static struct rt_data_opts opts(int rank, int world, enum rt_shuffle sh, int64_t
     o.global_batch = gb;
     o.memory_mb = mb;
     o.synth_rows = 40;
-    o.synth_split = 0;
+    o.split = 0;
     return o;
-}
-
-static struct rt_dataset *open_ok(const char *src, const struct rt_data_opts *o)
-{
-    struct rt_dataset *d = NULL;
-    int st = rt_dataset_open(&d, src, o);
-    ck_assert_msg(st == RT_OK, "open %s: %s", src, rt_error_message(st));
-    ck_assert_ptr_nonnull(d);
-    return d;
-}
-
-/* Expects open to fail with `code` and a message containing `needle` (and the source). */
-static void open_fails(const char *src, const struct rt_data_opts *o, int code, const char *needle)
-{
-    rt_error_clear();
-    struct rt_dataset *d = (struct rt_dataset *)1;
-    int st = rt_dataset_open(&d, src, o);
-    const char *msg = rt_error_message(st);
-    ck_assert_msg(st == code, "open %s: got %s (%s), expected %s", src, rt_status_name(st), msg,
-                  rt_status_name(code));
-    ck_assert_ptr_null(d);
-    ck_assert_msg(strstr(msg, src) != NULL, "message \"%s\" does not name %s", msg, src);
-    ck_assert_msg(!needle || strstr(msg, needle), "message \"%s\" lacks \"%s\"", msg, needle);
-    ck_assert_msg(strchr(msg, '\n') == NULL, "message has a newline");
 }
 
 /* ---- recording an epoch ----------------------------------------------------------------- */
@@ -839,9 +816,9 @@ START_TEST(synth_splits_and_stats)
 {
     struct rt_data_opts o = opts(0, 1, RT_SHUFFLE_OFF, 40, 0.0);
     struct rt_dataset *d0 = open_ok("synth:bigmodel", &o);
-    o.synth_split = 1;
+    o.split = 1;
     struct rt_dataset *d1 = open_ok("synth:bigmodel", &o);
-    o.synth_split = 2;
+    o.split = 2;
     open_fails("synth:bigmodel", &o, RT_ERR_INVAL, "split");
     struct rec a, b;
     record(d0, 0, 0, 40, &a);
@@ -881,9 +858,9 @@ START_TEST(synth_write_matches_source)
     snprintf(tmp, sizeof tmp, "%s.tmp", p);
     ck_assert_int_eq(access(tmp, F_OK), -1);
     struct rt_data_opts o = opts(0, 1, RT_SHUFFLE_GLOBAL, 8, 0.0);
-    o.synth_split = 1;
+    o.split = 1;
     struct rt_dataset *ds = open_ok("synth:bigmodel", &o);
-    o.synth_split = 0; /* the file is split 1 already */
+    o.split = 0; /* the file is split 1 already */
     struct rt_dataset *df = open_ok(p, &o);
     struct rec a, b;
     record(ds, 2, 0, 8, &a);

@@ -114,7 +114,7 @@ static void check_import(int gz)
     H5Fclose(f);
 
     /* and it is a valid dataset for a 10-class model */
-    struct rt_data_opts o = {0, 1, RT_SHUFFLE_OFF, 1, 8, 0.0, 0, 0, NULL, NULL};
+    struct rt_data_opts o = {0, 1, RT_SHUFFLE_OFF, 1, 8, 0.0, 0, 0, NULL, NULL, 0};
     struct rt_dataset *d;
     ck_assert_int_eq(rt_dataset_open(&d, out, &o), RT_OK);
     ck_assert_int_eq(rt_dataset_validate(d, ROWS * COLS, 10, RT_LOSS_CE), RT_OK);

@@ -87,10 +87,13 @@ static void run_variant(const char *path, int rank, int world, enum rt_shuffle s
     e->targets = info->targets;
     e->steps = rt_dataset_steps_per_epoch(d);
     check(info->rows >= world && info->dim >= 1 && info->targets >= 1, "bad dataset info");
-    double rowb = 4.0 * info->dim + (info->labels == RT_LABELS_CLASS ? 4.0 : 4.0 * info->targets);
+    check(info->positions >= 1, "bad dataset info: positions");
+    double rowb =
+        4.0 * info->dim + 4.0 * (info->labels == RT_LABELS_CLASS ? info->positions : info->targets);
     int64_t shard = (info->rows - rank + world - 1) / world; /* rows of this rank, any shuffle */
     double held = rowb * (double)(shuffle == RT_SHUFFLE_SHARD ? shard : info->rows);
-    check(info->in_memory == (held <= memory_mb * 1024.0 * 1024.0),
+    /* a text source (vocab > 0) always holds its bytes */
+    check(info->in_memory == (info->vocab > 0 || held <= memory_mb * 1024.0 * 1024.0),
           "rows held in memory against memory_mb");
     check(e->steps == (info->rows + BATCH - 1) / BATCH, "steps per epoch");
 
@@ -108,7 +111,7 @@ static void run_variant(const char *path, int rank, int world, enum rt_shuffle s
     int64_t expect = shard;
     e->ids = malloc(sizeof(int64_t) * (size_t)(expect + 1));
     e->x = malloc(sizeof(float) * (size_t)(expect + 1) * (size_t)info->dim);
-    size_t yrow = info->labels == RT_LABELS_CLASS ? 4 : 4 * (size_t)info->targets;
+    size_t yrow = 4 * (size_t)(info->labels == RT_LABELS_CLASS ? info->positions : info->targets);
     e->y = malloc(yrow * (size_t)(expect + 1));
     unsigned char *seen = calloc((size_t)info->rows, 1);
     check(e->ids && e->x && e->y && seen, "malloc");
