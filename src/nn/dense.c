@@ -433,6 +433,8 @@ static void dense_forward(struct rt_layer *l, const float *x, int B)
 static void dense_backward(struct rt_layer *l, const float *x, int B)
 {
     dense_backward_params(l->dw, l->db, l->dy, x, l->y, l->z, l->act, B, l->in, l->out);
+    int lo = l->zero_bias_grad[0], hi = l->zero_bias_grad[1];
+    if (hi > lo) memset(l->db + lo, 0, (size_t)(hi - lo) * sizeof *l->db);
 }
 
 static void dense_backward_dx(struct rt_layer *l, float *dx, const float *x, int B)

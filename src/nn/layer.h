@@ -96,6 +96,11 @@ struct rt_layer {
     int partner_index;        /* residual <-> its add; unembed <-> the embed it is tied
                                  to; -1: none (set by the driver's plan) */
     struct rt_layer *partner; /* that layer, once bound */
+    int zero_bias_grad[2];    /* [lo, hi): bias entries whose gradient is exactly 0 by the
+                                 math, written as 0 (the key bias of attention's q|k|v:
+                                 softmax ignores a constant added to a query's scores, so
+                                 rounding noise is all a computed gradient would hold, and
+                                 Adam would turn that noise into full-size steps) */
     enum rt_act act;          /* fused activation of dense and conv2d (RT_ACT_IDENTITY: none) */
     int index;                /* position in the model */
     size_t offset;            /* floats from params (and grads) to this layer's block */

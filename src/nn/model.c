@@ -121,6 +121,13 @@ static void pair_layers(struct rt_layer *layers, int L)
             layers[embed].partner_index = i;
         }
     }
+    for (int i = 1; i < L; i++)
+        if (layers[i].spec.kind == RT_LAYER_ATTENTION &&
+            layers[i - 1].spec.kind == RT_LAYER_DENSE) {
+            int width = layers[i - 1].spec.units / 3; /* q | k | v */
+            layers[i - 1].zero_bias_grad[0] = width;
+            layers[i - 1].zero_bias_grad[1] = 2 * width;
+        }
     for (int i = 1; i < L && adds; i++) /* GPT-2: 1/sqrt(2 n_layer) on c_proj weights */
         if (layers[i].spec.kind == RT_LAYER_ADD && layers[i - 1].spec.kind == RT_LAYER_DENSE)
             layers[i - 1].init_scale = 1.0 / sqrt((double)adds);

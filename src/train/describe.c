@@ -47,6 +47,7 @@ int rt_train_describe(const struct rt_config *c, FILE *out)
         distill |= phase_ops_of(c->phases[i])->spec != NULL;
     int needs_data = model.input.rank == 0 || (distill && student.input.rank == 0);
     if (needs_data) RT_TRY(rt_dataset_peek_shape(c->train, c->data_x, &data));
+    if (data.rank == 1 && data.d[0] == 0) data.d[0] = (int)c->context; /* text: (T) */
     RT_TRY(describe_spec(out, "[model] layers", &model, &data, c->train));
     if (distill) RT_TRY(describe_spec(out, "[distill] student_layers", &student, &data, c->train));
     return RT_OK;

@@ -57,6 +57,7 @@ static int eval_open(rt_comm_t *comm, const char *model_path, const char *data_p
                              .seed = so->seed,
                              .synth_rows = so->rows,
                              .split = 1,
+                             .context = spec.input.rank == 1 ? spec.input.d[0] : 0,
                              .x_name = so->x_name,
                              .y_name = so->y_name};
     st = rt_dataset_open(d, data_path, &o);

@@ -43,6 +43,7 @@ struct rt_data_opts trainer_data_opts(const struct trainer *t)
         .global_batch = c->batch,
         .memory_mb = c->memory_mb,
         .synth_rows = c->synth_rows,
+        .context = (int)c->context,
         .x_name = c->data_x,
         .y_name = c->data_y,
     };
@@ -57,6 +58,11 @@ static int open_data(struct trainer *t)
                          "%s: [train] batch = %lld: expected a multiple of the %d ranks", c->source,
                          (long long)c->batch, t->world);
     RT_TRY(rt_dataset_open(&t->train, c->train, &o));
+    if (c->context > 0 && rt_dataset_info(t->train)->positions == 1)
+        return rt_errorf(RT_ERR_INVAL,
+                         "%s: [model] context = %lld, but %s is not a text dataset "
+                         "(ringtrain data import-text)",
+                         c->source, (long long)c->context, c->train);
     t->data_shape = rt_dataset_sample_shape(t->train);
     if (c->test[0] == '\0') return RT_OK;
     o.shuffle = RT_SHUFFLE_OFF;
