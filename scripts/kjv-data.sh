@@ -14,6 +14,7 @@ fi
 out=$1
 root=$(cd "$(dirname "$0")/.." && pwd)
 ringtrain=${RINGTRAIN:-$root/build/ringtrain}
+mkdir -p "$(dirname "$out")"
 if ! command -v bible >/dev/null; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "kjv-data: 'bible' is missing: install the Debian package bible-kjv" \

@@ -84,7 +84,12 @@ static int generate(const struct generate_args *a)
     memset(&g, 0, sizeof g);
     if (st == RT_OK) {
         st = rt_generator_init(&g, &m, &a->opts);
-        if (st != RT_OK) st = rt_errorf(st, "%s: %s", a->model, rt_error_message(st));
+        if (st != RT_OK) { /* the generator knows no file name: put it in front */
+            char why[512];
+            snprintf(why, sizeof why, "%s", rt_error_message(st));
+            rt_error_clear();
+            st = rt_errorf(st, "%s: %s", a->model, why);
+        }
     }
     if (st == RT_OK) st = feed_prompt(&g, a->model, a->prompt);
     if (st == RT_OK) {

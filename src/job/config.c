@@ -198,6 +198,8 @@ static const struct key keys[] = {
      "gradual: mask updates after the first (n): s_f is reached at t0 + n dt"},
     {"prune", "finetune_epochs", K_INT, OFF(prune_finetune_epochs), "3", 0, 1e9, NULL,
      "epochs of training with fixed masks after the last update"},
+    {"prune", "max_steps", K_INT, OFF(prune_max_steps), "0", 0, BIG, NULL,
+     "stop the phase after this many steps (mask updates and fine-tuning); 0 = no limit"},
     {"prune", "keep_neurons", K_REAL, OFF(prune_keep_neurons), "1", 1e-6, 1, NULL,
      "structured: fraction of each hidden layer's neurons kept (by the L2 norm of their "
      "weights) at the start of the phase, layers physically shrunk; 1 = off"},
@@ -211,6 +213,9 @@ static const struct key keys[] = {
      "the student's hidden-layer activation, for a list of widths"},
     {"distill", "epochs", K_INT, OFF(distill_epochs), "40", 1, 1e9, NULL,
      "epochs of distillation (train.max_steps does not apply)"},
+    {"distill", "max_steps", K_INT, OFF(distill_max_steps), "0", 0, BIG, NULL,
+     "stop distillation after this many steps; 0 = no limit (a language model's epochs are "
+     "long)"},
     {"distill", "name", K_ENUM, OFF(distill_optim.kind), "adam", 0, 0, &io_optim,
      "the student's optimizer (momentum, betas, eps from [optim])"},
     {"distill", "lr", K_REAL, OFF(distill_optim.lr), "0.01", 0, 1e6, NULL,

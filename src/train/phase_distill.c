@@ -42,6 +42,14 @@ static int build_teacher_cache(struct trainer *t)
 {
     const struct rt_config *c = t->cfg;
     if (c->cache_teacher == RT_CACHE_OFF || c->alpha == 0 || t->teacher.cache) return RT_OK;
+    if (c->cache_teacher == RT_CACHE_ON && t->total_steps <= t->steps_per_epoch) {
+        /* each row is read at most once (a language model's 2000 steps over millions of
+         * windows): the cache would compute outputs nobody reads */
+        rt_log0("distill: the teacher runs every step (%lld steps read each row at most once: "
+                "a cache cannot pay)\n",
+                (long long)t->total_steps);
+        return RT_OK;
+    }
     int64_t rows = rt_dataset_info(t->train)->rows;
     double bytes = rt_teacher_cache_bytes(&t->teacher, rows, c->shuffle);
     enum rt_rowstore_kind kind = c->cache_teacher == RT_CACHE_FILE     ? RT_ROWSTORE_FILE
@@ -107,7 +115,8 @@ static int distill_begin(struct trainer *t, int resumed)
 
 static int64_t distill_steps(const struct trainer *t)
 {
-    return t->cfg->distill_epochs * t->steps_per_epoch;
+    int64_t n = t->cfg->distill_epochs * t->steps_per_epoch, cap = t->cfg->distill_max_steps;
+    return cap > 0 && cap < n ? cap : n;
 }
 
 /* Resumed inside the phase when the checkpoint brought its teacher. */

@@ -101,7 +101,9 @@ static int prune_begin(struct trainer *t, int resumed)
 static int64_t prune_steps(const struct trainer *t)
 {
     const struct rt_config *c = t->cfg;
-    return rt_prune_last_update(&c->prune_sched) + c->prune_finetune_epochs * t->steps_per_epoch;
+    int64_t n =
+        rt_prune_last_update(&c->prune_sched) + c->prune_finetune_epochs * t->steps_per_epoch;
+    return c->prune_max_steps > 0 && c->prune_max_steps < n ? c->prune_max_steps : n;
 }
 
 /* A mask update when the schedule has one at this phase step. */

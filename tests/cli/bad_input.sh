@@ -68,6 +68,11 @@ teacher-missing)  overrides+=(job.phases=distill "distill.student_layers=16,8,4"
 teacher-not-model) overrides+=(job.phases=distill "distill.student_layers=16,8,4" distill.teacher=$data); expect="train.h5: not a ringtrain model" ;;
 import-empty)     : >"$tmp/in.txt"; import=1; expect="in.txt: empty file: expected text" ;;
 import-binary)    printf 'hello\0world\n' >"$tmp/in.txt"; import=1; expect="in.txt: looks binary (1 NUL/control bytes of 12): expected text" ;;
+heads-not-divisible) overrides+=("model.layers=embed(256, 10), posembed, block(10, heads=4), layernorm, unembed"); expect="item 2 'block(10, heads=4)': width 10 is not divisible by heads = 4" ;;
+text-context-long) text_case=1; overrides+=(data.train="$tmp/text.h5" "model.layers=embed(256, 8), posembed, block(8, heads=2), layernorm, unembed" model.context=64); expect="text.h5: the train split has 45 bytes: model.context = 64 needs at least 65" ;;
+context-not-text) overrides+=(model.context=16); expect="[model] context = 16, but $tmp/train.h5 is not a text dataset" ;;
+generate-long-prompt) text_case=1; gen_case=lm; expect="generate: --prompt is 20 bytes: longer than $tmp/lm/model.h5's context of 8 tokens" ;;
+generate-not-lm)  gen_case=mlp; expect="good/model.h5: not a language model: its input is (16) into dense" ;;
 *) echo "unknown case $case_"; exit 99 ;;
 esac
 job=$tmp/job.ini
@@ -115,9 +120,20 @@ if [ "${teacher_case:-}" = other ]; then # a model of other input width: 12-6-4
         checkpoint.dir="$tmp/teacher/ck"
     overrides+=(distill.teacher="$tmp/teacher/model.h5")
 fi
+if [ "${text_case:-0}" = 1 ]; then # 50 bytes of text: 45 to train on, 5 held out
+    printf 'In the beginning God created the heaven and earth' >"$tmp/in.txt"
+    "$RINGTRAIN" data import-text "$tmp/in.txt" "$tmp/text.h5" >/dev/null || exit 99
+fi
+if [ "${gen_case:-}" = lm ]; then # a language model of context 8
+    good data.train="$tmp/text.h5" "model.layers=embed(256, 8), posembed, block(8, heads=2), layernorm, unembed" model.context=8 train.out="$tmp/lm/model.h5" \
+        checkpoint.dir="$tmp/lm/ck"
+    rm -f "$tmp/text.h5"
+fi
 [ "${job_missing:-0}" = 1 ] && job=$tmp/nojob.ini
 cmd=(train "$job" "${overrides[@]}")
 [ "${import:-0}" = 1 ] && cmd=(data import-text "$tmp/in.txt" "$tmp/text.h5")
+[ "${gen_case:-}" = lm ] && cmd=(generate "$tmp/lm/model.h5" --prompt "And God said, Let us")
+[ "${gen_case:-}" = mlp ] && cmd=(generate "$tmp/good/model.h5")
 start=$(date +%s%N)
 timeout -k 5 20 "$MPIRUN_SH" "$np" "$RINGTRAIN" "${cmd[@]}" >"$tmp/out" 2>"$tmp/err"
 code=$?
@@ -132,6 +148,7 @@ n=$(grep -c '^ringtrain: error: ' "$tmp/err")
 grep '^ringtrain: error: ' "$tmp/err" | grep -qF -- "$expect" || fail "error line lacks '$expect'"
 ! grep -qE 'HDF5-DIAG|Segmentation|core dumped|Backtrace|Aborted' "$tmp/err" || fail "crash or HDF5 dump"
 [ "$case_" = unwritable-out ] || [ ! -e "$tmp/model.h5" ] || fail "a model file was written"
-[ ! -e "$tmp/text.h5" ] && [ ! -e "$tmp/text.h5.tmp" ] || fail "an import left a file behind"
+[ "${text_case:-0}" = 1 ] || [ ! -e "$tmp/text.h5" ] && [ ! -e "$tmp/text.h5.tmp" ] ||
+    fail "an import left a file behind"
 [ -z "$ckpt" ] || [ "$(md5sum <"$ckpt")" = "$sum_before" ] || fail "the earlier checkpoint $ckpt changed"
 echo "ok [$case_ np=$np] exit=$code ${ms} ms"
