@@ -68,13 +68,14 @@ struct rt_config {
     struct rt_prune_sched prune_sched; /* phase steps */
     int64_t prune_finetune_epochs;     /* after the last mask update */
     int64_t prune_max_steps;           /* cap on the phase's steps; 0 = none */
+    double prune_keep_heads;           /* structured: share of attention heads kept */
     double prune_lr;                   /* 0 = optim.lr */
     double prune_keep_neurons;         /* structured: fraction of hidden neurons kept; 1 = off */
     /* [distill] */
     char teacher[RT_PATH_MAX];    /* RT_TEACHER_PREVIOUS or a model/checkpoint file */
     struct rt_model_spec student; /* widths and activation; loss and init from [model] */
     int64_t distill_epochs, distill_max_steps; /* max_steps 0 = no cap */
-    struct rt_optim_cfg distill_optim; /* kind, lr, weight_decay; the rest from [optim] */
+    struct rt_optim_cfg distill_optim;         /* kind, lr, weight_decay; the rest from [optim] */
     struct rt_sched_cfg distill_sched; /* kind, warmup_steps, min_lr; the rest from [optim] */
     double temperature, alpha;
     enum rt_teacher_cache cache_teacher;

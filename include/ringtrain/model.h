@@ -247,6 +247,10 @@ double rt_model_layer_train_flops(const struct rt_model *m, int i);
  * keep units apart (activations, pooling, dropout, flatten); 0 otherwise (layers without
  * units, and the last one with parameters, whose outputs are the model's). */
 int rt_model_units(const struct rt_model *m, int i);
+/* 1 when layer i's units are attention heads: it is the q|k|v dense layer right before an
+ * attention layer, and unit h is head h (its rows in q, k and v; the projection's columns
+ * that read it). */
+int rt_model_units_are_heads(const struct rt_model *m, int i);
 /* score[j] = sqrt(|incoming weights of unit j|^2 + |weights that read it in the next
  * layer|^2) for the rt_model_units(m, i) units of layer i. */
 void rt_model_unit_scores(const struct rt_model *m, int i, double *score);

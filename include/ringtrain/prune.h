@@ -92,6 +92,7 @@ double rt_weights_sparsity(const struct rt_model *m, const float *params, int i)
  * and their number to counts[i] (0 for layers without units; counts has n_layers
  * entries). The model then shrinks with rt_model_shrunk_spec and rt_model_shrink_copy.
  * RT_ERR_NOMEM. */
-int rt_prune_neurons(const struct rt_model *m, double keep, int32_t *kept, int *counts);
+int rt_prune_neurons(const struct rt_model *m, double keep, double keep_heads, int32_t *kept,
+                     int *counts);
 
 #endif

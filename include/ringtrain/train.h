@@ -66,6 +66,7 @@ struct rt_eval_result {
     int64_t nonzeros, weights;  /* nonzero weights and all weights (biases not counted) */
     int64_t params;             /* all parameters, biases included */
     double infer_us_per_sample; /* forward time per row (slowest rank); < 0: not measured */
+    int positions;              /* tokens per sample of a language model; 1 otherwise */
 };
 
 /* Evaluates the model file on the dataset, sharded across ranks. threads as train.threads. */

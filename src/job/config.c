@@ -203,6 +203,9 @@ static const struct key keys[] = {
     {"prune", "keep_neurons", K_REAL, OFF(prune_keep_neurons), "1", 1e-6, 1, NULL,
      "structured: fraction of each hidden layer's neurons kept (by the L2 norm of their "
      "weights) at the start of the phase, layers physically shrunk; 1 = off"},
+    {"prune", "keep_heads", K_REAL, OFF(prune_keep_heads), "1", 1e-6, 1, NULL,
+     "structured: fraction of each attention layer's heads kept (by the L2 norm of their q, "
+     "k, v rows and projection columns), layers physically shrunk; 1 = off"},
     {"prune", "lr", K_REAL, OFF(prune_lr), "0", 0, 1e6, NULL,
      "learning rate of the pruning phase (fresh optimizer, constant); 0 = optim.lr"},
     {"distill", "teacher", K_PATH, OFF(teacher), RT_TEACHER_PREVIOUS, 0, 0, NULL,

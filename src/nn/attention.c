@@ -82,5 +82,5 @@ const struct rt_layer_ops rt_layer_attention_ops = {
     .forward = attention_forward,
     .backward_dx = attention_backward_dx,
     .gemms = attention_gemms,
-    .unit_role = RT_UNITS_END,
+    .unit_role = RT_UNITS_HEADS,
 };

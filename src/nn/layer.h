@@ -79,11 +79,13 @@ struct rt_layer_ops {
     int prunable;
     /* Structured pruning: 1 when the kind's outputs are units (dense neurons, conv
      * filters: weight rows, one bias each), 2 when it passes units through unchanged in
-     * order (activations, pooling, dropout, flatten), 0 when units end here. */
+     * order (activations, pooling, dropout, flatten), 3 when it makes heads of the units
+     * of the layer right before it (attention: head h reads rows h of each of q, k, v and
+     * writes output columns h), 0 when units end here. */
     int unit_role;
 };
 
-enum { RT_UNITS_END = 0, RT_UNITS_MAKE = 1, RT_UNITS_PASS = 2 };
+enum { RT_UNITS_END = 0, RT_UNITS_MAKE = 1, RT_UNITS_PASS = 2, RT_UNITS_HEADS = 3 };
 
 struct rt_layer {
     const struct rt_layer_ops *ops;

@@ -747,7 +747,9 @@ int rt_model_spec_narrower(const struct rt_model_spec *a, const struct rt_model_
         struct rt_layer_spec l = a->layers[i];
         int last = i + 1 == a->n_layers;
         if (l.units > b->layers[i].units || (last && l.units != b->layers[i].units)) return 0;
+        if (l.heads > b->layers[i].heads) return 0; /* attention heads pruned */
         l.units = b->layers[i].units;
+        l.heads = b->layers[i].heads;
         if (!same_layer(&l, &b->layers[i])) return 0;
     }
     return 1;

@@ -28,7 +28,8 @@ static int by_index(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-int rt_prune_neurons(const struct rt_model *m, double keep, int32_t *kept, int *counts)
+int rt_prune_neurons(const struct rt_model *m, double keep_neurons, double keep_heads,
+                     int32_t *kept, int *counts)
 {
     int width_max = 0;
     for (int i = 0; i < m->n_layers; i++)
@@ -48,6 +49,7 @@ int rt_prune_neurons(const struct rt_model *m, double keep, int32_t *kept, int *
         rt_model_unit_scores(m, i, score);
         for (int j = 0; j < width; j++)
             s[j] = (struct scored){score[j], j};
+        double keep = rt_model_units_are_heads(m, i) ? keep_heads : keep_neurons;
         int k = (int)llround(keep * width);
         k = k < 1 ? 1 : k > width ? width : k;
         qsort(s, (size_t)width, sizeof *s, by_score);

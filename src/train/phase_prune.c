@@ -47,7 +47,8 @@ static int shrink_model(struct trainer *t)
     int32_t *kept = malloc((size_t)(total ? total : 1) * sizeof *kept);
     int st = kept ? RT_OK : rt_errorf(RT_ERR_NOMEM, "structured pruning: %d indices", total);
     if (st == RT_OK && t->rank == 0)
-        st = rt_prune_neurons(m, t->cfg->prune_keep_neurons, kept, counts);
+        st =
+            rt_prune_neurons(m, t->cfg->prune_keep_neurons, t->cfg->prune_keep_heads, kept, counts);
     st = rt_comm_agree(t->comm, st);
     struct rt_model_spec spec;
     size_t n_kept = 0;
@@ -77,8 +78,8 @@ static int begin_prune(struct trainer *t)
     /* Shrink once: a model already narrower than the job's (resumed) is not cut again. */
     struct rt_model_spec spec;
     RT_TRY(trainer_phase_spec(t, t->phase_index, &spec));
-    if (t->cfg->prune_keep_neurons < 1 && trainer_same_arch(&t->model.spec, &spec))
-        RT_TRY(shrink_model(t));
+    int structured = t->cfg->prune_keep_neurons < 1 || t->cfg->prune_keep_heads < 1;
+    if (structured && trainer_same_arch(&t->model.spec, &spec)) RT_TRY(shrink_model(t));
     rt_masks_keep_all(&t->masks);
     const struct rt_prune_sched *ps = &t->cfg->prune_sched;
     rt_log0("prune: %s %s magnitude pruning to %.3f, mask updates at phase steps %lld..%lld, "

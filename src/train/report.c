@@ -106,6 +106,7 @@ static int eval_file(rt_comm_t *comm, const char *model_path, const char *data_p
     res->nonzeros = m.n_params ? rt_model_weight_nonzeros(&m) : 0;
     res->weights = m.n_params ? rt_model_weight_count(&m) : 0;
     res->params = (int64_t)m.n_params;
+    res->positions = m.positions > 0 ? m.positions : 1;
     rt_dataset_close(d);
     rt_model_free(&m);
     return st;
@@ -192,17 +193,21 @@ static int write_json(const char *path, const struct report_row *rows, int n, in
 
 static void print_table(const struct report_row *rows, int n, int has_test)
 {
-    rt_log0("report: %-10s %10s %10s %10s %9s %11s %9s  %s\n", "phase", "params", "nonzeros",
-            "bytes", "test_acc", "test_loss", "us/sample", "storage");
+    int tokens = n > 0 && rows[0].e.positions > 1; /* a language model: tokens/s too */
+    rt_log0("report: %-10s %10s %10s %10s %9s %11s %9s  %s%s\n", "phase", "params", "nonzeros",
+            "bytes", "test_acc", "test_loss", "us/sample", "storage", tokens ? "  tokens/s" : "");
     for (int i = 0; i < n; i++) {
         const struct report_row *r = &rows[i];
         char acc[32] = "-", loss[32] = "-", us[32] = "-";
         if (has_test && r->e.acc >= 0) snprintf(acc, sizeof acc, "%.4f", r->e.acc);
         if (has_test) snprintf(loss, sizeof loss, "%.6g", r->e.loss);
         if (has_test) snprintf(us, sizeof us, "%.2f", r->e.infer_us_per_sample);
-        rt_log0("report: %-10s %10lld %10lld %10lld %9s %11s %9s  %s\n", r->phase,
+        char rate[32] = "";
+        if (tokens && has_test && r->e.infer_us_per_sample > 0) /* per rank, forward only */
+            snprintf(rate, sizeof rate, "  %8.0f", r->e.positions * 1e6 / r->e.infer_us_per_sample);
+        rt_log0("report: %-10s %10lld %10lld %10lld %9s %11s %9s  %-7s%s\n", r->phase,
                 (long long)r->e.params, (long long)(r->e.params - (r->e.weights - r->e.nonzeros)),
-                r->bytes, acc, loss, us, r->e.csr ? "csr" : "dense");
+                r->bytes, acc, loss, us, r->e.csr ? "csr" : "dense", rate);
     }
     /* which kernel each layer ran, where some ran sparse: us/sample is theirs */
     for (int i = 0; i < n; i++)

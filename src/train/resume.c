@@ -131,7 +131,8 @@ static int fit_arch(struct trainer *t, const struct rt_model_spec *spec, int pha
     RT_TRY(trainer_phase_spec(t, p, &phase_spec));
     const struct rt_model_spec *job = &phase_spec;
     int ok = trainer_same_arch(spec, job);
-    if (!ok && t->cfg->prune_keep_neurons < 1) ok = rt_model_spec_narrower(spec, job);
+    if (!ok && (t->cfg->prune_keep_neurons < 1 || t->cfg->prune_keep_heads < 1))
+        ok = rt_model_spec_narrower(spec, job);
     if (!ok) {
         char a[RT_MAX_LAYERS * 48], b[RT_MAX_LAYERS * 48];
         rt_model_sizes_text(a, sizeof a, spec);

@@ -6,7 +6,13 @@
 #  - the loss went down (from ln 256 = 5.55 nats per byte at the start);
 #  - the model file loads into PyTorch (scripts/torch_gpt.py) and gives the validation loss
 #    `ringtrain eval` gives (skipped without python3-torch);
-#  - generate: the same seed prints the same text, another seed other text.
+#  - generate: the same seed prints the same text, another seed other text;
+#  - pruning from the last training checkpoint: half the heads and MLP neurons removed,
+#    the layers shrunk, then 50% magnitude masks and fine-tuning; eval and generate read
+#    the pruned (CSR) model;
+#  - distillation into a narrower 1-block student: NP ranks = 1 rank (SGD: in its first
+#    steps Adam turns the rounding of near-zero gradients into +-lr steps, the AdamW
+#    equivalence is the training run's above).
 #   gpt.sh NP   (RINGTRAIN, MODELDIFF, MPIRUN_SH come from meson)
 set -u
 np=$1
@@ -82,4 +88,23 @@ a=$(gen --seed 3) && b=$(gen --seed 3) && c=$(gen --seed 4) || fail "generate fa
 [ "$a" != "$c" ] || fail "seeds 3 and 4 printed the same text"
 [ "${#a}" -ge 44 ] || fail "short text: '$a'"
 echo "  sample: ${a//$'\n'/ }"
-echo "ok [np=$np] GPT: $np ranks = 1, resume bitwise, val loss $ours"
+run "$np" "$tmp/p" job.phases=train,prune prune.schedule=oneshot prune.target_sparsity=0.5 \
+    prune.keep_neurons=0.5 prune.keep_heads=0.5 prune.finetune_epochs=1 prune.max_steps=10 \
+    train.out="$tmp/p/model.h5" checkpoint.dir="$tmp/p/ck" --resume "$tmp/n/ck/ckpt-00000040-train.h5" ||
+    fail "prune: $(tail -3 "$tmp/p.log")"
+want='block(32, heads=4) \* 2, layernorm, unembed -> embed(256, 32), posembed, block(32, heads=2, mlp=64, head_dim=8) \* 2'
+grep -q "^prune: neurons: .*$want" "$tmp/p.log" || fail "no shrink line: $(grep '^prune:' "$tmp/p.log")"
+grep -qE '^final: .* sparsity=0\.[45][0-9]+ ' "$tmp/p.log" || fail "pruned final line: $(tail -1 "$tmp/p.log")"
+"$MPIRUN_SH" "$np" "$RINGTRAIN" eval "$tmp/p/model.h5" "$tmp/text.h5" >"$tmp/pe.log" 2>&1 ||
+    fail "eval of the pruned model: $(cat "$tmp/pe.log")"
+"$RINGTRAIN" generate "$tmp/p/model.h5" --tokens 8 >/dev/null || fail "generate from the pruned model"
+student="embed(256, 16), posembed, block(16, heads=2), layernorm, unembed"
+for n in 1 "$np"; do
+    run "$n" "$tmp/d$n" job.phases=distill distill.teacher="$tmp/n/model.h5" \
+        "distill.student_layers=$student" distill.max_steps=10 distill.name=sgd distill.lr=0.1 \
+        optim.momentum=0.9 \
+        train.out="$tmp/d$n/model.h5" checkpoint.dir="$tmp/d$n/ck" || fail "distill at $n: $(tail -3 "$tmp/d$n.log")"
+done
+close "$tmp/d1/model.h5" "$tmp/d$np/model.h5"
+grep -q '^report: teacher .* [0-9]*$' "$tmp/d$np.log" || fail "no report tokens/s: $(grep report "$tmp/d$np.log")"
+echo "ok [np=$np] GPT: $np ranks = 1, resume bitwise, val loss $ours, pruned and distilled"

@@ -895,7 +895,7 @@ static void shrink_case(enum rt_act act, double keep)
     rt_model_init_params(&wide, 7);
     int32_t kept[19];
     int counts[3] = {0}; /* one per layer */
-    ck_assert_int_eq(rt_prune_neurons(&wide, keep, kept, counts), RT_OK);
+    ck_assert_int_eq(rt_prune_neurons(&wide, keep, 1.0, kept, counts), RT_OK);
     ck_assert_int_eq(counts[0], (int)llround(keep * 12));
     ck_assert_int_eq(counts[1], (int)llround(keep * 7) < 1 ? 1 : (int)llround(keep * 7));
     struct rt_model_spec ns;
@@ -934,9 +934,9 @@ static void shrink_case(enum rt_act act, double keep)
     rt_model_free(&narrow);
 }
 
-/* A GPT's structured units are its MLP neurons (fc1's rows and fc2's columns) and nothing
- * else: attention, residual and layer-norm widths stay. Shrunk, it computes what the wide
- * one computes with fc2's columns of the dropped neurons zeroed. */
+/* A GPT's structured units are its MLP neurons (fc1's rows and fc2's columns) and its heads
+ * (below); with every head kept, attention, residual and layer-norm widths stay. Shrunk, it
+ * computes what the wide one computes with fc2's columns of the dropped neurons zeroed. */
 START_TEST(gpt_mlp_shrink_equals_masked)
 {
     enum { T = 4, V = 9, B = 2 };
@@ -953,7 +953,7 @@ START_TEST(gpt_mlp_shrink_equals_masked)
     rt_model_init_params(&wide, 3);
     int32_t kept[64];
     int counts[RT_MAX_LAYERS] = {0};
-    ck_assert_int_eq(rt_prune_neurons(&wide, 0.5, kept, counts), RT_OK);
+    ck_assert_int_eq(rt_prune_neurons(&wide, 0.5, 1.0, kept, counts), RT_OK);
     struct rt_model_spec ns;
     rt_model_shrunk_spec(&wide, counts, &ns);
     ck_assert_int_eq(rt_model_init(&narrow, &ns, B), RT_OK);
@@ -961,10 +961,14 @@ START_TEST(gpt_mlp_shrink_equals_masked)
     const int32_t *k = kept;
     int pruned_layers = 0;
     for (int i = 0; i < wide.n_layers; i++) {
-        int units = rt_model_units(&wide, i);
-        ck_assert_int_eq(units > 0, spec.layers[i].kind == RT_LAYER_DENSE &&
-                                        spec.layers[i].act == RT_ACT_GELU);
-        if (!units) continue;
+        int units = rt_model_units(&wide, i), heads = rt_model_units_are_heads(&wide, i);
+        ck_assert_int_eq(units > 0 && !heads, spec.layers[i].kind == RT_LAYER_DENSE &&
+                                                  spec.layers[i].act == RT_ACT_GELU);
+        if (heads) { /* keep_heads = 1: every head stays */
+            ck_assert_int_eq(counts[i], units);
+            k += counts[i];
+        }
+        if (!units || heads) continue;
         pruned_layers++;
         ck_assert_int_eq(counts[i], units / 2);
         float *w2;
@@ -979,6 +983,73 @@ START_TEST(gpt_mlp_shrink_equals_masked)
         k += counts[i];
     }
     ck_assert_int_eq(pruned_layers, 2);
+    float x[B * T] = {1, 4, 2, 8, 0, 3, 3, 7}, a[B * T * V], b[B * T * V];
+    memcpy(a, rt_model_forward(&wide, x, B), sizeof a);
+    memcpy(b, rt_model_forward(&narrow, x, B), sizeof b);
+    for (int i = 0; i < B * T * V; i++)
+        ck_assert_msg(fabsf(a[i] - b[i]) <= 1e-5f * (1 + fabsf(a[i])), "logit %d %g vs %g", i, a[i],
+                      b[i]);
+    rt_model_free(&wide);
+    rt_model_free(&narrow);
+}
+END_TEST
+
+/* Head pruning: the units of a block's q|k|v layer are its heads; shrunk to half the
+ * heads (head_dim kept), the GPT computes what the wide one computes with the projection's
+ * columns of the dropped heads zeroed, and the spec says block(8, heads=2, head_dim=2). */
+START_TEST(gpt_head_shrink_equals_masked)
+{
+    enum { T = 4, V = 9, B = 2, H = 4, HD = 2 };
+    struct rt_model_spec spec = {.loss = RT_LOSS_CE, .init = RT_INIT_GPT2};
+    char err[256];
+    ck_assert_msg(rt_model_spec_parse(&spec,
+                                      "embed(9, 8), posembed, block(8, heads=4) * 2, "
+                                      "layernorm, unembed",
+                                      err, sizeof err) == 0,
+                  "%s", err);
+    spec.input = (struct rt_shape){.rank = 1, .d = {T}};
+    struct rt_model wide, narrow;
+    ck_assert_int_eq(rt_model_init(&wide, &spec, B), RT_OK);
+    rt_model_init_params(&wide, 5);
+    for (size_t i = 0; i < wide.n_params; i++) /* biases too, so their copy is checked */
+        wide.params[i] += 0.01f * (float)((i * 7) % 5);
+    int32_t kept[64];
+    int counts[RT_MAX_LAYERS] = {0};
+    ck_assert_int_eq(rt_prune_neurons(&wide, 1.0, 0.5, kept, counts), RT_OK);
+    struct rt_model_spec ns;
+    rt_model_shrunk_spec(&wide, counts, &ns);
+    char text[512];
+    rt_model_spec_format(text, sizeof text, &ns);
+    ck_assert_str_eq(text, "embed(9, 8), posembed, block(8, heads=2, head_dim=2) * 2, layernorm, "
+                           "unembed");
+    ck_assert_int_eq(rt_model_init(&narrow, &ns, B), RT_OK);
+    rt_model_shrink_copy(&wide, kept, counts, &narrow);
+    const int32_t *k = kept;
+    int head_layers = 0;
+    for (int i = 0; i < wide.n_layers; i++) {
+        int units = rt_model_units(&wide, i);
+        if (units && !rt_model_units_are_heads(&wide, i)) { /* MLP neurons: all kept */
+            ck_assert_int_eq(counts[i], units);
+            k += counts[i];
+            continue;
+        }
+        if (!units) continue;
+        ck_assert_int_eq(units, H);
+        ck_assert_int_eq(counts[i], H / 2);
+        head_layers++;
+        float *wp; /* the projection (D, H HD): zero the columns of the dropped heads */
+        rt_model_layer_view(&wide, i + 2, &wp, NULL, NULL, NULL);
+        for (int h = 0; h < H; h++) {
+            int is_kept = 0;
+            for (int q = 0; q < counts[i]; q++)
+                is_kept |= k[q] == h;
+            for (int o = 0; !is_kept && o < 8; o++)
+                for (int c = 0; c < 8 / H; c++)
+                    wp[(size_t)o * 8 + h * (8 / H) + c] = 0.0f;
+        }
+        k += counts[i];
+    }
+    ck_assert_int_eq(head_layers, 2);
     float x[B * T] = {1, 4, 2, 8, 0, 3, 3, 7}, a[B * T * V], b[B * T * V];
     memcpy(a, rt_model_forward(&wide, x, B), sizeof a);
     memcpy(b, rt_model_forward(&narrow, x, B), sizeof b);
@@ -1026,7 +1097,7 @@ static void cnn_shrink_case(const char *layers, double keep)
     for (int i = 0; i < wide.n_layers; i++)
         total += rt_model_units(&wide, i);
     int32_t *kept = malloc((size_t)total * sizeof *kept);
-    ck_assert_int_eq(rt_prune_neurons(&wide, keep, kept, counts), RT_OK);
+    ck_assert_int_eq(rt_prune_neurons(&wide, keep, 1.0, kept, counts), RT_OK);
     struct rt_model_spec ns;
     rt_model_shrunk_spec(&wide, counts, &ns);
     ck_assert_int_eq(rt_model_init(&narrow, &ns, 4), RT_OK);
@@ -1102,7 +1173,7 @@ START_TEST(shrink_keeps_largest)
     memcpy(w1, out, sizeof out);
     int32_t kept[4];
     int counts[2]; /* one per layer */
-    ck_assert_int_eq(rt_prune_neurons(&m, 0.5, kept, counts), RT_OK);
+    ck_assert_int_eq(rt_prune_neurons(&m, 0.5, 1.0, kept, counts), RT_OK);
     ck_assert_int_eq(counts[0], 2);
     ck_assert_int_eq(kept[0], 1); /* |0.1,0.1| + |5| */
     ck_assert_int_eq(kept[1], 2); /* |3,0| + |0.1| beats neuron 0's sqrt(2 + 1) */
@@ -1144,6 +1215,7 @@ static Suite *prune_suite(void)
     tc = tcase_create("shrink");
     tcase_add_test(tc, shrink_equals_masked);
     tcase_add_test(tc, gpt_mlp_shrink_equals_masked);
+    tcase_add_test(tc, gpt_head_shrink_equals_masked);
     tcase_add_test(tc, shrink_cnn_channels);
     tcase_add_test(tc, shrink_keeps_largest);
     suite_add_tcase(s, tc);
