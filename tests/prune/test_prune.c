@@ -934,72 +934,38 @@ static void shrink_case(enum rt_act act, double keep)
     rt_model_free(&narrow);
 }
 
-/* A GPT's structured units are its MLP neurons (fc1's rows and fc2's columns) and its heads
- * (below); with every head kept, attention, residual and layer-norm widths stay. Shrunk, it
- * computes what the wide one computes with fc2's columns of the dropped neurons zeroed. */
-START_TEST(gpt_mlp_shrink_equals_masked)
-{
-    enum { T = 4, V = 9, B = 2 };
-    struct rt_model_spec spec = {.loss = RT_LOSS_CE, .init = RT_INIT_GPT2};
-    char err[256];
-    ck_assert_msg(rt_model_spec_parse(&spec,
-                                      "embed(9, 8), posembed, block(8, heads=2) * 2, "
-                                      "layernorm, unembed",
-                                      err, sizeof err) == 0,
-                  "%s", err);
-    spec.input = (struct rt_shape){.rank = 1, .d = {T}};
-    struct rt_model wide, narrow;
-    ck_assert_int_eq(rt_model_init(&wide, &spec, B), RT_OK);
-    rt_model_init_params(&wide, 3);
-    int32_t kept[64];
-    int counts[RT_MAX_LAYERS] = {0};
-    ck_assert_int_eq(rt_prune_neurons(&wide, 0.5, 1.0, kept, counts), RT_OK);
-    struct rt_model_spec ns;
-    rt_model_shrunk_spec(&wide, counts, &ns);
-    ck_assert_int_eq(rt_model_init(&narrow, &ns, B), RT_OK);
-    rt_model_shrink_copy(&wide, kept, counts, &narrow);
-    const int32_t *k = kept;
-    int pruned_layers = 0;
-    for (int i = 0; i < wide.n_layers; i++) {
-        int units = rt_model_units(&wide, i), heads = rt_model_units_are_heads(&wide, i);
-        ck_assert_int_eq(units > 0 && !heads, spec.layers[i].kind == RT_LAYER_DENSE &&
-                                                  spec.layers[i].act == RT_ACT_GELU);
-        if (heads) { /* keep_heads = 1: every head stays */
-            ck_assert_int_eq(counts[i], units);
-            k += counts[i];
-        }
-        if (!units || heads) continue;
-        pruned_layers++;
-        ck_assert_int_eq(counts[i], units / 2);
-        float *w2;
-        rt_model_layer_view(&wide, i + 1, &w2, NULL, NULL, NULL);
-        for (int j = 0; j < units; j++) {
-            int is_kept = 0;
-            for (int q = 0; q < counts[i]; q++)
-                is_kept |= k[q] == j;
-            for (int o = 0; !is_kept && o < 8; o++)
-                w2[(size_t)o * units + j] = 0.0f;
-        }
-        k += counts[i];
-    }
-    ck_assert_int_eq(pruned_layers, 2);
-    float x[B * T] = {1, 4, 2, 8, 0, 3, 3, 7}, a[B * T * V], b[B * T * V];
-    memcpy(a, rt_model_forward(&wide, x, B), sizeof a);
-    memcpy(b, rt_model_forward(&narrow, x, B), sizeof b);
-    for (int i = 0; i < B * T * V; i++)
-        ck_assert_msg(fabsf(a[i] - b[i]) <= 1e-5f * (1 + fabsf(a[i])), "logit %d %g vs %g", i, a[i],
-                      b[i]);
-    rt_model_free(&wide);
-    rt_model_free(&narrow);
-}
-END_TEST
+/* A GPT's structured units are its MLP neurons (fc1's rows, fc2's columns) and its heads
+ * (the q|k|v layer's rows of a head, the projection's columns that read it). Shrunk, the
+ * GPT computes what the wide one computes with the consumers' columns of the dropped units
+ * zeroed; residual and layer-norm widths stay. Cases: neurons, heads, both. */
+static const double gpt_keep[][2] = {{0.5, 1.0}, {1.0, 0.5}, {0.5, 0.5}};
+static const char *const gpt_shrunk[] = {
+    "embed(9, 8), posembed, block(8, heads=4, mlp=16) * 2, layernorm, unembed",
+    "embed(9, 8), posembed, block(8, heads=2, head_dim=2) * 2, layernorm, unembed",
+    "embed(9, 8), posembed, block(8, heads=2, mlp=16, head_dim=2) * 2, layernorm, unembed"};
 
-/* Head pruning: the units of a block's q|k|v layer are its heads; shrunk to half the
- * heads (head_dim kept), the GPT computes what the wide one computes with the projection's
- * columns of the dropped heads zeroed, and the spec says block(8, heads=2, head_dim=2). */
-START_TEST(gpt_head_shrink_equals_masked)
+/* Zeroes the columns of consumer c (its `units` column groups) that read the units not in
+ * kept[0 .. n). */
+static void zero_dropped(struct rt_model *m, int c, int units, const int32_t *kept, int n)
 {
-    enum { T = 4, V = 9, B = 2, H = 4, HD = 2 };
+    float *w;
+    rt_model_layer_view(m, c, &w, NULL, NULL, NULL);
+    int rows = 8; /* fc2 and the projection both write the width D = 8 */
+    int cols = (int)(rt_model_layer_weights(m, c) / (size_t)rows), group = cols / units;
+    for (int u = 0; u < units; u++) {
+        int is_kept = 0;
+        for (int q = 0; q < n; q++)
+            is_kept |= kept[q] == u;
+        for (int o = 0; !is_kept && o < rows; o++)
+            for (int k = 0; k < group; k++)
+                w[(size_t)o * cols + u * group + k] = 0.0f;
+    }
+}
+
+START_TEST(gpt_shrink_equals_masked)
+{
+    enum { T = 4, V = 9, B = 2, H = 4 };
+    double kn = gpt_keep[_i][0], kh = gpt_keep[_i][1];
     struct rt_model_spec spec = {.loss = RT_LOSS_CE, .init = RT_INIT_GPT2};
     char err[256];
     ck_assert_msg(rt_model_spec_parse(&spec,
@@ -1013,43 +979,30 @@ START_TEST(gpt_head_shrink_equals_masked)
     rt_model_init_params(&wide, 5);
     for (size_t i = 0; i < wide.n_params; i++) /* biases too, so their copy is checked */
         wide.params[i] += 0.01f * (float)((i * 7) % 5);
-    int32_t kept[64];
+    int32_t kept[128];
     int counts[RT_MAX_LAYERS] = {0};
-    ck_assert_int_eq(rt_prune_neurons(&wide, 1.0, 0.5, kept, counts), RT_OK);
+    ck_assert_int_eq(rt_prune_neurons(&wide, kn, kh, kept, counts), RT_OK);
     struct rt_model_spec ns;
     rt_model_shrunk_spec(&wide, counts, &ns);
     char text[512];
     rt_model_spec_format(text, sizeof text, &ns);
-    ck_assert_str_eq(text, "embed(9, 8), posembed, block(8, heads=2, head_dim=2) * 2, layernorm, "
-                           "unembed");
+    ck_assert_str_eq(text, gpt_shrunk[_i]);
     ck_assert_int_eq(rt_model_init(&narrow, &ns, B), RT_OK);
     rt_model_shrink_copy(&wide, kept, counts, &narrow);
     const int32_t *k = kept;
-    int head_layers = 0;
+    int unit_layers = 0;
     for (int i = 0; i < wide.n_layers; i++) {
-        int units = rt_model_units(&wide, i);
-        if (units && !rt_model_units_are_heads(&wide, i)) { /* MLP neurons: all kept */
-            ck_assert_int_eq(counts[i], units);
-            k += counts[i];
-            continue;
-        }
+        int units = rt_model_units(&wide, i), heads = rt_model_units_are_heads(&wide, i);
+        int fc1 = spec.layers[i].kind == RT_LAYER_DENSE && spec.layers[i].act == RT_ACT_GELU;
+        ck_assert_int_eq(units > 0, fc1 || heads);
         if (!units) continue;
-        ck_assert_int_eq(units, H);
-        ck_assert_int_eq(counts[i], H / 2);
-        head_layers++;
-        float *wp; /* the projection (D, H HD): zero the columns of the dropped heads */
-        rt_model_layer_view(&wide, i + 2, &wp, NULL, NULL, NULL);
-        for (int h = 0; h < H; h++) {
-            int is_kept = 0;
-            for (int q = 0; q < counts[i]; q++)
-                is_kept |= k[q] == h;
-            for (int o = 0; !is_kept && o < 8; o++)
-                for (int c = 0; c < 8 / H; c++)
-                    wp[(size_t)o * 8 + h * (8 / H) + c] = 0.0f;
-        }
+        unit_layers++;
+        ck_assert_int_eq(units, heads ? H : 32);
+        ck_assert_int_eq(counts[i], (int)llround((heads ? kh : kn) * units));
+        zero_dropped(&wide, heads ? i + 2 : i + 1, units, k, counts[i]);
         k += counts[i];
     }
-    ck_assert_int_eq(head_layers, 2);
+    ck_assert_int_eq(unit_layers, 4);
     float x[B * T] = {1, 4, 2, 8, 0, 3, 3, 7}, a[B * T * V], b[B * T * V];
     memcpy(a, rt_model_forward(&wide, x, B), sizeof a);
     memcpy(b, rt_model_forward(&narrow, x, B), sizeof b);
@@ -1214,8 +1167,7 @@ static Suite *prune_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("shrink");
     tcase_add_test(tc, shrink_equals_masked);
-    tcase_add_test(tc, gpt_mlp_shrink_equals_masked);
-    tcase_add_test(tc, gpt_head_shrink_equals_masked);
+    tcase_add_loop_test(tc, gpt_shrink_equals_masked, 0, 3);
     tcase_add_test(tc, shrink_cnn_channels);
     tcase_add_test(tc, shrink_keeps_largest);
     suite_add_tcase(s, tc);
