@@ -58,6 +58,10 @@ static void report(rt_comm_t *comm, const struct rt_config *cfg, const double *a
     rt_log0("bench train: job %s | %d rank%s | %lld samples per step | %ld steps | %.3g MFLOP per "
             "sample (forward + backward GEMMs)\n",
             cfg->source, world, world > 1 ? "s" : "", (long long)cfg->batch, steps, fps / 1e6);
+    if (cfg->context > 0) /* a language model: its figure of merit, all ranks together */
+        rt_log0("bench train: %.0f tokens/s (%lld tokens per sample; FLOPs count attention's "
+                "T x T products in full)\n",
+                samples_per_s * (double)cfg->context, (long long)cfg->context);
     rt_log0("%-5s %12s %11s %11s %6s %11s %11s %11s %7s %9s\n", "rank", "samples/s", "GFLOP/s",
             "sgemm GF/s", "MFU", "compute ms", "comm ms", "wait ms", "comm %", "peak MB");
     for (int q = 0; q < world; q++) {
