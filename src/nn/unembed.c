@@ -27,12 +27,16 @@ static int unembed_infer(struct rt_layer *l, char *err, size_t cap)
     return 0;
 }
 
+/* One GEMM per sequence (P rows), all of the same shape: a sequence's logits are then a
+ * function of that sequence alone, bit for bit, wherever it sits in the batch (OpenBLAS
+ * rounds a row by its position in a call), as row-wise inference promises for a teacher
+ * (rt_model_use_rowwise). P = 128 rows keep the GEMM efficient. */
 static void unembed_forward(struct rt_layer *l, const float *x, int B)
 {
-    if (B == 0) return;
-    int D = l->in, V = l->out;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, V, D, 1.0f, x, D, l->partner->w, D,
-                0.0f, l->y, V);
+    int D = l->in, V = l->out, P = l->positions;
+    for (int r = 0; r < B; r += P)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, P, V, D, 1.0f, x + (size_t)r * D, D,
+                    l->partner->w, D, 0.0f, l->y + (size_t)r * V, V);
 }
 
 static void unembed_backward(struct rt_layer *l, const float *x, int B)

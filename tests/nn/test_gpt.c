@@ -297,6 +297,27 @@ START_TEST(gpt_generate_is_seeded_and_greedy_is_argmax)
 }
 END_TEST
 
+/* Row-wise inference (a teacher's mode): a sequence's logits are the same bits wherever it
+ * sits in the batch and whatever else is in it. */
+START_TEST(gpt_rowwise_logits_depend_on_the_sequence_alone)
+{
+    struct gpt_case c;
+    gpt_case_init(&c, 0, RT_INIT_TORCH);
+    ck_assert_int_eq(rt_model_use_rowwise(&c.m, 1), RT_OK);
+    float swapped[B * T], a[B * T * V], b[B * T * V];
+    for (int s = 0; s < B; s++)
+        memcpy(swapped + s * T, c.x + (B - 1 - s) * T, T * sizeof *swapped);
+    memcpy(a, rt_model_forward(&c.m, c.x, B), sizeof a);
+    memcpy(b, rt_model_forward(&c.m, swapped, B), sizeof b);
+    for (int s = 0; s < B; s++)
+        ck_assert_msg(!memcmp(a + s * T * V, b + (B - 1 - s) * T * V, T * V * sizeof *a),
+                      "sequence %d: other bits at another position", s);
+    const float *one = rt_model_forward(&c.m, c.x + T, 1); /* sequence 1 alone */
+    ck_assert(!memcmp(one, a + T * V, T * V * sizeof *a));
+    rt_model_free(&c.m);
+}
+END_TEST
+
 START_TEST(gpt_generate_refuses_other_models)
 {
     struct rt_model_spec s;
@@ -326,6 +347,7 @@ static Suite *gpt_suite(void)
     tcase_add_loop_test(tc, gpt_spec_round_trips, 0, N_CASES);
     tcase_add_test(tc, gpt_generate_is_seeded_and_greedy_is_argmax);
     tcase_add_test(tc, gpt_generate_refuses_other_models);
+    tcase_add_test(tc, gpt_rowwise_logits_depend_on_the_sequence_alone);
     suite_add_tcase(s, tc);
     return s;
 }
