@@ -63,7 +63,9 @@ run 1 "$tmp/one" train.out="$tmp/one/model.h5" checkpoint.dir="$tmp/one/ck" ||
     fail "1 rank: $(tail -3 "$tmp/one.log")"
 run "$np" "$tmp/n" train.out="$tmp/n/model.h5" checkpoint.dir="$tmp/n/ck" ||
     fail "$np ranks: $(tail -3 "$tmp/n.log")"
-close "$tmp/one/model.h5" "$tmp/n/model.h5"
+# GPT_EQUIV_TOL: the sanitizer build rounds otherwise (no vectorisation) and 40 Adam steps
+# amplify that; it checks memory, not this bound.
+close "$tmp/one/model.h5" "$tmp/n/model.h5" "${GPT_EQUIV_TOL:-1e-5}"
 grep -q '^eval step 20: train | test_loss ' "$tmp/n.log" || fail "no eval line at step 20: $(grep eval "$tmp/n.log")"
 loss=$(sed -n 's/^final:.* test_loss=\([0-9.]*\).*/\1/p' "$tmp/n.log")
 awk -v l="$loss" 'BEGIN { exit !(l > 0 && l < 4.5) }' || fail "validation loss $loss: not learning"
