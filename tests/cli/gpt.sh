@@ -35,7 +35,7 @@ train = $tmp/text.h5
 test = $tmp/text.h5
 [optim]
 name = adamw
-lr = 0.003
+lr = 0.002
 betas = 0.9, 0.95
 weight_decay = 0.1
 schedule = cosine
