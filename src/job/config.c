@@ -238,7 +238,8 @@ static const struct key keys[] = {
      "alpha teacher + (1 - alpha) target; 0 = plain training"},
     {"distill", "cache_teacher", K_ENUM, OFF(cache_teacher), "on", 0, 0, &io_tcache,
      "compute the teacher's outputs once and reuse them every epoch: on (memory when they "
-     "fit in data.memory_mb, else a per-rank file), memory, file, or off (every step)"},
+     "fit in data.memory_mb, else a per-rank file; every step when the phase is shorter than "
+     "an epoch), memory, file, or off (every step)"},
 };
 #define N_KEYS (sizeof keys / sizeof keys[0])
 
