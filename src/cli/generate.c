@@ -82,15 +82,10 @@ static int generate(const struct generate_args *a)
     int st = rt_model_file_load(a->model, &m);
     struct rt_generator g;
     memset(&g, 0, sizeof g);
-    if (st == RT_OK) {
-        st = rt_generator_init(&g, &m, &a->opts);
-        if (st != RT_OK) { /* the generator knows no file name: put it in front */
-            char why[512];
-            snprintf(why, sizeof why, "%s", rt_error_message(st));
-            rt_error_clear();
-            st = rt_errorf(st, "%s: %s", a->model, why);
-        }
-    }
+    char why[160];
+    if (st == RT_OK && !rt_model_is_language_model(&m, why, sizeof why))
+        st = rt_errorf(RT_ERR_FORMAT, "%s: not a language model: %s", a->model, why);
+    if (st == RT_OK) st = rt_generator_init(&g, &m, &a->opts);
     if (st == RT_OK) st = feed_prompt(&g, a->model, a->prompt);
     if (st == RT_OK) {
         fputs(a->prompt, stdout);

@@ -113,13 +113,13 @@ int rt_generator_next(struct rt_generator *g)
     const float *z = rt_model_forward(g->model, g->window, 1) + (size_t)(g->filled - 1) * g->V;
     int V = g->V, k = g->opts.top_k > 0 && g->opts.top_k < V ? g->opts.top_k : V;
     double t = g->opts.temperature;
-    top_k(g->order, z, V, t > 0 && k < V ? k : 1); /* the whole vocabulary needs no order */
+    /* greedy needs the largest only; sampling the k largest, or all V in index order */
+    top_k(g->order, z, V, t == 0 ? 1 : k < V ? k : 0);
     int token = g->order[0];
     if (t > 0) {
-        double sum = 0, zmax = z[g->order[0]];
-        if (k == V) /* order[0] is the maximum; the rest in index order */
-            for (int i = 0; i < V; i++)
-                g->order[i] = i;
+        double sum = 0, zmax = z[0];
+        for (int i = 1; i < V; i++) /* the largest of all is among the k kept */
+            zmax = z[i] > zmax ? z[i] : zmax;
         for (int r = 0; r < k; r++)
             sum += g->p[r] = exp((z[g->order[r]] - zmax) / t);
         double u = rt_rng_uniform(&g->rng) * sum, acc = 0;
