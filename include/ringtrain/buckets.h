@@ -25,6 +25,8 @@
 #include "ringtrain/comm.h"
 
 enum rt_overlap { RT_OVERLAP_THREAD, RT_OVERLAP_POLL, RT_OVERLAP_OFF };
+/* Buckets per layout: each may be in flight at once (and sharded, its gather too). */
+#define RT_MAX_BUCKETS (RT_MAX_INFLIGHT / 2)
 int rt_overlap_parse(const char *name, enum rt_overlap *out); /* 0, or -1 if unknown */
 const char *rt_overlap_name(enum rt_overlap o);
 
@@ -37,7 +39,7 @@ struct rt_buckets;
 
 /* Lays out buckets over grads (n floats) for layers whose blocks start at offset[i],
  * contiguous and in layer order (layer i ends where layer i+1 starts). bucket_bytes >= 4;
- * it is raised when needed so that there are at most RT_MAX_INFLIGHT buckets.
+ * it is raised when needed so that there are at most RT_MAX_BUCKETS buckets.
  * Averaging: every bucket is multiplied by scale after the sum. With RT_OVERLAP_THREAD on an MPI
  * that cannot take it, falls back to RT_OVERLAP_POLL (rt_buckets_overlap says which). Fails with
  * RT_ERR_NOMEM or RT_ERR_INVAL. */
@@ -67,9 +69,46 @@ void rt_buckets_begin(struct rt_buckets *b);
 /* Layer `layer`'s gradient block is final: starts every bucket it completes. Matches
  * rt_grad_ready_fn so it can be handed to rt_model_backward (ctx = the buckets). */
 void rt_buckets_layer_ready(void *ctx, int layer, size_t offset, size_t count);
-/* Waits for the next bucket, in bucket order, and returns its range [*lo, *hi) of grads,
- * now averaged; returns 0 when every bucket of the step has been returned. Layers that
+/* A bucket as the optimizer sees it: its range [lo, hi) of grads and params, the part
+ * [own_lo, own_hi) whose averaged gradient this rank holds and updates (all of it
+ * unsharded, this rank's shard (shard.h) of the bucket when sharded), and where that part
+ * starts in this rank's optimizer state (own_lo unsharded). */
+struct rt_bucket_view {
+    size_t lo, hi, own_lo, own_hi, state_off;
+};
+/* Waits for the next bucket, in bucket order, and describes it in *v, its own part now
+ * averaged; returns 0 when every bucket of the step has been returned. Layers that
  * were never reported ready are treated as ready when the first call is made. */
-int rt_buckets_next(struct rt_buckets *b, size_t *lo, size_t *hi);
+int rt_buckets_next(struct rt_buckets *b, struct rt_bucket_view *v);
+/* Bucket k's view without communication. */
+void rt_buckets_view(const struct rt_buckets *b, int k, struct rt_bucket_view *v);
+
+/* ---- Sharded optimizer state (optim.shard = on) -------------------------------------------
+ * Gradients are reduce-scattered: each rank ends with the average of its shard of every
+ * bucket only, updates those parameters with its shard of the optimizer state, and
+ * rt_buckets_start_gather then allgathers the updated parameters. A bucket small enough for
+ * recursive doubling is allreduced as unsharded, and still updated shard by shard and
+ * gathered. The additions are the
+ * unsharded ones, so the parameters equal shard = off bit for bit. RT_OVERLAP_THREAD runs
+ * as RT_OVERLAP_POLL. Call once after rt_buckets_init, on every rank; params (the flat
+ * parameter block, same layout as grads) is borrowed. */
+int rt_buckets_set_sharded(struct rt_buckets *b, float *params);
+/* Floats of this rank's optimizer state: its shards of every bucket (n unsharded). */
+size_t rt_buckets_shard_elems(const struct rt_buckets *b);
+/* Rank r's shard of bucket k: dense range [lo, lo + len) and its offset in rank r's state. */
+struct rt_shard_piece {
+    size_t lo, len, state_off;
+};
+void rt_buckets_piece(const struct rt_buckets *b, int k, int r, struct rt_shard_piece *p);
+/* Starts the allgather of every bucket's parameters, the first layers' first (after the
+ * step's updates, on every rank). */
+void rt_buckets_start_gather(struct rt_buckets *b);
+/* Waits until layer `layer`'s parameters (layer < 0: all) are gathered, advancing the rest
+ * without blocking. Nothing reads a parameter before it: the forward calls it layer by
+ * layer, anything else that reads or writes the parameters (evaluation, checkpoints,
+ * pruning) with -1. A no-op unsharded. */
+void rt_buckets_wait_gather(struct rt_buckets *b, int layer);
+/* rt_buckets_wait_gather as a model's forward hook (ctx = the buckets). */
+void rt_buckets_layer_params(void *ctx, int layer);
 
 #endif

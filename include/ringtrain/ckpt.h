@@ -78,6 +78,20 @@ struct rt_ckpt_state {
     int64_t n_metrics; /* rows in the metrics table */
 };
 
+/* Optimizer moments that live in shards on several ranks (optim.shard = on). The file's
+ * layout is the same as unsharded; the writer asks for the moments and the reader hands
+ * them over in consecutive pieces of at most RT_CKPT_PIECE floats, in increasing position
+ * of the flat layout, m then v, so no process holds more than one piece of another's
+ * shards. which: 0 = m, 1 = v. A callback returns RT_OK or a failure, which stops the
+ * write or read. */
+#define RT_CKPT_PIECE ((size_t)1 << 20)
+struct rt_ckpt_moments {
+    size_t n; /* floats in each moment array: the model's parameters */
+    int (*fill)(void *ctx, int which, size_t lo, size_t len, float *buf);      /* write */
+    int (*put)(void *ctx, int which, size_t lo, size_t len, const float *buf); /* read */
+    void *ctx;
+};
+
 /* What a writer passes besides the state: borrowed, read only. */
 struct rt_ckpt_content {
     const struct rt_model *model;
@@ -87,9 +101,10 @@ struct rt_ckpt_content {
     const char *config_text;              /* may be NULL */
     const uint8_t *mask;                  /* pruning mask, bit-packed (prune.h); NULL: none */
     size_t mask_bytes;
-    int64_t mask_weights;           /* weights the mask covers (bits in use) */
-    double mask_sparsity;           /* its pruned fraction, for readers */
-    const struct rt_model *teacher; /* a distillation phase's teacher; NULL: none */
+    int64_t mask_weights;                  /* weights the mask covers (bits in use) */
+    double mask_sparsity;                  /* its pruned fraction, for readers */
+    const struct rt_model *teacher;        /* a distillation phase's teacher; NULL: none */
+    const struct rt_ckpt_moments *moments; /* sharded moments; NULL: optim's m and v */
 };
 
 /* Writes a checkpoint to path atomically (path.tmp, flush, fsync, rename, fsync of the
@@ -108,6 +123,16 @@ int rt_ckpt_read_header(const char *path, struct rt_model_spec *spec, struct rt_
  * verified: a corrupt file fails with RT_ERR_IO naming the dataset. */
 int rt_ckpt_read(const char *path, struct rt_model *m, struct rt_optim *o, struct rt_ckpt_state *st,
                  struct rt_ckpt_metric *metrics, int64_t metrics_cap);
+
+/* rt_ckpt_read whose moments go to moments->put instead of o->m and o->v (o's kind and
+ * which moments it keeps are still checked against the file). */
+int rt_ckpt_read_sharded(const char *path, struct rt_model *m, struct rt_optim *o,
+                         struct rt_ckpt_state *st, struct rt_ckpt_metric *metrics,
+                         int64_t metrics_cap, const struct rt_ckpt_moments *moments);
+
+/* Only the moments of path, to moments->put (m when has_m, v when has_v); checksums verified. */
+int rt_ckpt_read_moments(const char *path, const struct rt_ckpt_moments *moments, int has_m,
+                         int has_v);
 
 /* The pruning mask into buf (bytes, the exact packed size): 1 when read, 0 when the file
  * has none; checksum verified. RT_ERR_SHAPE when the size differs. */

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ringtrain/shard.h"
+
 typedef struct rt_comm rt_comm_t;
 
 /* MPI_Init_thread (FUNNELED) and the world communicator; errors are fatal inside MPI. */
@@ -34,23 +36,41 @@ int rt_comm_agree(rt_comm_t *c, int st);
 #define RT_AGREE_MAX_VALS 4
 int rt_comm_agree_max(rt_comm_t *c, int st, int *vals, int n);
 
-/* ---- Gradient allreduce ---------------------------------------------------------------
- * In place on the caller's buffer: buf (n floats, n may exceed INT_MAX) becomes
- * scale * (element-wise sum over ranks), identical bytes on every rank, and the same bytes
- * for the same inputs on the same rank count (deterministic). Algorithms:
+/* ---- Collectives on gradient and parameter buffers ----------------------------------------
+ * Three operations, in place on the caller's buffer of n floats (n may exceed INT_MAX), which
+ * is cut into one part per rank: the even shards of shard.h, or `part` (size + 1 offsets,
+ * part[0] = 0, part[size] = n, non-decreasing; borrowed until the request completes) when the
+ * caller needs another cut (sparse buckets cut their packed coordinates where the dense
+ * shards end):
+ *   RT_OP_ALLREDUCE       buf = scale * (element-wise sum over ranks), the same bytes on
+ *                         every rank
+ *   RT_OP_REDUCE_SCATTER  part `rank` of buf = scale * (sum over ranks of that part); the
+ *                         other parts are left holding partial sums
+ *   RT_OP_ALLGATHER       part j of buf, on every rank, = part j of rank j's buf
+ * A reduce-scatter then an allgather of the same buffer gives the bytes of the ring
+ * allreduce of the same cut (the sharded optimizer relies on it: shard = on equals off).
+ * Results are deterministic: the same bytes for the same inputs at the same rank count.
+ * Algorithms (one table in src/comm/algos.c; reduce-scatter and allgather run on the ring
+ * unless the algorithm implements them):
  *   RT_ALLREDUCE_RING  bandwidth-optimal reduce-scatter + allgather, pipelined in segments
- *   RT_ALLREDUCE_RD    recursive doubling (latency-optimal, for small messages)
- *   RT_ALLREDUCE_MPI   MPI_Allreduce / MPI_Iallreduce, for comparison (the two may add in
- *                      different orders: blocking and queued results may differ in the
- *                      last bit; every other algorithm gives the same bytes either way)
- *   RT_ALLREDUCE_AUTO  rd or ring by size and rank count, measured thresholds (allreduce.c)
+ *   RT_ALLREDUCE_RD    recursive doubling (latency-optimal, for small messages; allreduce)
+ *   RT_ALLREDUCE_MPI   MPI's own collectives, for comparison (blocking and queued calls may
+ *                      add in different orders and differ in the last bit, and MPI's sums
+ *                      need not match the ring's: never used where bytes must agree)
+ *   RT_ALLREDUCE_AUTO  rd or ring by size and rank count, measured thresholds (algos.c)
  * Requests run one at a time in the order they were started (the same order on every rank);
  * scratch belongs to the context and is allocated once in rt_comm_init / rt_comm_configure. */
 enum rt_allreduce_algo { RT_ALLREDUCE_AUTO, RT_ALLREDUCE_RING, RT_ALLREDUCE_RD, RT_ALLREDUCE_MPI };
+enum rt_coll_op { RT_OP_ALLREDUCE, RT_OP_REDUCE_SCATTER, RT_OP_ALLGATHER };
 int rt_allreduce_algo_parse(const char *name, enum rt_allreduce_algo *out); /* 0 or -1 */
 const char *rt_allreduce_algo_name(enum rt_allreduce_algo a);
-/* The algorithm a call with algorithm a and n floats runs: a itself, or AUTO's choice for
- * this message size and rank count (the same on every rank). */
+const char *rt_coll_op_name(enum rt_coll_op op);
+/* The algorithm a call of op with algorithm a and n floats runs: a itself if it implements
+ * op, AUTO's choice for this message size and rank count, else the ring (the same on every
+ * rank). */
+enum rt_allreduce_algo rt_comm_pick(const rt_comm_t *c, enum rt_coll_op op,
+                                    enum rt_allreduce_algo a, size_t n);
+/* The same for an allreduce. */
 enum rt_allreduce_algo rt_comm_allreduce_pick(const rt_comm_t *c, enum rt_allreduce_algo a,
                                               size_t n);
 
@@ -62,34 +82,51 @@ struct rt_comm_opts {
  * it before training, never with requests in flight. RT_ERR_NOMEM / RT_ERR_INVAL. */
 int rt_comm_configure(rt_comm_t *c, const struct rt_comm_opts *o);
 
-typedef struct rt_allreduce_req rt_allreduce_req; /* owned by the context; valid until done */
+/* The configured algorithm (comm.algorithm). */
+enum rt_allreduce_algo rt_comm_algorithm(const rt_comm_t *c);
 
-/* Blocking allreduce with the configured algorithm. */
+/* One collective call: what, how, on which buffer. */
+struct rt_coll_args {
+    enum rt_coll_op op;
+    enum rt_allreduce_algo algo; /* RT_ALLREDUCE_AUTO: the configured algorithm's choice */
+    float *buf;
+    size_t n;
+    float scale;        /* allreduce and reduce-scatter; ignored by allgather */
+    const size_t *part; /* NULL: the even shards of shard.h */
+};
+
+typedef struct rt_comm_req rt_comm_req; /* owned by the context; valid until done */
+
+/* Blocking: runs the call after every request started before it. */
+void rt_comm_run(rt_comm_t *c, const struct rt_coll_args *a);
+/* Non-blocking: starts (or queues behind earlier requests) the call. At most
+ * RT_MAX_INFLIGHT requests may be outstanding. buf must not be touched until done. */
+#define RT_MAX_INFLIGHT 128
+rt_comm_req *rt_comm_start(rt_comm_t *c, const struct rt_coll_args *a);
+
+/* Shorthands: the configured algorithm, even shards. */
 void rt_comm_allreduce(rt_comm_t *c, float *buf, size_t n, float scale);
-/* Same with an explicit algorithm (benchmarks and tests). */
 void rt_comm_allreduce_with(rt_comm_t *c, enum rt_allreduce_algo algo, float *buf, size_t n,
                             float scale);
-/* Non-blocking: starts (or queues behind earlier requests) an allreduce of buf. At most
- * RT_MAX_INFLIGHT requests may be outstanding. buf must not be touched until done. */
-#define RT_MAX_INFLIGHT 64
-rt_allreduce_req *rt_comm_iallreduce(rt_comm_t *c, float *buf, size_t n, float scale);
-/* Same with an explicit algorithm (tests; requests of different algorithms may be queued). */
-rt_allreduce_req *rt_comm_iallreduce_with(rt_comm_t *c, enum rt_allreduce_algo algo, float *buf,
-                                          size_t n, float scale);
+rt_comm_req *rt_comm_iallreduce(rt_comm_t *c, float *buf, size_t n, float scale);
+rt_comm_req *rt_comm_iallreduce_with(rt_comm_t *c, enum rt_allreduce_algo algo, float *buf,
+                                     size_t n, float scale);
 /* Advances outstanding requests without blocking; returns 1 when req is complete. Every
  * request must be completed exactly once, by rt_comm_test returning 1 or by rt_comm_wait:
  * that releases its slot and req is invalid afterwards (even if a later request's wait
  * already finished it: requests complete in FIFO order). */
-int rt_comm_test(rt_comm_t *c, rt_allreduce_req *req);
+int rt_comm_test(rt_comm_t *c, rt_comm_req *req);
 /* Blocks until req (and every request started before it) is complete. */
-void rt_comm_wait(rt_comm_t *c, rt_allreduce_req *req);
+void rt_comm_wait(rt_comm_t *c, rt_comm_req *req);
+/* Advances outstanding requests without blocking, completing none for the caller. */
+void rt_comm_poke(rt_comm_t *c);
 
 /* Hang detection: a blocking wait inside an allreduce or an agreement that lasts longer than
  * seconds prints what this rank waits for (which peer, which bucket, which ring step) and
  * ends the job through rt_comm_abort. 0 (the default) waits forever. */
 void rt_comm_set_timeout(rt_comm_t *c, double seconds);
 double rt_comm_timeout(const rt_comm_t *c);
-/* Names the next non-blocking allreduce (a bucket index) in hang reports. */
+/* Names the next request started (a bucket index) in hang reports and on the timeline. */
 void rt_comm_label_next(rt_comm_t *c, int label);
 /* Running totals since init: seconds this rank was blocked waiting inside allreduces, and
  * the part of them it waited for data from its left neighbour in the ring. */

@@ -45,6 +45,7 @@ struct rt_config {
     struct rt_optim_cfg optim;
     struct rt_sched_cfg sched;
     double clip_norm; /* 0 = off */
+    int optim_shard;  /* ZeRO-1: optimizer state sharded over the ranks (buckets.h) */
     /* [comm] */
     enum rt_allreduce_algo algorithm;
     int64_t segment_kb;         /* ring pipeline segment; 0 = measured default */

@@ -185,7 +185,14 @@ struct rt_model {
                            those layers' entries are filled) */
     float *rowwise_wt;  /* owned; non-NULL after rt_model_use_rowwise(m, 1): the transposed
                            weights (IN, OUT) of the dense layers that run the row-wise kernel */
+    void (*before_forward)(void *ctx, int layer); /* rt_model_set_forward_hook */
+    void *forward_ctx;
 };
+
+/* Calls fn(ctx, i) before each layer i's forward (NULL: none): how a sharded optimizer's
+ * parameter allgather overlaps the forward, each layer waiting only for its own (and its
+ * predecessors') parameters. */
+void rt_model_set_forward_hook(struct rt_model *m, void (*fn)(void *ctx, int layer), void *ctx);
 
 /* Infers every layer's shape (rt_model_spec_infer: the input shape must be known), checks
  * max_batch >= 1 and allocates parameters, gradients and the activation arena. Parameters

@@ -66,6 +66,11 @@ void rt_optim_step(struct rt_optim *o, float *params, const float *grads, double
  * rt_optim_end_step. The update is element-wise, so the bytes equal rt_optim_step's. */
 void rt_optim_update_range(const struct rt_optim *o, float *params, const float *grads, size_t lo,
                            size_t hi, double lr);
+/* The same update of len elements params[0..len) from grads[0..len), whose state is at
+ * [state_off, state_off + len) of the optimizer's arrays: a sharded optimizer keeps state
+ * for its shards only (buckets.h), packed one after another. */
+void rt_optim_update_at(const struct rt_optim *o, float *params, const float *grads,
+                        size_t state_off, size_t len, double lr);
 void rt_optim_end_step(struct rt_optim *o);
 
 struct rt_sched_cfg {
@@ -93,5 +98,9 @@ double rt_sched_lr(const struct rt_sched_cfg *s, double base_lr, int64_t step, i
  * torch.nn.utils.clip_grad_norm_ does; otherwise grads are not written. Returns the norm
  * before clipping (NaN or Inf if grads hold one: the caller checks). */
 double rt_clip_grad_norm(float *grads, size_t n, double max_norm);
+/* Its pieces, for a norm summed across ranks (sharded): the sum of squares of g[0..n) in
+ * double (eight fixed lanes), and the factor clipping multiplies by (1 when it does not). */
+double rt_grad_sum_squares(const float *g, size_t n);
+float rt_clip_coef(double norm, double max_norm);
 
 #endif

@@ -76,6 +76,9 @@ void rt_masks_keep_all(struct rt_masks *k);
 /* Zeroes the pruned positions of a flat array laid out like the parameters (parameters,
  * gradients, optimizer moments), restricted to [lo, hi). */
 void rt_masks_apply(const struct rt_masks *k, float *v, size_t lo, size_t hi);
+/* The same for an array that holds only [lo, hi): v[0] is position lo (a shard of the
+ * optimizer state). */
+void rt_masks_apply_at(const struct rt_masks *k, float *v, size_t lo, size_t hi);
 
 /* Pruned fraction of layer i's weights, or of all weights when i < 0. */
 double rt_masks_sparsity(const struct rt_masks *k, int i);

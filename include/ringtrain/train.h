@@ -27,6 +27,7 @@ struct rt_train_result {
     double compute_s, comm_s, wait_s;  /* this rank's step time of this run, split (train.h's
                                           progress-line split: see README) */
     char checkpoint[RT_PATH_MAX + 64]; /* the last checkpoint written or resumed from, or "" */
+    double optim_state_bytes; /* this rank's optimizer moments (1/N of them when sharded) */
     /* With opts->bench: the final model's training FLOPs per sample and the seconds
      * cblas_sgemm alone takes for its GEMMs of one step at this rank's batch. */
     double flops_per_sample, gemm_step_s;

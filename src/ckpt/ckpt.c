@@ -97,11 +97,41 @@ static int put_root(hid_t f, const struct rt_ckpt_state *s, const char *config_t
     return config_text ? rt_h5_put_str(f, "config", config_text) : 0;
 }
 
-static int put_optim(hid_t f, const struct rt_optim *o, const struct rt_ckpt_state *s)
+/* Sharded moments, piece by piece through the caller's fill. */
+struct moment_io {
+    const struct rt_ckpt_moments *mo;
+    int which;
+};
+
+static int fill_piece(void *ctx, size_t lo, size_t len, float *buf)
+{
+    const struct moment_io *io = ctx;
+    return io->mo->fill(io->mo->ctx, io->which, lo, len, buf) == RT_OK ? 0 : -1;
+}
+
+static int put_piece(void *ctx, size_t lo, size_t len, const float *buf)
+{
+    const struct moment_io *io = ctx;
+    return io->mo->put(io->mo->ctx, io->which, lo, len, buf);
+}
+
+static int put_moment(hid_t g, const char *name, const float *full, int which,
+                      const struct rt_ckpt_moments *mo, hsize_t n)
+{
+    if (!mo) return rt_h5_put_f32(g, name, full, 1, &n);
+    float *buf = malloc(RT_CKPT_PIECE * sizeof *buf);
+    struct moment_io io = {mo, which};
+    int rc = buf ? rt_h5_put_f32_pieces(g, name, mo->n, buf, RT_CKPT_PIECE, fill_piece, &io) : -1;
+    free(buf);
+    return rc;
+}
+
+static int put_optim(hid_t f, const struct rt_optim *o, const struct rt_ckpt_state *s,
+                     const struct rt_ckpt_moments *mo)
 {
     hid_t g = rt_h5_group(f, "optim");
     const struct rt_optim_cfg *c = &o->cfg;
-    hsize_t n = (hsize_t)o->n;
+    hsize_t n = (hsize_t)(mo ? mo->n : o->n);
     int nesterov = c->nesterov;
     int rc =
         g < 0 || rt_h5_put_str(g, "name", rt_optim_name(c->kind)) < 0 ||
@@ -111,8 +141,8 @@ static int put_optim(hid_t f, const struct rt_optim *o, const struct rt_ckpt_sta
                 rt_h5_put_f64(g, "weight_decay", c->weight_decay) < 0 ||
                 rt_h5_put_f64(g, "beta1", c->beta1) < 0 ||
                 rt_h5_put_f64(g, "beta2", c->beta2) < 0 || rt_h5_put_f64(g, "eps", c->eps) < 0 ||
-                (o->m && rt_h5_put_f32(g, "m", o->m, 1, &n) < 0) ||
-                (o->v && rt_h5_put_f32(g, "v", o->v, 1, &n) < 0)
+                (o->m && put_moment(g, "m", o->m, 0, mo, n) < 0) ||
+                (o->v && put_moment(g, "v", o->v, 1, mo, n) < 0)
             ? -1
             : 0;
     rt_h5_close(g);
@@ -250,7 +280,7 @@ int rt_ckpt_write(const char *path, const struct rt_ckpt_content *c)
     hid_t g = rt_h5_group(f, "model");
     int rc = g < 0 || put_root(f, c->state, c->config_text) < 0 ||
                      rt_model_write_loc(g, c->model, NULL) < 0 ||
-                     put_optim(f, c->optim, c->state) < 0 ||
+                     put_optim(f, c->optim, c->state, c->moments) < 0 ||
                      put_sampler_rng_progress(f, c->state) < 0 ||
                      put_metrics(f, c->metrics, c->state->n_metrics) < 0 || put_mask(f, c) < 0 ||
                      put_teacher(f, c->teacher) < 0
@@ -357,7 +387,20 @@ int rt_ckpt_read_header(const char *path, struct rt_model_spec *spec, struct rt_
     return RT_OK;
 }
 
-static int get_optim(hid_t f, const char *path, struct rt_optim *o)
+static int get_moment(hid_t f, const char *path, const char *name, float *full, int which,
+                      const struct rt_ckpt_moments *mo, hsize_t n)
+{
+    if (!mo) return rt_h5_get_f32(f, path, name, full, 1, &n);
+    float *buf = malloc(RT_CKPT_PIECE * sizeof *buf);
+    if (!buf) return rt_errorf(RT_ERR_NOMEM, "%s: %s: no memory for a piece", path, name);
+    struct moment_io io = {mo, which};
+    int st = rt_h5_get_f32_pieces(f, path, name, mo->n, buf, RT_CKPT_PIECE, put_piece, &io);
+    free(buf);
+    return st;
+}
+
+static int get_optim(hid_t f, const char *path, struct rt_optim *o,
+                     const struct rt_ckpt_moments *mo)
 {
     char name[32];
     hid_t g = H5Gopen2(f, "optim", H5P_DEFAULT);
@@ -376,9 +419,9 @@ static int get_optim(hid_t f, const char *path, struct rt_optim *o)
                        "%s: the checkpoint's %s %s a momentum/moment buffer, the job's %s", path,
                        name, file_m ? "has" : "has no",
                        o->m ? "needs one (momentum > 0)" : "has none (momentum = 0)");
-    hsize_t n = (hsize_t)o->n;
-    if (st == RT_OK && o->m) st = rt_h5_get_f32(f, path, "optim/m", o->m, 1, &n);
-    if (st == RT_OK && o->v) st = rt_h5_get_f32(f, path, "optim/v", o->v, 1, &n);
+    hsize_t n = (hsize_t)(mo ? mo->n : o->n);
+    if (st == RT_OK && o->m) st = get_moment(f, path, "optim/m", o->m, 0, mo, n);
+    if (st == RT_OK && o->v) st = get_moment(f, path, "optim/v", o->v, 1, mo, n);
     if (st == RT_OK) st = rt_h5_get_i64(g, path, "optim/", "step", &o->step);
     rt_h5_close(g);
     return st;
@@ -420,6 +463,13 @@ static int get_metrics(hid_t f, const char *path, struct rt_ckpt_metric *rows, i
 int rt_ckpt_read(const char *path, struct rt_model *m, struct rt_optim *o, struct rt_ckpt_state *s,
                  struct rt_ckpt_metric *metrics, int64_t metrics_cap)
 {
+    return rt_ckpt_read_sharded(path, m, o, s, metrics, metrics_cap, NULL);
+}
+
+int rt_ckpt_read_sharded(const char *path, struct rt_model *m, struct rt_optim *o,
+                         struct rt_ckpt_state *s, struct rt_ckpt_metric *metrics,
+                         int64_t metrics_cap, const struct rt_ckpt_moments *mo)
+{
     hid_t f;
     struct rt_model_spec spec;
     RT_TRY(open_ckpt(path, &f, &spec, s));
@@ -427,8 +477,20 @@ int rt_ckpt_read(const char *path, struct rt_model *m, struct rt_optim *o, struc
     int st = g < 0 ? rt_errorf(RT_ERR_FORMAT, "%s: no /model group", path) : RT_OK;
     if (st == RT_OK) st = rt_model_read_params_loc(g, path, m);
     rt_h5_close(g);
-    if (st == RT_OK) st = get_optim(f, path, o);
+    if (st == RT_OK) st = get_optim(f, path, o, mo);
     if (st == RT_OK) st = get_metrics(f, path, metrics, metrics_cap, &s->n_metrics);
+    H5Fclose(f);
+    return st;
+}
+
+int rt_ckpt_read_moments(const char *path, const struct rt_ckpt_moments *mo, int has_m, int has_v)
+{
+    hid_t f;
+    RT_TRY(rt_h5_open_read(path, &f));
+    int st = check_format(f, path);
+    hsize_t n = (hsize_t)mo->n;
+    if (st == RT_OK && has_m) st = get_moment(f, path, "optim/m", NULL, 0, mo, n);
+    if (st == RT_OK && has_v) st = get_moment(f, path, "optim/v", NULL, 1, mo, n);
     H5Fclose(f);
     return st;
 }

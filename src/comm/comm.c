@@ -29,13 +29,13 @@ int rt_comm_init(rt_comm_t **out, int *argc, char ***argv)
     MPI_Comm_size(node, &c->local_size);
     MPI_Comm_free(&node);
     *out = c;
-    return rt_allreduce_init_(c);
+    return rt_requests_init_(c);
 }
 
 void rt_comm_finalize(rt_comm_t *c)
 {
     if (c) {
-        rt_allreduce_free_(c);
+        rt_requests_free_(c);
         MPI_Comm_free(&c->world);
         free(c);
     }

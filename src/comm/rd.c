@@ -1,7 +1,7 @@
 /* rd.c - recursive doubling allreduce for small messages (float32 sum, in place).
  *
- * Does not: pick message sizes (allreduce.c's AUTO does), handle N == 1 (allreduce.c), or
- * allocate (the received operand lands in the context's scratch).
+ * Does not: pick message sizes (algos.c's AUTO does), handle N == 1 (requests.c), or
+ * allocate (the received operand lands in the group's scratch).
  * Legend: N ranks, p2 = largest power of two <= N, rem = N - p2, v = rank in the
  * power-of-two group ("new rank").
  *
@@ -32,72 +32,96 @@
  * (only when rd is forced) runs as consecutive pieces of scratch size, each a complete
  * fold-in / exchange / scale / fold-out. */
 #include "comm/comm_impl.h"
+#include "ringtrain/trace.h"
+
+/* Each vector travels as up to RD_MAX_FRAGS fragments of at most RD_FRAG_ELEMS floats:
+ * small enough for Open MPI's eager protocol (4 KiB with header on shared memory), so they
+ * need no rendezvous handshake. */
+#define RD_FRAG_ELEMS 1008
+#define RD_MAX_FRAGS  32
 
 enum { RD_FOLD_IN, RD_EXCHANGE, RD_FOLD_OUT, RD_NEXT };
+enum { TAG_FOLD_IN = 0, TAG_EXCHANGE = 1, TAG_FOLD_OUT = 2 };
+
+struct rd_state {
+    int peer;        /* partner of the phase in flight (hang reports) */
+    size_t off, len; /* current piece of buf (pieces of scratch size) */
+    int phase;       /* RD_* */
+    int step;        /* exchange step: partner = new rank ^ (1 << step) */
+    int posted;      /* requests of the current phase are in flight */
+    int nreq;        /* how many: fragments sent plus received */
+    MPI_Request req[2 * RD_MAX_FRAGS];
+};
+_Static_assert(sizeof(struct rd_state) <= RT_ALGO_STATE_BYTES, "rd state too large");
+
+static struct rd_state *state(const struct rt_comm_req *r)
+{
+    return (struct rd_state *)(void *)r->state_bytes;
+}
 
 /* Real rank of new rank v. */
-static int real_rank(const struct rt_comm *c, int v)
+static int real_rank(const struct rt_group *g, int v)
 {
-    return v < c->rd_rem ? 2 * v + 1 : v + c->rd_rem;
+    return v < g->rd_rem ? 2 * v + 1 : v + g->rd_rem;
 }
 
 /* This rank's new rank, or -1 for an extra rank. */
-static int new_rank(const struct rt_comm *c)
+static int new_rank(const struct rt_group *g)
 {
-    if (c->rank < 2 * c->rd_rem) return c->rank % 2 ? c->rank / 2 : -1;
-    return c->rank - c->rd_rem;
+    if (g->rank < 2 * g->rd_rem) return g->rank % 2 ? g->rank / 2 : -1;
+    return g->rank - g->rd_rem;
 }
 
-static void piece(const struct rt_comm *c, struct rt_allreduce_req *r)
+static void piece(struct rt_comm_req *r)
 {
-    struct rt_rd_state *s = &r->u.rd;
-    size_t left = r->n - s->off;
-    s->len = left < c->scratch_elems ? left : c->scratch_elems;
+    struct rd_state *s = state(r);
+    size_t left = r->a.n - s->off;
+    s->len = left < r->g->scratch_elems ? left : r->g->scratch_elems;
     s->phase = RD_FOLD_IN;
     s->step = 0;
     s->posted = s->nreq = 0;
 }
 
-void rt_rd_start_(struct rt_comm *c, struct rt_allreduce_req *r)
+static void rd_start(struct rt_comm *c, struct rt_comm_req *r)
 {
-    r->u.rd.off = 0;
-    piece(c, r);
+    (void)c;
+    state(r)->off = 0;
+    piece(r);
 }
 
 /* Posts the receive (send = 0) or send (send = 1) of p[0..len) as fragments: up to
- * RT_RD_MAX_FRAGS messages of at most RT_RD_FRAG_ELEMS each (larger only when len needs it).
+ * RD_MAX_FRAGS messages of at most RD_FRAG_ELEMS each (larger only when len needs it).
  * Both sides cut the same len the same way, and MPI matches same-tag messages in order. */
-static void post(struct rt_comm *c, struct rt_rd_state *s, int send, float *p, int len, int peer,
-                 int tag)
+static void post(const struct rt_group *g, struct rd_state *s, int send, float *p, int len,
+                 int peer, int tag)
 {
-    int nf = (len + RT_RD_FRAG_ELEMS - 1) / RT_RD_FRAG_ELEMS;
+    int nf = (len + RD_FRAG_ELEMS - 1) / RD_FRAG_ELEMS;
     if (nf < 1) nf = 1;
-    if (nf > RT_RD_MAX_FRAGS) nf = 1; /* too big for eager anyway: one rendezvous */
+    if (nf > RD_MAX_FRAGS) nf = 1; /* too big for eager anyway: one rendezvous */
     int per = (len + nf - 1) / nf;
     for (int f = 0; f < nf; f++) {
         int off = f * per, l = len - off < per ? len - off : per;
         if (l < 0) l = 0, off = len;
         if (send)
-            MPI_Isend(p + off, l, MPI_FLOAT, peer, tag, c->ar, &s->req[s->nreq++]);
+            MPI_Isend(p + off, l, MPI_FLOAT, peer, tag, g->comm, &s->req[s->nreq++]);
         else
-            MPI_Irecv(p + off, l, MPI_FLOAT, peer, tag, c->ar, &s->req[s->nreq++]);
+            MPI_Irecv(p + off, l, MPI_FLOAT, peer, tag, g->comm, &s->req[s->nreq++]);
     }
     s->posted = 1;
     s->peer = peer;
 }
 
 /* Tests (block = 0) or waits for (block = 1) the requests of the current phase. */
-static int complete(struct rt_comm *c, const struct rt_allreduce_req *r, struct rt_rd_state *s,
-                    int block)
+static int complete(struct rt_comm *c, const struct rt_comm_req *r, struct rd_state *s, int block)
 {
     int flag = 1;
     if (block) {
-        struct rt_wait_what what = {.peer = s->peer,
-                                    .role = "recursive-doubling partner",
-                                    .stage = "recursive-doubling",
-                                    .step = s->step + 1,
-                                    .steps =
-                                        c->rd_p2 > 1 ? 31 - __builtin_clz((unsigned)c->rd_p2) : 1};
+        struct rt_wait_what what = {
+            .peer = s->peer,
+            .role = "recursive-doubling partner",
+            .stage = "recursive-doubling",
+            .step = s->step + 1,
+            .steps = r->g->rd_p2 > 1 ? 31 - __builtin_clz((unsigned)r->g->rd_p2) : 1};
         rt_wait_(c, s->nreq, s->req, 0, r, &what);
     } else
         MPI_Testall(s->nreq, s->req, &flag, MPI_STATUSES_IGNORE);
@@ -105,72 +129,86 @@ static int complete(struct rt_comm *c, const struct rt_allreduce_req *r, struct 
     return flag;
 }
 
-int rt_rd_progress_(struct rt_comm *c, struct rt_allreduce_req *r, int block)
+static int rd_progress(struct rt_comm *c, struct rt_comm_req *r, int block)
 {
-    struct rt_rd_state *s = &r->u.rd;
-    const int v = new_rank(c), extra = v < 0;
+    struct rd_state *s = state(r);
+    const struct rt_group *g = r->g;
+    const int v = new_rank(g), extra = v < 0;
     int steps = 0;
-    while ((1 << steps) < c->rd_p2)
+    while ((1 << steps) < g->rd_p2)
         steps++;
-    while (s->off < r->n) {
-        float *p = r->buf + s->off;
+    while (s->off < r->a.n) {
+        float *p = r->a.buf + s->off;
         const int len = (int)s->len; /* <= scratch, far below INT_MAX */
         switch (s->phase) {
         case RD_FOLD_IN:
-            if (c->rank >= 2 * c->rd_rem) {
+            if (g->rank >= 2 * g->rd_rem) {
                 s->phase = RD_EXCHANGE;
                 break;
             }
             if (!s->posted) {
                 if (extra)
-                    post(c, s, 1, p, len, c->rank + 1, r->tag + RT_TAG_FOLD_IN);
+                    post(g, s, 1, p, len, g->rank + 1, r->tag + TAG_FOLD_IN);
                 else
-                    post(c, s, 0, c->scratch, len, c->rank - 1, r->tag + RT_TAG_FOLD_IN);
+                    post(g, s, 0, g->scratch, len, g->rank - 1, r->tag + TAG_FOLD_IN);
             }
             if (!complete(c, r, s, block)) return 0;
             if (extra) {
                 s->phase = RD_FOLD_OUT;
             } else {
-                rt_add_into_(p, c->scratch, len);
+                rt_add_into_(p, g->scratch, len);
                 s->phase = RD_EXCHANGE;
             }
             break;
         case RD_EXCHANGE: {
             if (s->step == steps) {
-                rt_scale_(p, s->len, r->scale);
+                rt_scale_(p, s->len, r->a.scale);
                 s->phase = RD_FOLD_OUT;
                 break;
             }
-            const int pv = v ^ (1 << s->step), partner = real_rank(c, pv);
+            const int pv = v ^ (1 << s->step), partner = real_rank(g, pv);
             if (!s->posted) {
-                post(c, s, 0, c->scratch, len, partner, r->tag + RT_TAG_EXCHANGE);
-                post(c, s, 1, p, len, partner, r->tag + RT_TAG_EXCHANGE);
+                post(g, s, 0, g->scratch, len, partner, r->tag + TAG_EXCHANGE);
+                post(g, s, 1, p, len, partner, r->tag + TAG_EXCHANGE);
             }
             if (!complete(c, r, s, block)) return 0;
             /* IEEE addition is commutative, so both partners get the same bits. */
-            rt_add_into_(p, c->scratch, len);
+            rt_add_into_(p, g->scratch, len);
             s->step++;
             break;
         }
         case RD_FOLD_OUT:
-            if (c->rank >= 2 * c->rd_rem) {
+            if (g->rank >= 2 * g->rd_rem) {
                 s->phase = RD_NEXT;
                 break;
             }
             if (!s->posted) {
                 if (extra)
-                    post(c, s, 0, p, len, c->rank + 1, r->tag + RT_TAG_FOLD_OUT);
+                    post(g, s, 0, p, len, g->rank + 1, r->tag + TAG_FOLD_OUT);
                 else
-                    post(c, s, 1, p, len, c->rank - 1, r->tag + RT_TAG_FOLD_OUT);
+                    post(g, s, 1, p, len, g->rank - 1, r->tag + TAG_FOLD_OUT);
             }
             if (!complete(c, r, s, block)) return 0;
             s->phase = RD_NEXT;
             break;
         default: /* RD_NEXT */
             s->off += s->len;
-            piece(c, r);
+            piece(r);
             break;
         }
     }
     return 1;
 }
+
+static void rd_trace(const struct rt_comm_req *r, double end)
+{
+    rt_trace_span(RT_TR_RD, r->label, r->t_start, end);
+}
+
+const struct rt_coll_algo rt_algo_rd_ = {
+    .name = "rd",
+    .ops = 1u << RT_OP_ALLREDUCE,
+    .start = rd_start,
+    .progress = rd_progress,
+    .trace = rd_trace,
+};

@@ -128,6 +128,43 @@ int rt_h5_put_f32(hid_t loc, const char *name, const float *v, int rank, const h
     return rc;
 }
 
+/* The 1-D selection [lo, lo + len) of ds's space and a memory space of len. */
+static int select_range(hid_t ds, size_t lo, size_t len, hid_t *fs, hid_t *ms)
+{
+    hsize_t start = (hsize_t)lo, count = (hsize_t)len;
+    *fs = H5Dget_space(ds);
+    *ms = H5Screate_simple(1, &count, NULL);
+    return *fs < 0 || *ms < 0 ||
+                   H5Sselect_hyperslab(*fs, H5S_SELECT_SET, &start, NULL, &count, NULL) < 0
+               ? -1
+               : 0;
+}
+
+int rt_h5_put_f32_pieces(hid_t loc, const char *name, size_t n, float *buf, size_t piece,
+                         int (*fill)(void *ctx, size_t lo, size_t len, float *buf), void *ctx)
+{
+    hsize_t dim = (hsize_t)n;
+    hid_t sp = H5Screate_simple(1, &dim, NULL), dcpl = checksummed_layout(1, &dim);
+    hid_t ds = sp < 0 || dcpl < 0
+                   ? -1
+                   : H5Dcreate2(loc, name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    int rc = ds < 0 ? -1 : 0;
+    for (size_t lo = 0; rc == 0 && lo < n; lo += piece) {
+        size_t len = n - lo < piece ? n - lo : piece;
+        hid_t fs = -1, ms = -1;
+        rc = fill(ctx, lo, len, buf) < 0 || select_range(ds, lo, len, &fs, &ms) < 0 ||
+                     H5Dwrite(ds, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, buf) < 0
+                 ? -1
+                 : 0;
+        rt_h5_close(ms);
+        rt_h5_close(fs);
+    }
+    rt_h5_close(ds);
+    rt_h5_close(dcpl);
+    rt_h5_close(sp);
+    return rc;
+}
+
 static int put_vector(hid_t loc, const char *name, hid_t ftype, hid_t mtype, const void *v,
                       size_t n)
 {
@@ -340,6 +377,30 @@ int rt_h5_get_f32(hid_t loc, const char *path, const char *name, float *v, int r
     if (st == RT_OK && n > 0 && H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0)
         st = rt_errorf(RT_ERR_IO, "%s: %s: checksum mismatch or unreadable chunk (corrupt file)",
                        path, name);
+    rt_h5_close(ds);
+    return st;
+}
+
+int rt_h5_get_f32_pieces(hid_t loc, const char *path, const char *name, size_t n, float *buf,
+                         size_t piece,
+                         int (*put)(void *ctx, size_t lo, size_t len, const float *buf), void *ctx)
+{
+    hid_t ds = H5Dopen2(loc, name, H5P_DEFAULT);
+    if (ds < 0) return rt_errorf(RT_ERR_FORMAT, "%s: no readable dataset %s", path, name);
+    hsize_t dim = (hsize_t)n;
+    int st = check_f32_shape(ds, path, name, 1, &dim);
+    for (size_t lo = 0; st == RT_OK && lo < n; lo += piece) {
+        size_t len = n - lo < piece ? n - lo : piece;
+        hid_t fs = -1, ms = -1;
+        if (select_range(ds, lo, len, &fs, &ms) < 0 ||
+            H5Dread(ds, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, buf) < 0)
+            st =
+                rt_errorf(RT_ERR_IO, "%s: %s: checksum mismatch or unreadable chunk (corrupt file)",
+                          path, name);
+        rt_h5_close(ms);
+        rt_h5_close(fs);
+        if (st == RT_OK) st = put(ctx, lo, len, buf);
+    }
     rt_h5_close(ds);
     return st;
 }

@@ -24,10 +24,21 @@ int rt_h5_put_u64(hid_t obj, const char *name, uint64_t v);           /* scalar 
 int rt_h5_put_f64(hid_t obj, const char *name, double v);             /* scalar float64 */
 /* float32 dataset of rank 1 to 4 (dims), chunked with Fletcher32; n = 0 elements allowed. */
 int rt_h5_put_f32(hid_t loc, const char *name, const float *v, int rank, const hsize_t *dims);
+/* A 1-D float32 dataset of n elements written range by range (what a writer that never
+ * holds the whole vector needs): f32 callback fills [lo, lo + len) of it into buf (at most
+ * piece floats at a time, in increasing order) and returns 0, or -1 to stop. */
+int rt_h5_put_f32_pieces(hid_t loc, const char *name, size_t n, float *buf, size_t piece,
+                         int (*fill)(void *ctx, size_t lo, size_t len, float *buf), void *ctx);
 /* 1-D integer datasets (chunked with Fletcher32 like the floats), n >= 0. */
 int rt_h5_put_i64v(hid_t loc, const char *name, const int64_t *v, size_t n);
 int rt_h5_put_i32v(hid_t loc, const char *name, const int32_t *v, size_t n);
 int rt_h5_put_u8v(hid_t loc, const char *name, const uint8_t *v, size_t n);
+/* Reads a 1-D float32 dataset of exactly n elements range by range into buf (piece floats
+ * at a time, in increasing order), handing each to put (RT_OK, or a failure that stops the
+ * read and is returned). Errors as rt_h5_get_f32. */
+int rt_h5_get_f32_pieces(hid_t loc, const char *path, const char *name, size_t n, float *buf,
+                         size_t piece,
+                         int (*put)(void *ctx, size_t lo, size_t len, const float *buf), void *ctx);
 /* Reads a 1-D integer dataset of exactly n values (converted). Errors as rt_h5_get_f32. */
 int rt_h5_get_intv(hid_t loc, const char *path, const char *name, hid_t mtype, void *v, size_t n);
 /* Number of elements of dataset `name`, or -1 when it is missing. */

@@ -135,6 +135,8 @@ static const struct key keys[] = {
     {"optim", "gamma", K_REAL, OFF(sched.gamma), "0.1", 0, 1, NULL, "step schedule: decay factor"},
     {"optim", "min_lr", K_REAL, OFF(sched.min_lr), "0", 0, 1e6, NULL,
      "cosine schedule: final learning rate"},
+    {"optim", "shard", K_BOOL, OFF(optim_shard), "off", 0, 0, NULL,
+     "shard the optimizer state over the ranks (ZeRO-1): 1/N of the moments per rank"},
     {"optim", "clip_norm", K_REAL, OFF(clip_norm), "0", 0, 1e30, NULL,
      "clip gradients to this global L2 norm; 0 = off"},
     {"comm", "algorithm", K_ENUM, OFF(algorithm), "auto", 0, 0, &io_algo,

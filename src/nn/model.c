@@ -653,6 +653,12 @@ static void lap(struct rt_model *m, int i, int phase, double *t0)
     *t0 = now;
 }
 
+void rt_model_set_forward_hook(struct rt_model *m, void (*fn)(void *ctx, int layer), void *ctx)
+{
+    m->before_forward = fn;
+    m->forward_ctx = ctx;
+}
+
 const float *rt_model_forward(struct rt_model *m, const float *x, int B)
 {
     assert(B >= 0 && B <= m->max_batch);
@@ -660,6 +666,7 @@ const float *rt_model_forward(struct rt_model *m, const float *x, int B)
     double t0 = m->timing ? seconds_now() : 0;
     for (int i = 0; i < m->n_layers; i++) {
         struct rt_layer *l = &m->layers[i];
+        if (m->before_forward) m->before_forward(m->forward_ctx, i);
         l->ops->forward(l, in, B * l->positions);
         if (m->timing) lap(m, i, 0, &t0);
         in = l->y;

@@ -12,7 +12,7 @@
 
 #define CLIP_LANES 8
 
-static double sum_squares(const float *restrict g, size_t n)
+double rt_grad_sum_squares(const float *restrict g, size_t n)
 {
     double acc[CLIP_LANES] = {0};
     size_t i = 0;
@@ -27,17 +27,21 @@ static double sum_squares(const float *restrict g, size_t n)
     return total;
 }
 
+float rt_clip_coef(double norm, double max_norm)
+{
+    /* torch: coef = max_norm / (norm + 1e-6), applied only when it is below 1. A NaN norm
+     * fails the test and leaves grads alone; the caller sees NaN in the norm. */
+    if (!(max_norm > 0.0)) return 1.0f;
+    double coef = max_norm / (norm + 1e-6);
+    return coef < 1.0 ? (float)coef : 1.0f;
+}
+
 double rt_clip_grad_norm(float *grads, size_t n, double max_norm)
 {
-    double norm = sqrt(sum_squares(grads, n));
-    if (!(max_norm > 0.0)) return norm;
-    /* torch: coef = max_norm / (norm + 1e-6), applied only when it is below 1. A NaN norm
-     * fails the test and leaves grads alone; the caller sees NaN in the return value. */
-    double coef = max_norm / (norm + 1e-6);
-    if (coef < 1.0) {
-        float c = (float)coef;
+    double norm = sqrt(rt_grad_sum_squares(grads, n));
+    float c = rt_clip_coef(norm, max_norm);
+    if (c != 1.0f)
         for (size_t i = 0; i < n; i++)
             grads[i] *= c;
-    }
     return norm;
 }

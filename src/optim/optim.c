@@ -310,15 +310,21 @@ static void adam_step(const struct rt_optim *o, float *restrict p, float *restri
     }
 }
 
+void rt_optim_update_at(const struct rt_optim *o, float *params, const float *grads,
+                        size_t state_off, size_t len, double lr)
+{
+    if (len == 0) return;
+    float *m = o->m ? o->m + state_off : NULL, *v = o->v ? o->v + state_off : NULL;
+    if (o->cfg.kind == RT_OPTIM_SGD)
+        sgd_step(o, params, m, grads, len, lr);
+    else
+        adam_step(o, params, m, v, grads, len, lr);
+}
+
 void rt_optim_update_range(const struct rt_optim *o, float *params, const float *grads, size_t lo,
                            size_t hi, double lr)
 {
-    if (lo >= hi) return;
-    float *m = o->m ? o->m + lo : NULL, *v = o->v ? o->v + lo : NULL;
-    if (o->cfg.kind == RT_OPTIM_SGD)
-        sgd_step(o, params + lo, m, grads + lo, hi - lo, lr);
-    else
-        adam_step(o, params + lo, m, v, grads + lo, hi - lo, lr);
+    if (lo < hi) rt_optim_update_at(o, params + lo, grads + lo, lo, hi - lo, lr);
 }
 
 void rt_optim_end_step(struct rt_optim *o)

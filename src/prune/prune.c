@@ -187,6 +187,13 @@ void rt_masks_apply(const struct rt_masks *k, float *v, size_t lo, size_t hi)
         v[j] = k->keep[j] ? v[j] : 0.0f;
 }
 
+void rt_masks_apply_at(const struct rt_masks *k, float *v, size_t lo, size_t hi)
+{
+    if (hi > k->n_params) hi = k->n_params;
+    for (size_t j = lo; j < hi; j++)
+        v[j - lo] = k->keep[j] ? v[j - lo] : 0.0f;
+}
+
 double rt_masks_sparsity(const struct rt_masks *k, int i)
 {
     size_t pruned = 0, n = 0;

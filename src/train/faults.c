@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 void rt_faults_from_env(struct rt_faults *f)
@@ -25,6 +26,13 @@ void rt_faults_from_env(struct rt_faults *f)
     if (stall && sscanf(stall, "%d:%lld:%lf", &f->stall_rank, (long long *)&f->stall_step,
                         &f->stall_seconds) != 3)
         f->stall_rank = -1;
+    const char *grad = getenv("RINGTRAIN_FAULT_NAN_GRAD"); /* RANK:STEP:INDEX|pruned */
+    char where[32] = "";
+    f->grad_rank = -1;
+    if (grad && sscanf(grad, "%d:%lld:%31s", &f->grad_rank, (long long *)&f->grad_step, where) == 3)
+        f->grad_index = strcmp(where, "pruned") == 0 ? -1 : atoll(where);
+    else
+        f->grad_rank = -1;
 }
 
 void rt_faults_slow(const struct rt_faults *f, int rank)
@@ -47,6 +55,21 @@ void rt_faults_stall(const struct rt_faults *f, int rank, int64_t step)
 void rt_faults_nan_step(const struct rt_faults *f, int rank, int64_t step, float *dlogits)
 {
     if (rank == f->nan_rank && step == f->nan_step) dlogits[0] = NAN;
+}
+
+void rt_faults_nan_grad(const struct rt_faults *f, int rank, int64_t step, float *grads, size_t lo,
+                        size_t hi, const uint8_t *keep)
+{
+    if (rank != f->grad_rank || step != f->grad_step) return;
+    if (f->grad_index >= 0) {
+        if ((size_t)f->grad_index >= lo && (size_t)f->grad_index < hi) grads[f->grad_index] = NAN;
+        return;
+    }
+    for (size_t i = lo; keep && i < hi; i++)
+        if (!keep[i]) {
+            grads[i] = NAN;
+            return;
+        }
 }
 
 void rt_faults_corrupt(const struct rt_faults *f, int rank, int64_t step, float *params)

@@ -15,6 +15,18 @@
  * pruned weight comes back), then all confirm by checksum that their replicas, masks
  * included, are identical. Recomputing at the same step gives the same mask, so a resume
  * at this boundary repeats it harmlessly. */
+/* The optimizer state of pruned weights: this rank's part of each bucket (all of it
+ * unsharded). */
+static void mask_optimizer_state(struct trainer *t, const struct rt_masks *mk)
+{
+    for (int k = 0; k < rt_buckets_count(t->buckets); k++) {
+        struct rt_bucket_view v;
+        rt_buckets_view(t->buckets, k, &v);
+        if (t->opt.m) rt_masks_apply_at(mk, t->opt.m + v.state_off, v.own_lo, v.own_hi);
+        if (t->opt.v) rt_masks_apply_at(mk, t->opt.v + v.state_off, v.own_lo, v.own_hi);
+    }
+}
+
 static int update_masks(struct trainer *t)
 {
     const struct rt_config *c = t->cfg;
@@ -25,8 +37,7 @@ static int update_masks(struct trainer *t)
     rt_comm_bcast(t->comm, mk->packed, mk->packed_bytes, 0);
     rt_masks_unpack(mk);
     rt_masks_apply(mk, m->params, 0, m->n_params);
-    if (t->opt.m) rt_masks_apply(mk, t->opt.m, 0, t->opt.n);
-    if (t->opt.v) rt_masks_apply(mk, t->opt.v, 0, t->opt.n);
+    mask_optimizer_state(t, mk);
     RT_TRY(trainer_check_replicas(t));
     RT_TRY(rt_comm_agree(t->comm, trainer_sync_sparse(t)));
     rt_log0("prune: phase step %lld: %s sparsity %.4f (schedule %.4f, target %.4f)\n",

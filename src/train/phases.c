@@ -132,6 +132,7 @@ static int run_steps(struct trainer *t)
             st = trainer_report_eval(t);
     }
     t->train_seconds += rt_comm_wtime() - t0;
+    trainer_params_ready(t); /* what follows reads the parameters */
     if (st == RT_OK) st = rt_comm_agree(t->comm, t->deferred);
     return st;
 }

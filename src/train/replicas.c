@@ -25,6 +25,7 @@ static uint64_t params_checksum(const float *p, size_t n)
  * every rank, so every rank takes the same branch without a further agreement. */
 int trainer_check_replicas(struct trainer *t)
 {
+    trainer_params_ready(t);
     uint64_t sum = params_checksum(t->model.params, t->model.n_params);
     if (t->has_masks) { /* the masks are part of the replica */
         const uint8_t *b = t->masks.packed;

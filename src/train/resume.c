@@ -2,9 +2,10 @@
  * agreed) and resuming from them (rank 0 reads and verifies, everyone receives).
  *
  * Nothing a checkpoint holds depends on the rank count: parameters and optimizer state are
- * replicated, and the sampler position is global (epoch, step in epoch) under a global
- * batch. So a checkpoint resumes at any rank count; at the same count it continues
- * bit-identically. */
+ * stored in the flat unsharded layout (a sharded optimizer's moments are gathered and
+ * scattered piece by piece, shards.c), and the sampler position is global (epoch, step in
+ * epoch) under a global batch. So a checkpoint resumes at any rank count; at the same count it
+ * continues bit-identically. */
 #include "train/phases.h"
 #include "train/trainer.h"
 #include "ringtrain/log.h"
@@ -69,8 +70,40 @@ static void fill_state(const struct trainer *t, struct rt_ckpt_state *s, const d
     s->n_metrics = t->n_metrics;
 }
 
+/* What rank 0 writes: the checkpoint at path, then the directory pruned to the newest. */
+struct ckpt_job {
+    const char *path;
+    const double *sums;
+};
+
+static int write_checkpoint(struct trainer *t, void *ctx)
+{
+    const struct ckpt_job *j = ctx;
+    struct rt_ckpt_state s;
+    fill_state(t, &s, j->sums);
+    struct rt_ckpt_moments mo;
+    trainer_moments_source(t, &mo);
+    struct rt_ckpt_content c = {.model = &t->model,
+                                .optim = &t->opt,
+                                .state = &s,
+                                .metrics = t->metrics,
+                                .config_text = t->config_text,
+                                .moments = t->cfg->optim_shard ? &mo : NULL};
+    if (t->has_masks && trainer_masks(t)) {
+        c.mask = t->masks.packed;
+        c.mask_bytes = t->masks.packed_bytes;
+        c.mask_weights = (int64_t)t->masks.n_weights;
+        c.mask_sparsity = rt_masks_sparsity(&t->masks, -1);
+    }
+    if (t->has_teacher && trainer_phase(t)->teacher) c.teacher = &t->teacher.model;
+    RT_TRY(trainer_make_dirs(t->ckpt_dir, t->ckpt_dir));
+    RT_TRY(rt_ckpt_write(j->path, &c));
+    return rt_ckpt_prune(t->ckpt_dir, (int)t->cfg->ckpt_keep);
+}
+
 int trainer_checkpoint(struct trainer *t, const char *tag)
 {
+    trainer_params_ready(t);
     /* The epoch's partial loss is summed over ranks so that it survives a change of the
      * rank count; every rank takes part in that sum, so it precedes the rank-0 branch. */
     double sums[2] = {t->prog.epoch_loss, t->prog.epoch_rows};
@@ -78,25 +111,12 @@ int trainer_checkpoint(struct trainer *t, const char *tag)
     double t0 = rt_comm_wtime(), tr = rt_trace_now();
     char path[RT_PATH_MAX + 64];
     int st = rt_ckpt_path(path, sizeof path, t->ckpt_dir, t->step, tag);
-    if (t->rank == 0 && st == RT_OK) {
-        struct rt_ckpt_state s;
-        fill_state(t, &s, sums);
-        struct rt_ckpt_content c = {.model = &t->model,
-                                    .optim = &t->opt,
-                                    .state = &s,
-                                    .metrics = t->metrics,
-                                    .config_text = t->config_text};
-        if (t->has_masks && trainer_masks(t)) {
-            c.mask = t->masks.packed;
-            c.mask_bytes = t->masks.packed_bytes;
-            c.mask_weights = (int64_t)t->masks.n_weights;
-            c.mask_sparsity = rt_masks_sparsity(&t->masks, -1);
-        }
-        if (t->has_teacher && trainer_phase(t)->teacher) c.teacher = &t->teacher.model;
-        st = trainer_make_dirs(t->ckpt_dir, t->ckpt_dir);
-        if (st == RT_OK) st = rt_ckpt_write(path, &c);
-        if (st == RT_OK) st = rt_ckpt_prune(t->ckpt_dir, (int)t->cfg->ckpt_keep);
-    }
+    struct ckpt_job job = {path, sums};
+    /* The path is the same on every rank, so every rank takes the same branch here. */
+    if (st == RT_OK && t->cfg->optim_shard)
+        st = trainer_write_sharded(t, write_checkpoint, &job);
+    else if (st == RT_OK && t->rank == 0)
+        st = write_checkpoint(t, &job);
     RT_TRY(rt_comm_agree(t->comm, st));
     rt_trace_span(RT_TR_CHECKPOINT, 0, tr, rt_trace_now());
     t->last_ckpt_step = t->step;
@@ -143,12 +163,22 @@ static int fit_arch(struct trainer *t, const struct rt_model_spec *spec, int pha
     return trainer_rebuild(t, spec, NULL, NULL);
 }
 
+/* Sharded, rank 0 reads the moments once here only to verify them (a damaged one makes
+ * `auto` take an older checkpoint); trainer_scatter_moments later sends them out. */
+static int discard_piece(void *ctx, int which, size_t lo, size_t len, const float *buf)
+{
+    (void)ctx, (void)which, (void)lo, (void)len, (void)buf;
+    return RT_OK;
+}
+
 static int read_one(struct trainer *t, const char *path, struct rt_ckpt_state *s)
 {
     struct rt_model_spec spec;
     RT_TRY(rt_ckpt_read_header(path, &spec, s));
     RT_TRY(fit_arch(t, &spec, s->phase_index, path));
-    RT_TRY(rt_ckpt_read(path, &t->model, &t->opt, s, t->metrics, t->metrics_cap));
+    struct rt_ckpt_moments verify = {t->model.n_params, NULL, discard_piece, NULL};
+    RT_TRY(rt_ckpt_read_sharded(path, &t->model, &t->opt, s, t->metrics, t->metrics_cap,
+                                t->cfg->optim_shard ? &verify : NULL));
     if (!t->has_masks) return RT_OK;
     int found = 0;
     RT_TRY(rt_ckpt_read_mask(path, t->masks.packed, t->masks.packed_bytes, &found));
@@ -219,8 +249,10 @@ static void broadcast_state(struct trainer *t, struct rt_ckpt_state *s)
     rt_comm_bcast(t->comm, s, sizeof *s, 0);
     struct rt_model *m = &t->model;
     rt_comm_bcast(t->comm, m->params, m->n_params * sizeof(float), 0);
-    if (t->opt.m) rt_comm_bcast(t->comm, t->opt.m, t->opt.n * sizeof(float), 0);
-    if (t->opt.v) rt_comm_bcast(t->comm, t->opt.v, t->opt.n * sizeof(float), 0);
+    if (t->opt.m && !t->cfg->optim_shard)
+        rt_comm_bcast(t->comm, t->opt.m, t->opt.n * sizeof(float), 0);
+    if (t->opt.v && !t->cfg->optim_shard)
+        rt_comm_bcast(t->comm, t->opt.v, t->opt.n * sizeof(float), 0);
     rt_comm_bcast(t->comm, &t->opt.step, sizeof t->opt.step, 0);
     if (s->n_metrics > 0)
         rt_comm_bcast(t->comm, t->metrics, (size_t)s->n_metrics * sizeof *t->metrics, 0);
@@ -348,6 +380,7 @@ int trainer_resume(struct trainer *t, const char *resume)
         rt_comm_agree(t->comm, t->rank == 0 ? RT_OK : fit_arch(t, &spec, s.phase_index, resume)));
     broadcast_state(t, &s);
     rt_comm_bcast(t->comm, chosen, sizeof chosen, 0);
+    if (t->cfg->optim_shard) RT_TRY(rt_comm_agree(t->comm, trainer_scatter_moments(t, chosen)));
     RT_TRY(check_compatible(t, &s, chosen));
     apply_state(t, &s);
     if (trainer_phase(t)->teacher) {

@@ -82,6 +82,10 @@ static int make_buckets(struct trainer *t)
     RT_TRY(rt_buckets_init(&t->buckets, t->comm, t->model.grads, t->model.n_params, offset,
                            t->model.n_layers, (size_t)t->cfg->bucket_kb * 1024, t->cfg->overlap,
                            1.0f));
+    if (t->cfg->optim_shard) {
+        RT_TRY(rt_buckets_set_sharded(t->buckets, t->model.params));
+        rt_model_set_forward_hook(&t->model, rt_buckets_layer_params, t->buckets);
+    }
     /* A pruning job switches to sparse gradients at a mask update, inside the step loop:
      * its buffers are taken now. */
     return trainer_job_needs_masks(t->cfg) ? rt_buckets_reserve_sparse(t->buckets) : RT_OK;
@@ -101,11 +105,12 @@ int trainer_max_batch(const struct trainer *t)
 }
 
 /* A fresh optimizer of the phase's kind: moments from an earlier phase describe another
- * problem (or another model). */
+ * problem (or another model). Sharded, it keeps this rank's shards only (the buckets say
+ * how many). */
 int trainer_reset_optimizer(struct trainer *t)
 {
     rt_optim_free(&t->opt);
-    return rt_optim_init(&t->opt, &t->ocfg, t->model.n_params);
+    return rt_optim_init(&t->opt, &t->ocfg, rt_buckets_shard_elems(t->buckets));
 }
 
 /* bench train: per-layer times of the model in use (a rebuilt one starts again at 0). */
@@ -127,7 +132,6 @@ int trainer_rebuild(struct trainer *t, const struct rt_model_spec *spec, const i
         rt_model_free(&t->model);
         t->model = nm; /* the struct holds no pointer into itself */
         trainer_time_layers(t);
-        st = trainer_reset_optimizer(t);
     }
     if (st == RT_OK && t->has_masks) {
         rt_masks_free(&t->masks);
@@ -139,7 +143,7 @@ int trainer_rebuild(struct trainer *t, const struct rt_model_spec *spec, const i
         t->buckets = NULL;
         st = make_buckets(t);
     }
-    return st;
+    return st == RT_OK ? trainer_reset_optimizer(t) : st;
 }
 
 /* The ring's options are the job's; buckets follow the model. */
@@ -175,8 +179,8 @@ static int build_model(struct trainer *t)
     RT_TRY(rt_model_init(&t->model, &spec, trainer_max_batch(t)));
     trainer_time_layers(t);
     trainer_init_params(t);
-    RT_TRY(rt_optim_init(&t->opt, &t->ocfg, t->model.n_params));
-    return setup_comm(t);
+    RT_TRY(setup_comm(t));
+    return rt_optim_init(&t->opt, &t->ocfg, rt_buckets_shard_elems(t->buckets));
 }
 
 static int validate_data(struct trainer *t)

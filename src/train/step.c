@@ -14,6 +14,7 @@
 #include "train/phases.h"
 #include "train/trainer.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -29,8 +30,7 @@ static int finite_range(const float *g, size_t lo, size_t hi)
     return acc == 0.0f;
 }
 
-/* The averaged gradient is bitwise the same on every rank, so every rank finds the same
- * non-finite coordinates and takes the same branch without an agreement. */
+/* The error of a non-finite averaged gradient, naming the layer of coordinate lo. */
 static int nonfinite_error(struct trainer *t, size_t lo)
 {
     int layer = 0;
@@ -46,54 +46,109 @@ static int nonfinite_error(struct trainer *t, size_t lo)
                      t->last_ckpt[0] ? t->last_ckpt : "(none: checkpoints are off or none yet)");
 }
 
+/* Bucket v's own part: masked gradient, the update on this rank's optimizer state, masked
+ * parameters. A pruned weight's gradient is masked before the update and the weight after
+ * it, so it stays exactly zero whatever the optimizer does (its moments were zeroed with the
+ * mask). */
+static void update_own(struct trainer *t, const struct rt_bucket_view *v, double lr,
+                       const struct rt_masks *mk)
+{
+    struct rt_model *m = &t->model;
+    rt_optim_update_at(&t->opt, m->params + v->own_lo, m->grads + v->own_lo, v->state_off,
+                       v->own_hi - v->own_lo, lr);
+    if (mk) rt_masks_apply(mk, m->params, v->own_lo, v->own_hi);
+}
+
+/* After a step's updates: sharded, every rank's shards go to every rank (overlapping the
+ * next forward); then the step is over for the optimizer. */
+static void end_update(struct trainer *t)
+{
+    rt_optim_end_step(&t->opt);
+    rt_buckets_start_gather(t->buckets);
+}
+
+/* Every branch after communication is taken by all ranks together. Unsharded, the masked
+ * averaged gradient is the same bytes everywhere, so every rank finds the same verdict;
+ * sharded, each rank has seen its shard only, and the verdicts are agreed. */
+static int agree_bad(struct trainer *t, int bad)
+{
+    if (!t->cfg->optim_shard) return bad;
+    double v = bad;
+    rt_comm_max_f64(t->comm, &v, 1);
+    return v != 0.0;
+}
+
 /* Every bucket first, then one update or none: clipping needs the global norm, and
- * skipping a non-finite step needs to know before any parameter moves. 0 when skipped. */
+ * skipping a non-finite step needs to know before any parameter moves. 0 when skipped.
+ * Sharded, the norm's sum of squares is summed over the ranks' shards (the same norm to
+ * its rounding). */
 static int reduce_then_update(struct trainer *t, double lr, const struct rt_masks *mk)
 {
     struct rt_model *m = &t->model;
-    size_t lo, hi, bad = SIZE_MAX;
-    while (rt_buckets_next(t->buckets, &lo, &hi)) {
-        if (mk) rt_masks_apply(mk, m->grads, lo, hi);
-        if (bad == SIZE_MAX && !finite_range(m->grads, lo, hi)) bad = lo;
+    struct rt_bucket_view v;
+    size_t bad = SIZE_MAX;
+    double sq[2] = {0, 0}; /* sum of squares, non-finite */
+    while (rt_buckets_next(t->buckets, &v)) {
+        if (mk) rt_masks_apply(mk, m->grads, v.own_lo, v.own_hi);
+        if (bad == SIZE_MAX && !finite_range(m->grads, v.own_lo, v.own_hi)) bad = v.own_lo;
+        if (t->cfg->optim_shard)
+            sq[0] += rt_grad_sum_squares(m->grads + v.own_lo, v.own_hi - v.own_lo);
     }
-    if (bad != SIZE_MAX) return t->cfg->skip_nonfinite ? 0 : nonfinite_error(t, bad);
-    if (t->cfg->clip_norm > 0) rt_clip_grad_norm(m->grads, m->n_params, t->cfg->clip_norm);
-    rt_optim_step(&t->opt, m->params, m->grads, lr);
-    if (mk) rt_masks_apply(mk, m->params, 0, m->n_params);
+    sq[1] = bad != SIZE_MAX;
+    if (t->cfg->optim_shard) rt_comm_sum_f64(t->comm, sq, 2);
+    if (sq[1] != 0) return t->cfg->skip_nonfinite ? 0 : nonfinite_error(t, bad);
+    double clip = t->cfg->clip_norm;
+    if (clip > 0 && !t->cfg->optim_shard) rt_clip_grad_norm(m->grads, m->n_params, clip);
+    float coef = t->cfg->optim_shard ? rt_clip_coef(sqrt(sq[0]), clip) : 1.0f;
+    for (int k = 0; k < rt_buckets_count(t->buckets); k++) {
+        rt_buckets_view(t->buckets, k, &v);
+        if (coef != 1.0f)
+            for (size_t i = v.own_lo; i < v.own_hi; i++)
+                m->grads[i] *= coef;
+        update_own(t, &v, lr, mk);
+    }
+    end_update(t);
     return 1;
 }
 
 /* Averages the gradients bucket by bucket and updates each bucket's parameters as soon as
  * it arrives, so the optimizer overlaps the rest of the communication. Returns 1 when the
  * step was applied, 0 when it was skipped (non-finite, train.skip_nonfinite), or a failure
- * (non-finite): then the remaining buckets are still completed, so that every rank leaves
- * the step's allreduces together. */
+ * (non-finite) on every rank together: the remaining buckets are still completed, so that
+ * every rank leaves the step's collectives together. The gradient is masked before it is
+ * checked: pruned coordinates hold each rank's own unreduced values under sparse
+ * communication. */
 static int reduce_and_update(struct trainer *t, double lr)
 {
     struct rt_model *m = &t->model;
     const struct rt_masks *mk = trainer_masks(t);
     if (t->cfg->clip_norm > 0 || t->cfg->skip_nonfinite) return reduce_then_update(t, lr, mk);
-    /* A pruned weight's gradient is masked before the update and the weight after it, so it
-     * stays exactly zero whatever the optimizer does (its moments were zeroed with the
-     * mask). */
-    size_t lo, hi, bad = SIZE_MAX;
+    struct rt_bucket_view v;
+    size_t bad = SIZE_MAX;
     double tw = rt_trace_on() ? rt_trace_now() : 0;
-    while (rt_buckets_next(t->buckets, &lo, &hi)) {
+    while (rt_buckets_next(t->buckets, &v)) {
         double to = tw > 0 ? rt_trace_now() : 0;
         if (tw > 0) rt_trace_span(RT_TR_COMM_WAIT, 0, tw, to);
         if (bad != SIZE_MAX) continue;
-        if (!finite_range(m->grads, lo, hi)) {
-            bad = lo;
+        if (mk) rt_masks_apply(mk, m->grads, v.own_lo, v.own_hi);
+        if (!finite_range(m->grads, v.own_lo, v.own_hi)) {
+            bad = v.own_lo;
             continue;
         }
-        if (mk) rt_masks_apply(mk, m->grads, lo, hi);
-        rt_optim_update_range(&t->opt, m->params, m->grads, lo, hi, lr);
-        if (mk) rt_masks_apply(mk, m->params, lo, hi);
+        update_own(t, &v, lr, mk);
         if (tw > 0) rt_trace_span(RT_TR_OPTIMIZER, 0, to, tw = rt_trace_now());
     }
-    if (bad != SIZE_MAX) return nonfinite_error(t, bad);
-    rt_optim_end_step(&t->opt);
+    if (agree_bad(t, bad != SIZE_MAX)) {
+        int st = nonfinite_error(t, bad != SIZE_MAX ? bad : 0);
+        return rt_comm_agree(t->comm, bad != SIZE_MAX ? st : RT_OK);
+    }
+    end_update(t);
     return 1;
+}
+
+void trainer_params_ready(struct trainer *t)
+{
+    if (t->buckets) rt_buckets_wait_gather(t->buckets, -1);
 }
 
 /* rank 0's clock decides timed checkpoints; the decision travels in the step agreement. */
@@ -125,20 +180,27 @@ static int step_boundary(struct trainer *t, int fetch_status)
                      rt_signal_name(vals[0]), (long long)t->step);
 }
 
-/* Backward's per-layer callback on the timeline: the span since the previous layer (or the
- * start of backward) is this layer's backward, then its bucket may start. */
-struct backward_trace {
-    struct rt_buckets *buckets;
+/* Backward's per-layer callback when tracing or a gradient fault is armed: the span since
+ * the previous layer (or the start of backward) is this layer's backward; the test hook
+ * may spoil a coordinate; then its bucket may start. */
+struct backward_hook {
+    struct trainer *t;
     double last;
 };
 
-static void layer_ready_traced(void *ctx, int layer, size_t offset, size_t count)
+static void layer_ready_hooked(void *ctx, int layer, size_t offset, size_t count)
 {
-    struct backward_trace *bt = ctx;
-    double now = rt_trace_now();
-    rt_trace_span(RT_TR_BACKWARD, layer, bt->last, now);
-    bt->last = now;
-    rt_buckets_layer_ready(bt->buckets, layer, offset, count);
+    struct backward_hook *bh = ctx;
+    struct trainer *t = bh->t;
+    if (rt_trace_on()) {
+        double now = rt_trace_now();
+        rt_trace_span(RT_TR_BACKWARD, layer, bh->last, now);
+        bh->last = now;
+    }
+    const struct rt_masks *mk = trainer_masks(t);
+    rt_faults_nan_grad(&t->faults, t->rank, t->step, t->model.grads, offset, offset + count,
+                       mk ? mk->keep : NULL);
+    rt_buckets_layer_ready(t->buckets, layer, offset, count);
 }
 
 /* Forward, then the phase's loss and m->dlogits. A failed teacher-cache read cannot leave
@@ -170,9 +232,9 @@ static void backward(struct trainer *t, const struct rt_batch *b)
 {
     struct rt_model *m = &t->model;
     rt_buckets_begin(t->buckets);
-    if (rt_trace_on()) {
-        struct backward_trace bt = {t->buckets, rt_trace_now()};
-        rt_model_backward(m, b->x, b->local_rows, layer_ready_traced, &bt);
+    if (rt_trace_on() || t->faults.grad_rank >= 0) {
+        struct backward_hook bh = {t, rt_trace_on() ? rt_trace_now() : 0};
+        rt_model_backward(m, b->x, b->local_rows, layer_ready_hooked, &bh);
     } else {
         rt_model_backward(m, b->x, b->local_rows, rt_buckets_layer_ready, t->buckets);
     }
@@ -228,7 +290,10 @@ int trainer_step(struct trainer *t)
     int st = step_boundary(t, rt_dataset_next(t->train, &b));
     if (st != RT_OK) return st;
     const struct phase_ops *ph = trainer_phase(t);
-    if (ph->boundary) RT_TRY(ph->boundary(t));
+    if (ph->boundary) {
+        trainer_params_ready(t);
+        RT_TRY(ph->boundary(t));
+    }
     struct rt_model *m = &t->model;
     struct rt_comm_times c0;
     rt_comm_times(t->comm, &c0);

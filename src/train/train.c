@@ -61,6 +61,8 @@ static void fill_result(const struct trainer *t, struct rt_train_result *res)
     res->comm_s = t->prog.run_comm_s;
     res->wait_s = t->prog.run_wait_s;
     res->sparsity = rt_weights_sparsity(&t->model, t->model.params, -1);
+    res->optim_state_bytes =
+        (double)((t->opt.m != NULL) + (t->opt.v != NULL)) * (double)t->opt.n * sizeof(float);
     if (t->bench && t->model.layers) bench_result(t, res);
     snprintf(res->checkpoint, sizeof res->checkpoint, "%s", t->last_ckpt);
 }
@@ -82,6 +84,14 @@ int rt_train_run(const struct rt_config *cfg, rt_comm_t *comm, const struct rt_t
                 "%lld samples\n",
                 cfg->source, t.world, t.world > 1 ? "s" : "", t.threads, t.threads > 1 ? "s" : "",
                 t.model.n_params, (long long)t.total_steps, (long long)cfg->batch);
+        if (cfg->optim_shard) {
+            double arrays = (t.opt.m != NULL) + (t.opt.v != NULL);
+            rt_log0("optim: state sharded over %d rank%s (ZeRO-1): %zu of %zu floats per "
+                    "moment, %.2f of %.2f MiB on rank 0\n",
+                    t.world, t.world > 1 ? "s" : "", t.opt.n, t.model.n_params,
+                    arrays * 4.0 * (double)t.opt.n / 1048576.0,
+                    arrays * 4.0 * (double)t.model.n_params / 1048576.0);
+        }
         st = trainer_run_phases(&t, res);
     }
     if (st == RT_OK) st = save_model(&t);

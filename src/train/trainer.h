@@ -105,6 +105,20 @@ void trainer_init_params(struct trainer *t);
  * naming the ranks that differ from rank 0 (the same on every rank). */
 int trainer_check_replicas(struct trainer *t);
 
+/* Sharded optimizer: waits until the last step's parameter allgathers are done. Anything
+ * that reads or writes the parameters outside a training forward calls it first (a no-op
+ * unsharded). Collective in effect: every rank reaches it at the same points. */
+void trainer_params_ready(struct trainer *t);
+
+/* Sharded checkpoints (shards.c). The moments as a checkpoint sees them: rank 0's
+ * callbacks fetch from or deliver to each piece's owner. */
+void trainer_moments_source(struct trainer *t, struct rt_ckpt_moments *mo);
+/* Collective: rank 0 runs write(t, ctx) (which may call the source's fill) while the
+ * others serve the moments it asks for; write's status on rank 0, RT_OK elsewhere. */
+int trainer_write_sharded(struct trainer *t, int (*write)(struct trainer *t, void *ctx), void *ctx);
+/* Collective: rank 0 reads path's moments and sends each rank its shards. */
+int trainer_scatter_moments(struct trainer *t, const char *path);
+
 /* Collective: one training step (step.c). RT_STOPPED when a signal stops the run. */
 int trainer_step(struct trainer *t);
 

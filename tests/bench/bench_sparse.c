@@ -32,8 +32,8 @@ static double one_step(rt_comm_t *c, struct rt_buckets *b, const struct rt_model
     rt_buckets_begin(b);
     for (int i = m->n_layers - 1; i >= 0; i--)
         rt_buckets_layer_ready(b, i, rt_model_layer_offset(m, i), rt_model_layer_count(m, i));
-    size_t lo, hi;
-    while (rt_buckets_next(b, &lo, &hi))
+    struct rt_bucket_view v;
+    while (rt_buckets_next(b, &v))
         ;
     double dt = rt_comm_wtime() - t0;
     rt_comm_max_f64(c, &dt, 1);

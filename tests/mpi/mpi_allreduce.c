@@ -118,7 +118,7 @@ START_TEST(queued_polling)
     enum { NREQ = N_ALGOS * N_COUNTS };
     float *x = malloc(N_ALGOS * all * sizeof *x + 1);
     ck_assert_ptr_nonnull(x);
-    rt_allreduce_req *req[NREQ];
+    rt_comm_req *req[NREQ];
     float *buf[NREQ], scale[NREQ];
     size_t n[NREQ];
     float *p = x;
@@ -164,10 +164,10 @@ START_TEST(queued_wait_and_blocking)
         configure(algos[a], 8192);
         for (int q = 0; q < 4; q++)
             fill(x + (size_t)q * n, n);
-        rt_allreduce_req *r0 = rt_comm_iallreduce(comm, x, n, 1.0f);
-        rt_allreduce_req *r1 = rt_comm_iallreduce(comm, x + n, n, 0.5f);
+        rt_comm_req *r0 = rt_comm_iallreduce(comm, x, n, 1.0f);
+        rt_comm_req *r1 = rt_comm_iallreduce(comm, x + n, n, 0.5f);
         rt_comm_allreduce(comm, x + 2 * n, n, 1.0f); /* finishes r0, r1 first */
-        rt_allreduce_req *r3 = rt_comm_iallreduce(comm, x + 3 * n, n, 1.0f);
+        rt_comm_req *r3 = rt_comm_iallreduce(comm, x + 3 * n, n, 1.0f);
         rt_comm_wait(comm, r3);
         ck_assert_int_eq(rt_comm_test(comm, r1), 1); /* already done: released now */
         rt_comm_wait(comm, r0);
@@ -254,14 +254,15 @@ START_TEST(buckets_many_small)
         struct rt_buckets *b;
         fill(g, n);
         ck_assert_int_eq(rt_buckets_init(&b, comm, g, n, offset, 3, 4, modes[m], 1.0f), RT_OK);
-        ck_assert_int_le(rt_buckets_count(b), RT_MAX_INFLIGHT);
+        ck_assert_int_le(rt_buckets_count(b), RT_MAX_BUCKETS);
         rt_buckets_begin(b);
         for (int layer = 2; layer >= 0; layer--)
             rt_buckets_layer_ready(b, layer, offset[layer],
                                    (layer == 2 ? n : offset[layer + 1]) - offset[layer]);
-        size_t lo, hi, covered = 0;
-        while (rt_buckets_next(b, &lo, &hi))
-            covered += hi - lo;
+        size_t covered = 0;
+        struct rt_bucket_view v;
+        while (rt_buckets_next(b, &v))
+            covered += v.hi - v.lo;
         rt_buckets_free(b);
         ck_assert_uint_eq(covered, n);
         ck_assert_int_eq(total(wrong(g, n, 1.0f)), 0);
@@ -297,8 +298,8 @@ START_TEST(buckets_sparse_equals_dense)
         for (int layer = 2; layer >= 0; layer--)
             rt_buckets_layer_ready(b, layer, offset[layer],
                                    (layer == 2 ? n : offset[layer + 1]) - offset[layer]);
-        size_t lo, hi;
-        while (rt_buckets_next(b, &lo, &hi))
+        struct rt_bucket_view v;
+        while (rt_buckets_next(b, &v))
             ;
         long bad = 0;
         for (size_t i = 0; i < n; i++) {
