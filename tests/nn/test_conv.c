@@ -395,12 +395,12 @@ static void conv_step(float *dw, float *db, float *dx, const struct conv_case *c
     nan_fill(dw, c->nw), nan_fill(db, (size_t)c->g.OC), nan_fill(dx, c->nx);
     if (plan < 0) {
         rt_conv2d_forward(y, scr, c->x, c->w, c->b, &c->g, c->B);
-        rt_conv2d_backward_params(dw, db, scr, c->gy, c->x, &c->g, c->B);
+        rt_conv2d_backward_params(dw, db, scr, c->gy, c->x, &c->g, c->B, 0);
         rt_conv2d_backward_data(dx, scr, c->gy, c->w, &c->g, c->B);
     } else {
         enum rt_conv_plan_ p = (enum rt_conv_plan_)plan;
         rt_conv2d_plan_forward_(y, scr, c->x, c->w, c->b, &c->g, c->B, p);
-        rt_conv2d_plan_backward_params_(dw, db, scr, c->gy, c->x, &c->g, c->B, p);
+        rt_conv2d_plan_backward_params_(dw, db, scr, c->gy, c->x, &c->g, c->B, 0, p);
         rt_conv2d_plan_backward_data_(dx, scr, c->gy, c->w, &c->g, c->B, p);
     }
     scratch_check(scr, n);
@@ -440,10 +440,10 @@ START_TEST(conv2d_backward_b0_zero)
     for (int plan = -1; plan < RT_CONV_PLAN_COUNT_; plan++) {
         nan_fill(dw, c.nw), nan_fill(db, (size_t)c.g.OC);
         if (plan < 0) {
-            rt_conv2d_backward_params(dw, db, NULL, one, one, &c.g, 0);
+            rt_conv2d_backward_params(dw, db, NULL, one, one, &c.g, 0, 0);
             rt_conv2d_backward_data(dx, NULL, one, c.w, &c.g, 0);
         } else {
-            rt_conv2d_plan_backward_params_(dw, db, NULL, one, one, &c.g, 0, plan);
+            rt_conv2d_plan_backward_params_(dw, db, NULL, one, one, &c.g, 0, 0, plan);
             rt_conv2d_plan_backward_data_(dx, NULL, one, c.w, &c.g, 0, plan);
         }
         for (size_t i = 0; i < c.nw; i++)
