@@ -46,11 +46,13 @@ void rt_conv2d_forward(float *y, float *scratch, const float *x, const float *w,
                        const struct rt_conv2d_geom *g, int B);
 
 /* First half of the backward of rt_conv2d_forward: OVERWRITES dw (OC, C, KH, KW) and db (OC)
- * from dy (B, OC, OH, OW) and the forward's x (its columns are recomputed into scratch).
- * With B == 0 dw and db become zero. The caller may start communicating dw and db as soon
- * as this returns. */
+ * from dy (B, OC, OH, OW) and the forward's x (its columns are recomputed into scratch), or
+ * with accumulate ADDS to them (gradient accumulation over micro-batches). With B == 0 dw
+ * and db become zero (accumulate: stay as they are). The caller may start communicating dw
+ * and db as soon as this returns. */
 void rt_conv2d_backward_params(float *dw, float *db, float *scratch, const float *dy,
-                               const float *x, const struct rt_conv2d_geom *g, int B);
+                               const float *x, const struct rt_conv2d_geom *g, int B,
+                               int accumulate);
 
 /* Second half: OVERWRITES dx (B, C, H, W) = dLoss/dx from dy and w. Meant to run after
  * rt_conv2d_backward_params of the same step (a batched plan would reuse what _params left
@@ -121,7 +123,7 @@ void rt_conv2d_plan_forward_(float *y, float *scratch, const float *x, const flo
                              enum rt_conv_plan_ plan);
 void rt_conv2d_plan_backward_params_(float *dw, float *db, float *scratch, const float *dy,
                                      const float *x, const struct rt_conv2d_geom *g, int B,
-                                     enum rt_conv_plan_ plan);
+                                     int accumulate, enum rt_conv_plan_ plan);
 void rt_conv2d_plan_backward_data_(float *dx, float *scratch, const float *dy, const float *w,
                                    const struct rt_conv2d_geom *g, int B, enum rt_conv_plan_ plan);
 

@@ -172,7 +172,9 @@ struct rt_model {
                                 model, 1 otherwise): logits are (B P, K) */
     size_t n_params;         /* floats in params (and in grads) */
     float *params;           /* (n_params) owned, see layout above */
-    float *grads;            /* (n_params) owned, same layout; overwritten by backward */
+    float *grads;            /* (n_params) owned, same layout; overwritten by backward, or
+                                added to (rt_model_set_grad_accumulate) */
+    int grad_accumulate;     /* 1: backward adds into grads (rt_model_set_grad_accumulate) */
     struct rt_layer *layers; /* (n_layers) owned */
     float *dlogits;          /* (max_batch, K) owned: dLoss/dlogits, written by the loss */
     double *timing;          /* borrowed, NULL = off: (n_layers, 2) seconds each layer's forward and
@@ -298,10 +300,21 @@ double rt_model_loss_norm(const struct rt_model *m, int64_t samples);
 typedef void (*rt_grad_ready_fn)(void *ctx, int layer, size_t offset, size_t count);
 
 /* Backward of the last forward from m->dlogits. OVERWRITES grads (no zeroing needed; with
- * B == 0 the gradients become zero). x is the same input forward saw. ready may be NULL.
- * Cannot fail. */
+ * B == 0 the gradients become zero), or ADDS to them after rt_model_set_grad_accumulate(m, 1)
+ * (B == 0 then leaves them as they are). Either way the zero-by-the-math bias entries
+ * (attention's key bias) are exactly 0. x is the same input forward saw. ready may be NULL;
+ * it is called on every backward, accumulating or not (a trainer that reduces once per step
+ * passes NULL but on the last micro-batch). Cannot fail. */
 void rt_model_backward(struct rt_model *m, const float *x, int B, rt_grad_ready_fn ready,
                        void *ctx);
+
+/* Whether the next backward adds its parameter gradients into grads (1) or overwrites them (0,
+ * the default). The first micro-batch of a step overwrites, the later ones accumulate: with
+ * each micro-batch's loss divided by the same global norm (rt_model_loss_norm of the whole
+ * step's samples), grads ends as the gradient of the step's mean loss, up to float rounding,
+ * with no buffer beyond grads (as PyTorch sums into .grad). Stays set until changed. Cannot
+ * fail. */
+void rt_model_set_grad_accumulate(struct rt_model *m, int on);
 
 /* Distillation loss of the last forward's B samples against the frozen teacher's outputs
  * (B P, K) for the same rows and the targets (as rt_model_loss). CE: rt_loss_kd (Hinton et

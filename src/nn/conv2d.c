@@ -87,7 +87,7 @@ static void conv_forward(struct rt_layer *l, const float *x, int B)
 static void conv_backward(struct rt_layer *l, const float *x, int B)
 {
     rt_act_grad(l->dy, l->y, l->z, (size_t)B * l->out, l->act); /* dy becomes dZ */
-    rt_conv2d_backward_params(l->dw, l->db, l->scratch, l->dy, x, &l->g.conv, B);
+    rt_conv2d_backward_params(l->dw, l->db, l->scratch, l->dy, x, &l->g.conv, B, l->accumulate);
 }
 
 static void conv_backward_dx(struct rt_layer *l, float *dx, const float *x, int B)

@@ -339,19 +339,21 @@ static void add_row_sums(float *db, const float *dys, const struct rt_conv2d_geo
 }
 
 /* dw and db from zero; with B == 0 they stay zero (a GEMM with K = 0 is asked to write
- * beta C, which not every BLAS honours). */
+ * beta C, which not every BLAS honours). Skipped when accumulating: the sums go on from the
+ * earlier micro-batches' gradients, and B == 0 then leaves them as they are. */
 static void clear_param_grads(float *dw, float *db, const struct rt_conv2d_geom *g)
 {
     zero(dw, (size_t)g->OC * col_rows(g));
     zero(db, (size_t)g->OC);
 }
 
-/* dW (OC, K) (+)= dy_s col_s^T, one GEMM per sample, the first overwriting (beta 0). */
+/* dW (OC, K) (+)= dy_s col_s^T, one GEMM per sample, the first overwriting (beta 0) unless
+ * accumulating. */
 static void params_samples(float *dw, float *db, float *scratch, const float *dy, const float *x,
-                           const struct rt_conv2d_geom *g, int B, int keep)
+                           const struct rt_conv2d_geom *g, int B, int keep, int accumulate)
 {
     int P = (int)pixels(g), K = (int)col_rows(g);
-    clear_param_grads(dw, db, g);
+    if (!accumulate) clear_param_grads(dw, db, g);
     for (int s = 0; s < B; s++) {
         const float *xs = x + (size_t)s * in_floats(g);
         const float *dys = dy + (size_t)s * out_floats(g);
@@ -363,7 +365,7 @@ static void params_samples(float *dw, float *db, float *scratch, const float *dy
             col = c;
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->OC, K, P, 1.0f, dys, P, col,
-                    (int)ld, s == 0 ? 0.0f : 1.0f, dw, K);
+                    (int)ld, s == 0 && !accumulate ? 0.0f : 1.0f, dw, K);
         add_row_sums(db, dys, g);
     }
 }
@@ -436,16 +438,16 @@ static void forward_batch(float *y, float *scratch, const float *x, const float 
 }
 
 static void params_batch(float *dw, float *db, float *scratch, const float *dy, const float *x,
-                         const struct rt_conv2d_geom *g, int B, int keep)
+                         const struct rt_conv2d_geom *g, int B, int keep, int accumulate)
 {
     int BP = (int)(pixels(g) * (size_t)B), K = (int)col_rows(g);
     float *t = batch_t(scratch, g, B);
-    clear_param_grads(dw, db, g);
+    if (!accumulate) clear_param_grads(dw, db, g);
     if (B == 0) return;
     if (!keep) im2col_batch(scratch, x, g, B);
     nchw_to_t(t, db, dy, g, B);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->OC, K, BP, 1.0f, t, BP, scratch, BP,
-                0.0f, dw, K);
+                accumulate ? 1.0f : 0.0f, dw, K);
 }
 
 /* dcols (K, B P) = W^T t, over the columns (no longer needed), then col2im per sample. */
@@ -480,12 +482,12 @@ void rt_conv2d_plan_forward_(float *y, float *scratch, const float *x, const flo
 
 void rt_conv2d_plan_backward_params_(float *dw, float *db, float *scratch, const float *dy,
                                      const float *x, const struct rt_conv2d_geom *g, int B,
-                                     enum rt_conv_plan_ plan)
+                                     int accumulate, enum rt_conv_plan_ plan)
 {
     if (batched(plan) && !pointwise(g))
-        params_batch(dw, db, scratch, dy, x, g, B, keeps(plan));
+        params_batch(dw, db, scratch, dy, x, g, B, keeps(plan), accumulate);
     else
-        params_samples(dw, db, scratch, dy, x, g, B, keeps(plan));
+        params_samples(dw, db, scratch, dy, x, g, B, keeps(plan), accumulate);
 }
 
 void rt_conv2d_plan_backward_data_(float *dx, float *scratch, const float *dy, const float *w,
@@ -505,9 +507,10 @@ void rt_conv2d_forward(float *y, float *scratch, const float *x, const float *w,
 }
 
 void rt_conv2d_backward_params(float *dw, float *db, float *scratch, const float *dy,
-                               const float *x, const struct rt_conv2d_geom *g, int B)
+                               const float *x, const struct rt_conv2d_geom *g, int B,
+                               int accumulate)
 {
-    rt_conv2d_plan_backward_params_(dw, db, scratch, dy, x, g, B, CONV_PLAN);
+    rt_conv2d_plan_backward_params_(dw, db, scratch, dy, x, g, B, accumulate, CONV_PLAN);
 }
 
 void rt_conv2d_backward_data(float *dx, float *scratch, const float *dy, const float *w,

@@ -5,8 +5,12 @@
  * that adds the bias and applies the activation. Backward first turns dY into dZ in place
  * while summing the bias gradient in the same pass (rows are read in memory order), then
  * runs the two GEMMs dW = dZ^T X and dX = dZ W, both with beta = 0 so that gradients are
- * overwritten and no zero_grad pass is ever needed. The GEMMs are where the time goes; the
- * element-wise passes exist only once each so that they stay a small fraction of it.
+ * overwritten and no zero_grad pass is ever needed. A layer that accumulates (a later
+ * micro-batch of a step, l->accumulate) runs the dW GEMM with beta = 1 and sums db on from
+ * its value: the micro-batches' gradients add up in place, with no buffer of their own, and
+ * db comes out in the same order of additions as one pass over all their rows would take.
+ * The GEMMs are where the time goes; the element-wise passes exist only once each so that
+ * they stay a small fraction of it.
  *
  * Activation derivatives are taken from the output y where that is enough (relu, tanh,
  * sigmoid), which saves keeping the pre-activation; gelu needs z and keeps it.
@@ -323,14 +327,16 @@ static void act_grad_row(float *db, float *dr, const float *yr, const float *zr,
         db[o] += dr[o];
 }
 
-/* dZ in place of dY, db and dW: everything but dX (see rt_dense_backward). */
+/* dZ in place of dY, db and dW: everything but dX (see rt_dense_backward). dW and db are
+ * overwritten, or added to when accumulate. */
 static void dense_backward_params(float *dw, float *db, float *dy, const float *x, const float *y,
-                                  const float *z, enum rt_act act, int B, int IN, int OUT)
+                                  const float *z, enum rt_act act, int B, int IN, int OUT,
+                                  int accumulate)
 {
-    memset(db, 0, (size_t)OUT * sizeof *db); /* OUT floats only: the sum needs a start */
+    if (!accumulate) memset(db, 0, (size_t)OUT * sizeof *db); /* OUT floats: the sum's start */
     if (B == 0) {
         /* A GEMM with K = 0 would be asked to write beta * C; not every BLAS honours that. */
-        memset(dw, 0, (size_t)OUT * IN * sizeof *dw);
+        if (!accumulate) memset(dw, 0, (size_t)OUT * IN * sizeof *dw);
         return;
     }
     for (int r = 0; r < B; r++) {
@@ -338,8 +344,8 @@ static void dense_backward_params(float *dw, float *db, float *dy, const float *
         act_grad_row(db, dy + row, y + row, z ? z + row : NULL, act, OUT);
     }
     /* dW (OUT, IN) = dZ^T (OUT, B) X (B, IN) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OUT, IN, B, 1.0f, dy, OUT, x, IN, 0.0f, dw,
-                IN);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OUT, IN, B, 1.0f, dy, OUT, x, IN,
+                accumulate ? 1.0f : 0.0f, dw, IN);
 }
 
 /* dX (B, IN) = dZ (B, OUT) W (OUT, IN), from the dZ dense_backward_params left in dz. */
@@ -353,7 +359,7 @@ static void dense_backward_input(float *dx, const float *dz, const float *w, int
 void rt_dense_backward(float *dx, float *dw, float *db, float *dy, const float *x, const float *w,
                        const float *y, const float *z, enum rt_act act, int B, int IN, int OUT)
 {
-    dense_backward_params(dw, db, dy, x, y, z, act, B, IN, OUT);
+    dense_backward_params(dw, db, dy, x, y, z, act, B, IN, OUT, 0);
     if (dx) dense_backward_input(dx, dy, w, B, IN, OUT);
 }
 
@@ -430,9 +436,12 @@ static void dense_forward(struct rt_layer *l, const float *x, int B)
         rt_dense_forward(l->y, l->z, x, l->w, l->b, l->act, B, l->in, l->out);
 }
 
+/* The zero_bias_grad range is cleared after every backward, accumulating or not: what the
+ * sum added there is rounding noise, so the range stays exactly 0 over the micro-batches. */
 static void dense_backward(struct rt_layer *l, const float *x, int B)
 {
-    dense_backward_params(l->dw, l->db, l->dy, x, l->y, l->z, l->act, B, l->in, l->out);
+    dense_backward_params(l->dw, l->db, l->dy, x, l->y, l->z, l->act, B, l->in, l->out,
+                          l->accumulate);
     int lo = l->zero_bias_grad[0], hi = l->zero_bias_grad[1];
     if (hi > lo) memset(l->db + lo, 0, (size_t)(hi - lo) * sizeof *l->db);
 }

@@ -7,7 +7,10 @@
  * W (the dataset has checked them; the clamp is a guard, not a feature). Backward adds
  * each row of dY into the row of W it read. When the output head is tied to this
  * embedding (partner: an unembed), the head's backward, which runs first, has already
- * written its part of dW, and this one adds to it; otherwise dW starts from zero.
+ * written its part of dW, and this one adds to it; otherwise dW starts from zero. When
+ * gradients accumulate over micro-batches (l->accumulate) dW is never cleared: the head
+ * adds too, and both uses' gradients pile up on the earlier micro-batches'. posembed
+ * likewise.
  *
  * posembed: (T, D) -> (T, D), y[b, t] = x[b, t] + P[t], P (T, D) (GPT-2's wpe for a
  * context of T).
@@ -68,7 +71,7 @@ static void embed_forward(struct rt_layer *l, const float *x, int B)
 static void embed_backward(struct rt_layer *l, const float *x, int B)
 {
     int D = l->out, V = l->spec.vocab;
-    if (!l->partner) memset(l->dw, 0, (size_t)V * D * sizeof *l->dw);
+    if (!l->partner && !l->accumulate) memset(l->dw, 0, (size_t)V * D * sizeof *l->dw);
     for (int r = 0; r < B; r++) {
         float *g = l->dw + (size_t)token_id(x[r], V) * D;
         const float *dy = l->dy + (size_t)r * D;
@@ -139,7 +142,7 @@ static void posembed_backward(struct rt_layer *l, const float *x, int B)
 {
     (void)x;
     size_t n = (size_t)l->positions * l->out;
-    memset(l->dw, 0, n * sizeof *l->dw);
+    if (!l->accumulate) memset(l->dw, 0, n * sizeof *l->dw);
     for (int s = 0; s < B / l->positions; s++) {
         const float *dy = l->dy + (size_t)s * n;
         for (size_t i = 0; i < n; i++)

@@ -66,7 +66,8 @@ struct rt_layer_ops {
     /* y (B, OUT) = layer(x (B, IN)); x borrowed, must stay unchanged until backward. */
     void (*forward)(struct rt_layer *l, const float *x, int B);
     /* From dy (B, OUT), which is scratch and may be overwritten: OVERWRITES the layer's
-     * parameter gradients. x is what forward saw. NULL: no parameters. */
+     * parameter gradients, or ADDS to them when l->accumulate (a later micro-batch of a
+     * step). x is what forward saw. NULL: no parameters. */
     void (*backward)(struct rt_layer *l, const float *x, int B);
     /* dx (B, IN) = dLoss/dx, OVERWRITTEN; only after backward, whose state (in dy) it
      * may use. Split from backward so that the driver can announce the finished parameter
@@ -103,6 +104,9 @@ struct rt_layer {
                                  softmax ignores a constant added to a query's scores, so
                                  rounding noise is all a computed gradient would hold, and
                                  Adam would turn that noise into full-size steps) */
+    int accumulate;           /* 1: backward adds into dw, db (a tied head into its
+                                 embedding's dw) rather than overwriting them; the driver
+                                 sets it before each backward (rt_model_set_grad_accumulate) */
     enum rt_act act;          /* fused activation of dense and conv2d (RT_ACT_IDENTITY: none) */
     int index;                /* position in the model */
     size_t offset;            /* floats from params (and grads) to this layer's block */

@@ -61,12 +61,13 @@ static void layernorm_forward(struct rt_layer *l, const float *x, int B)
 
 static void layernorm_backward(struct rt_layer *l, const float *x, int B)
 {
-    rt_layernorm_backward(NULL, l->dw, l->db, l->dy, x, l->scratch, l->aux, l->w, B, l->out);
+    rt_layernorm_backward(NULL, l->dw, l->db, l->dy, x, l->scratch, l->aux, l->w, B, l->out,
+                          l->accumulate);
 }
 
 static void layernorm_backward_dx(struct rt_layer *l, float *dx, const float *x, int B)
 {
-    rt_layernorm_backward(dx, NULL, NULL, l->dy, x, l->scratch, l->aux, l->w, B, l->out);
+    rt_layernorm_backward(dx, NULL, NULL, l->dy, x, l->scratch, l->aux, l->w, B, l->out, 0);
 }
 
 const struct rt_layer_ops rt_layer_layernorm_ops = {

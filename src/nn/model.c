@@ -10,7 +10,9 @@
  * loss writes dlogits, which is the last layer's dy. Layer 0's dx is never computed, since
  * nothing consumes a gradient with respect to the data. Each layer's gradient block is
  * announced (rt_grad_ready_fn) as soon as it is final, before that layer's dX GEMM, so that
- * communication of the block can overlap the rest of backward.
+ * communication of the block can overlap the rest of backward. Gradient accumulation is one
+ * flag on the model, copied into each layer right before its backward (so no layer can hold
+ * a stale value) and read by a kind where it would clear or overwrite its gradients.
  *
  * Inference modes keep their own copies of the weights outside the arenas, made when the
  * mode is switched on (never in forward): CSR (rt_model_use_csr) and row-wise
@@ -245,6 +247,11 @@ void rt_model_set_training(struct rt_model *m, int training, uint64_t seed, int6
 {
     *m->mode_block = (struct rt_model_mode){
         .training = training, .seed = seed, .step = step, .rows = training ? rows : NULL};
+}
+
+void rt_model_set_grad_accumulate(struct rt_model *m, int on)
+{
+    m->grad_accumulate = on != 0;
 }
 
 static void free_csr(struct rt_model *m)
@@ -708,6 +715,7 @@ void rt_model_backward(struct rt_model *m, const float *x, int B, rt_grad_ready_
         struct rt_layer *l = &m->layers[i];
         const float *in = i > 0 ? m->layers[i - 1].y : x;
         int rows = B * l->positions;
+        l->accumulate = m->grad_accumulate; /* read by the kinds with parameters */
         if (l->ops->backward) l->ops->backward(l, in, rows);
         if (m->timing) lap(m, i, 1, &t0);
         if (ready && l->count) { /* before dX: the bucket can move while dX runs */

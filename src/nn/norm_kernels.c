@@ -44,11 +44,14 @@ static void row_dx(float *dx, const float *dy, const float *x, float m, float rs
         dx[i] = rs * (dy[i] * w[i] - mg - (x[i] - m) * rs * mgx);
 }
 
+/* dw and db are row sums: accumulating only skips their start from zero, so the additions
+ * run in the order one pass over every micro-batch's rows would take. */
 void rt_layernorm_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
-                           const float *mean, const float *rstd, const float *w, int rows, int d)
+                           const float *mean, const float *rstd, const float *w, int rows, int d,
+                           int accumulate)
 {
-    if (dw) memset(dw, 0, (size_t)d * sizeof *dw);
-    if (db) memset(db, 0, (size_t)d * sizeof *db);
+    if (dw && !accumulate) memset(dw, 0, (size_t)d * sizeof *dw);
+    if (db && !accumulate) memset(db, 0, (size_t)d * sizeof *db);
     for (int r = 0; r < rows; r++) {
         const float *xr = x + (size_t)r * d, *dyr = dy + (size_t)r * d;
         float m = mean[r], rs = rstd[r];

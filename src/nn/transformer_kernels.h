@@ -24,7 +24,8 @@
  *
  * Layer norm over rows of d: y = (x - mean) rstd w + b, rstd = 1/sqrt(var + eps), var the
  * biased variance (nn.LayerNorm). mean and rstd (rows) are written by forward and read by
- * backward. Backward OVERWRITES each non-NULL output: dx (rows, d), dw and db (d).
+ * backward. Backward OVERWRITES each non-NULL output: dx (rows, d), dw and db (d); with
+ * accumulate it ADDS to dw and db instead (gradient accumulation; dx is still overwritten).
  *
  * Dimension letters: B sequences, T positions, D width, hd head width. */
 #ifndef RT_NN_TRANSFORMER_KERNELS_H
@@ -48,5 +49,6 @@ void rt_attn_backward(const struct rt_attn_geom *g, const float *qkv, const floa
 void rt_layernorm_forward(float *y, float *mean, float *rstd, const float *x, const float *w,
                           const float *b, int rows, int d, float eps);
 void rt_layernorm_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
-                           const float *mean, const float *rstd, const float *w, int rows, int d);
+                           const float *mean, const float *rstd, const float *w, int rows, int d,
+                           int accumulate);
 #endif

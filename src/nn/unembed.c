@@ -4,7 +4,9 @@
  *
  * Backward writes dE = dY^T X into the embedding's gradient block (overwriting it: this
  * layer runs before the embedding in backward, and the embedding then adds its own rows),
- * so the tied weight's gradient is the sum of both uses. dX = dY E.
+ * so the tied weight's gradient is the sum of both uses. When gradients accumulate over
+ * micro-batches (l->accumulate, and then the embedding's too) it adds instead (beta = 1),
+ * since the block then holds the earlier micro-batches' sum. dX = dY E.
  *
  * Dimension letters: B rows (samples times T), D width, V vocabulary. */
 #include "ringtrain/status.h"
@@ -44,11 +46,11 @@ static void unembed_backward(struct rt_layer *l, const float *x, int B)
     int D = l->in, V = l->out;
     float *dE = l->partner->dw;
     if (B == 0) { /* a GEMM with K = 0 need not honour beta = 0 */
-        memset(dE, 0, (size_t)V * D * sizeof *dE);
+        if (!l->accumulate) memset(dE, 0, (size_t)V * D * sizeof *dE);
         return;
     }
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, D, B, 1.0f, l->dy, V, x, D, 0.0f, dE,
-                D);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, D, B, 1.0f, l->dy, V, x, D,
+                l->accumulate ? 1.0f : 0.0f, dE, D);
 }
 
 static void unembed_backward_dx(struct rt_layer *l, float *dx, const float *x, int B)

@@ -120,7 +120,7 @@ static void time_plan(struct bufs *u, enum rt_conv_plan_ p, int it)
     double t0 = now();
     rt_conv2d_plan_forward_(u->y, u->scr, u->x, u->w, u->b, &u->g, u->B, p);
     double t1 = now();
-    rt_conv2d_plan_backward_params_(u->dw, u->db, u->scr, u->dy, u->x, &u->g, u->B, p);
+    rt_conv2d_plan_backward_params_(u->dw, u->db, u->scr, u->dy, u->x, &u->g, u->B, 0, p);
     double t2 = now();
     rt_conv2d_plan_backward_data_(u->dx, u->scr, u->dy, u->w, &u->g, u->B, p);
     double t3 = now();

@@ -133,7 +133,7 @@ static void ln_case_init(struct ln_case *c)
     fill_uniform_f(c->b, W, -1, 1, &rng);
     fill_uniform_f(c->dy, ROWS * W, -1, 1, &rng);
     rt_layernorm_forward(c->y, c->mean, c->rstd, c->x, c->w, c->b, ROWS, W, 1e-5f);
-    rt_layernorm_backward(c->dx, c->dw, c->db, c->dy, c->x, c->mean, c->rstd, c->w, ROWS, W);
+    rt_layernorm_backward(c->dx, c->dw, c->db, c->dy, c->x, c->mean, c->rstd, c->w, ROWS, W, 0);
 }
 
 /* sum(layernorm(x; w, b) * R) for the parameters packed as x | w | b. */
@@ -191,8 +191,8 @@ START_TEST(layernorm_backward_overwrites)
         dx[i] = 1e3f;
     for (int i = 0; i < W; i++)
         dw[i] = db[i] = -7.0f;
-    rt_layernorm_backward(dx, NULL, NULL, c.dy, c.x, c.mean, c.rstd, c.w, ROWS, W);
-    rt_layernorm_backward(NULL, dw, db, c.dy, c.x, c.mean, c.rstd, c.w, ROWS, W);
+    rt_layernorm_backward(dx, NULL, NULL, c.dy, c.x, c.mean, c.rstd, c.w, ROWS, W, 0);
+    rt_layernorm_backward(NULL, dw, db, c.dy, c.x, c.mean, c.rstd, c.w, ROWS, W, 0);
     ck_assert(!memcmp(dx, c.dx, sizeof dx));
     ck_assert(!memcmp(dw, c.dw, sizeof dw));
     ck_assert(!memcmp(db, c.db, sizeof db));

@@ -395,12 +395,12 @@ static void conv_step(float *dw, float *db, float *dx, const struct conv_case *c
     nan_fill(dw, c->nw), nan_fill(db, (size_t)c->g.OC), nan_fill(dx, c->nx);
     if (plan < 0) {
         rt_conv2d_forward(y, scr, c->x, c->w, c->b, &c->g, c->B);
-        rt_conv2d_backward_params(dw, db, scr, c->gy, c->x, &c->g, c->B);
+        rt_conv2d_backward_params(dw, db, scr, c->gy, c->x, &c->g, c->B, 0);
         rt_conv2d_backward_data(dx, scr, c->gy, c->w, &c->g, c->B);
     } else {
         enum rt_conv_plan_ p = (enum rt_conv_plan_)plan;
         rt_conv2d_plan_forward_(y, scr, c->x, c->w, c->b, &c->g, c->B, p);
-        rt_conv2d_plan_backward_params_(dw, db, scr, c->gy, c->x, &c->g, c->B, p);
+        rt_conv2d_plan_backward_params_(dw, db, scr, c->gy, c->x, &c->g, c->B, 0, p);
         rt_conv2d_plan_backward_data_(dx, scr, c->gy, c->w, &c->g, c->B, p);
     }
     scratch_check(scr, n);
@@ -440,10 +440,10 @@ START_TEST(conv2d_backward_b0_zero)
     for (int plan = -1; plan < RT_CONV_PLAN_COUNT_; plan++) {
         nan_fill(dw, c.nw), nan_fill(db, (size_t)c.g.OC);
         if (plan < 0) {
-            rt_conv2d_backward_params(dw, db, NULL, one, one, &c.g, 0);
+            rt_conv2d_backward_params(dw, db, NULL, one, one, &c.g, 0, 0);
             rt_conv2d_backward_data(dx, NULL, one, c.w, &c.g, 0);
         } else {
-            rt_conv2d_plan_backward_params_(dw, db, NULL, one, one, &c.g, 0, plan);
+            rt_conv2d_plan_backward_params_(dw, db, NULL, one, one, &c.g, 0, 0, plan);
             rt_conv2d_plan_backward_data_(dx, NULL, one, c.w, &c.g, 0, plan);
         }
         for (size_t i = 0; i < c.nw; i++)
@@ -453,6 +453,54 @@ START_TEST(conv2d_backward_b0_zero)
         ck_assert_float_eq(dx[0], 3.0f);
     }
     free(dw);
+    case_free(&c);
+}
+END_TEST
+
+/* Forward then _params of samples [lo, hi) under plan (-1: the public kernels), adding into
+ * dw and db when accumulate; forward first since the keep plans read its columns. */
+static void params_of(float *dw, float *db, const struct conv_case *c, int plan, int lo, int hi,
+                      int accumulate)
+{
+    int n = hi - lo;
+    size_t ix = (size_t)lo * c->g.C * c->g.H * c->g.W, iy = (size_t)lo * c->ny / (size_t)c->B;
+    size_t ns = plan < 0 ? rt_conv2d_scratch_floats(&c->g, n)
+                         : rt_conv2d_plan_scratch_floats_(&c->g, n, plan);
+    float *scr = scratch_alloc(ns), *y = alloc_or_fail(c->ny, sizeof *y);
+    if (plan < 0) {
+        rt_conv2d_forward(y, scr, c->x + ix, c->w, c->b, &c->g, n);
+        rt_conv2d_backward_params(dw, db, scr, c->gy + iy, c->x + ix, &c->g, n, accumulate);
+    } else {
+        rt_conv2d_plan_forward_(y, scr, c->x + ix, c->w, c->b, &c->g, n, plan);
+        rt_conv2d_plan_backward_params_(dw, db, scr, c->gy + iy, c->x + ix, &c->g, n, accumulate,
+                                        plan);
+    }
+    scratch_check(scr, ns);
+    free(scr), free(y);
+}
+
+/* Accumulate: sample 0 overwriting, then the others adding, gives the gradient of all B
+ * samples in one call, in every plan. The per-sample plans sum in the same order either way;
+ * the batched ones group the dW GEMM's sum over B P pixels differently, a few roundings of
+ * sums of magnitude <= B P (about 100 here), hence the 1e-5 bounds. */
+START_TEST(conv2d_backward_params_accumulates)
+{
+    struct conv_case c;
+    case_init(&c, &shapes[_i], 31);
+    size_t OC = (size_t)c.g.OC;
+    float *dw = alloc_or_fail(c.nw, sizeof *dw), *dw1 = alloc_or_fail(c.nw, sizeof *dw1);
+    float db[8], db1[8];
+    for (int plan = -1; plan < RT_CONV_PLAN_COUNT_; plan++) {
+        char label[128];
+        shape_label(label, sizeof label, &c, plan < 0 ? "public" : plan_name[plan]);
+        params_of(dw1, db1, &c, plan, 0, c.B, 0);
+        nan_fill(dw, c.nw), nan_fill(db, OC);
+        params_of(dw, db, &c, plan, 0, 1, 0);
+        params_of(dw, db, &c, plan, 1, c.B, 1); /* 0 samples when B = 1: adds nothing */
+        check_close(dw, dw1, c.nw, 1e-5, 1e-5, label);
+        check_close(db, db1, OC, 1e-5, 1e-5, label);
+    }
+    free(dw), free(dw1);
     case_free(&c);
 }
 END_TEST
@@ -657,6 +705,7 @@ static Suite *conv_suite(void)
     tc = tcase_create("rt_conv2d_backward");
     tcase_add_loop_test(tc, conv2d_backward_gradcheck, 0, N_SHAPES);
     tcase_add_loop_test(tc, conv2d_backward_b0_zero, 0, N_SHAPES);
+    tcase_add_loop_test(tc, conv2d_backward_params_accumulates, 0, N_SHAPES);
     suite_add_tcase(s, tc);
     tc = tcase_create("rt_pool2d");
     tcase_add_test(tc, pool2d_geom_init_refusals);
