@@ -56,7 +56,8 @@ struct rt_config {
     double comm_timeout_s;      /* hang detection; 0 = off */
     /* [train] */
     int64_t epochs, max_steps, batch, eval_batch, log_every, eval_every, threads;
-    int skip_nonfinite; /* skip steps whose averaged gradient is not finite, instead of failing */
+    int64_t accum_steps; /* micro-batches per step: gradients accumulate, one reduction */
+    int skip_nonfinite;  /* skip steps whose averaged gradient is not finite, instead of failing */
     uint64_t seed;
     char out[RT_PATH_MAX]; /* final model file; "" = do not save */
     /* [checkpoint] */

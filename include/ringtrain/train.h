@@ -28,6 +28,7 @@ struct rt_train_result {
                                           progress-line split: see README) */
     char checkpoint[RT_PATH_MAX + 64]; /* the last checkpoint written or resumed from, or "" */
     double optim_state_bytes; /* this rank's optimizer moments (1/N of them when sharded) */
+    double activation_bytes;  /* the model's activation arena (one micro-batch's rows) */
     /* With opts->bench: the final model's training FLOPs per sample and the seconds
      * cblas_sgemm alone takes for its GEMMs of one step at this rank's batch. */
     double flops_per_sample, gemm_step_s;

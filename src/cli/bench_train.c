@@ -17,7 +17,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
-#define BENCH_FIELDS 8 /* per rank: see report() */
+#define BENCH_FIELDS 9 /* per rank: see report() */
 
 static int bench_config(struct rt_config *cfg, int argc, char **argv, long *steps)
 {
@@ -62,16 +62,17 @@ static void report(rt_comm_t *comm, const struct rt_config *cfg, const double *a
         rt_log0("bench train: %.0f tokens/s (%lld tokens per sample; FLOPs count attention's "
                 "T x T products in full)\n",
                 samples_per_s * (double)cfg->context, (long long)cfg->context);
-    rt_log0("%-5s %12s %11s %11s %6s %11s %11s %11s %7s %9s %9s\n", "rank", "samples/s", "GFLOP/s",
-            "sgemm GF/s", "MFU", "compute ms", "comm ms", "wait ms", "comm %", "peak MB",
-            "optim MB");
+    rt_log0("%-5s %12s %11s %11s %6s %11s %11s %11s %7s %9s %9s %9s\n", "rank", "samples/s",
+            "GFLOP/s", "sgemm GF/s", "MFU", "compute ms", "comm ms", "wait ms", "comm %", "peak MB",
+            "optim MB", "act MB");
     for (int q = 0; q < world; q++) {
         const double *r = all + (size_t)q * BENCH_FIELDS;
         double achieved = samples_per_s * fps / world, step = r[2] + r[3] + r[4];
-        rt_log0("%-5d %12.0f %11.2f %11.2f %6.3f %11.3f %11.3f %11.3f %7.1f %9.1f %9.3f\n", q,
+        rt_log0("%-5d %12.0f %11.2f %11.2f %6.3f %11.3f %11.3f %11.3f %7.1f %9.1f %9.3f %9.3f\n", q,
                 samples_per_s, achieved / 1e9, r[0] / 1e9, r[0] > 0 ? achieved / r[0] : 0,
                 1e3 * r[2] / r[5], 1e3 * r[3] / r[5], 1e3 * r[4] / r[5],
-                step > 0 ? 100 * (r[3] + r[4]) / step : 0, r[6] / 1024.0, r[7] / 1048576.0);
+                step > 0 ? 100 * (r[3] + r[4]) / step : 0, r[6] / 1024.0, r[7] / 1048576.0,
+                r[8] / 1048576.0);
     }
 }
 
@@ -132,7 +133,8 @@ int rt_cli_bench_train(rt_comm_t *comm, int argc, char **argv)
                                  r.wait_s,
                                  (double)r.steps,
                                  (double)ru.ru_maxrss,
-                                 r.optim_state_bytes};
+                                 r.optim_state_bytes,
+                                 r.activation_bytes};
     double *all = malloc(sizeof mine * (size_t)rt_comm_size(comm));
     if ((st = rt_comm_agree(comm, all ? RT_OK : rt_errorf(RT_ERR_NOMEM, "bench train"))) != RT_OK) {
         free(all);

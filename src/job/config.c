@@ -160,6 +160,8 @@ static const struct key keys[] = {
      "stop after this many steps; 0 = no limit"},
     {"train", "batch", K_INT, OFF(batch), "256", 1, 1 << 30, NULL,
      "global batch (rows per step over all ranks); must divide by the rank count"},
+    {"train", "accum_steps", K_INT, OFF(accum_steps), "1", 1, 1 << 16, NULL,
+     "micro-batches per step: the batch runs in this many pieces, gradients accumulate"},
     {"train", "eval_batch", K_INT, OFF(eval_batch), "1024", 1, 1 << 30, NULL,
      "global batch for evaluation"},
     {"train", "seed", K_SEED, OFF(seed), "1234", 0, 0, NULL,

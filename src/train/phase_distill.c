@@ -64,6 +64,8 @@ static int build_teacher_cache(struct trainer *t)
     int st = kind == RT_ROWSTORE_FILE ? trainer_make_dirs(dir, "[train] out") : RT_OK;
     RT_TRY(rt_comm_agree(t->comm, st));
     struct rt_data_opts o = trainer_data_opts(t);
+    /* Each read must fit the teacher's batch: a step's rows may run as micro-batches. */
+    o.global_batch = (int64_t)trainer_max_batch(t) * t->world;
     double t0 = rt_comm_wtime(), tc = rt_trace_now();
     RT_TRY(rt_teacher_cache_build(&t->teacher, t->comm, c->train, &o, kind, file));
     rt_trace_span(RT_TR_TEACHER_CACHE, 0, tc, rt_trace_now());

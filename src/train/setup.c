@@ -57,6 +57,12 @@ static int open_data(struct trainer *t)
         return rt_errorf(RT_ERR_INVAL,
                          "%s: [train] batch = %lld: expected a multiple of the %d ranks", c->source,
                          (long long)c->batch, t->world);
+    if (c->accum_steps > c->batch / t->world)
+        return rt_errorf(RT_ERR_INVAL,
+                         "%s: [train] accum_steps = %lld: more micro-batches than the %lld rows "
+                         "each of the %d ranks has of [train] batch = %lld",
+                         c->source, (long long)c->accum_steps, (long long)(c->batch / t->world),
+                         t->world, (long long)c->batch);
     RT_TRY(rt_dataset_open(&t->train, c->train, &o));
     if (c->context > 0 && rt_dataset_info(t->train)->positions == 1)
         return rt_errorf(RT_ERR_INVAL,
@@ -99,8 +105,10 @@ int trainer_same_arch(const struct rt_model_spec *a, const struct rt_model_spec 
 int trainer_max_batch(const struct trainer *t)
 {
     const struct rt_config *c = t->cfg;
-    int64_t rows = local_rows_max(c->batch, t->world);
+    /* A step's rows run as accum_steps micro-batches: activations for one of them. */
+    int64_t rows = micro_rows_max(local_rows_max(c->batch, t->world), c->accum_steps);
     int64_t eval_rows = local_rows_max(eval_global_batch(c->eval_batch, t->world), t->world);
+    if (!t->test) eval_rows = 0; /* nothing is evaluated during training */
     return (int)(rows > eval_rows ? rows : eval_rows);
 }
 

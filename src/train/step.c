@@ -260,15 +260,12 @@ static void account_time(struct trainer *t, const struct rt_comm_times *c0, doub
 
 /* The step's rows, loss and correct predictions into the running sums; a skipped step
  * (applied = 0) is counted and said instead. */
-static void account_rows(struct trainer *t, const struct rt_batch *b, double loss, int applied)
+static void account_rows(struct trainer *t, const struct rt_batch *b, double loss, double correct,
+                         int applied)
 {
-    struct rt_model *m = &t->model;
     struct progress *p = &t->prog;
-    if (m->spec.loss == RT_LOSS_CE) {
-        double correct = (double)rt_model_count_correct(m, b->y, b->local_rows);
-        p->correct += correct;
-        p->epoch_correct += correct;
-    }
+    p->correct += correct;
+    p->epoch_correct += correct;
     if (applied) {
         p->loss_sum += loss;
         p->rows += b->local_rows;
@@ -281,6 +278,56 @@ static void account_rows(struct trainer *t, const struct rt_batch *b, double los
                 (long long)t->step + 1, (long long)t->skipped);
         trainer_metrics_event(t, "skip", "non-finite gradient");
     }
+}
+
+/* Micro-batch k of K of this rank's rows b (train.accum_steps): b cut into K consecutive
+ * pieces. global_rows stays the step's, so each piece's loss is normalised by the whole
+ * step's batch and the gradients they add up to are the step's. */
+static struct rt_batch micro_batch(const struct trainer *t, const struct rt_batch *b, int k, int K)
+{
+    const struct rt_model *m = &t->model;
+    int per = (int)micro_rows_max(b->local_rows, K);
+    int lo = k * per < b->local_rows ? k * per : b->local_rows;
+    int hi = lo + per < b->local_rows ? lo + per : b->local_rows;
+    struct rt_batch mb = *b;
+    mb.x = b->x + (size_t)lo * (size_t)m->inputs;
+    if (m->spec.loss == RT_LOSS_CE)
+        mb.y = (const int32_t *)b->y + (size_t)lo * (size_t)m->positions;
+    else
+        mb.y = (const float *)b->y + (size_t)lo * (size_t)m->outputs;
+    mb.ids = b->ids + lo;
+    mb.local_rows = hi - lo;
+    return mb;
+}
+
+/* Forward and backward of the step's micro-batches: the first overwrites the gradients,
+ * the others add to them, and only the last one's backward hands its buckets to the
+ * communication (the earlier ones reduce nothing: no_sync). Returns the loss; the correct
+ * predictions into *correct. */
+static double forward_backward(struct trainer *t, const struct rt_batch *b, double *correct)
+{
+    struct rt_model *m = &t->model;
+    const int K = (int)t->cfg->accum_steps;
+    double loss = 0;
+    *correct = 0;
+    for (int k = 0; k < K; k++) {
+        struct rt_batch mb = micro_batch(t, b, k, K);
+        loss += forward_loss(t, &mb);
+        if (m->spec.loss == RT_LOSS_CE)
+            *correct += (double)rt_model_count_correct(m, mb.y, mb.local_rows);
+        if (k == 0) {
+            t->lr = trainer_phase(t)->lr(t);
+            rt_faults_slow(&t->faults, t->rank);
+            rt_faults_stall(&t->faults, t->rank, t->step);
+        }
+        if (k == K - 1) rt_faults_nan_step(&t->faults, t->rank, t->step, m->dlogits);
+        rt_model_set_grad_accumulate(m, k > 0);
+        if (k < K - 1)
+            rt_model_backward(m, mb.x, mb.local_rows, NULL, NULL);
+        else
+            backward(t, &mb);
+    }
+    return loss;
 }
 
 /* One synchronous data-parallel step on this rank's share of the global batch. */
@@ -297,17 +344,12 @@ int trainer_step(struct trainer *t)
     struct rt_model *m = &t->model;
     struct rt_comm_times c0;
     rt_comm_times(t->comm, &c0);
-    double t0 = rt_comm_wtime();
-    double loss = forward_loss(t, &b);
-    t->lr = ph->lr(t);
-    rt_faults_slow(&t->faults, t->rank);
-    rt_faults_stall(&t->faults, t->rank, t->step);
-    rt_faults_nan_step(&t->faults, t->rank, t->step, m->dlogits);
-    backward(t, &b);
+    double t0 = rt_comm_wtime(), correct;
+    double loss = forward_backward(t, &b, &correct);
     int applied = reduce_and_update(t, t->lr);
     if (applied < 0) return applied;
     account_time(t, &c0, t0);
-    account_rows(t, &b, loss, applied);
+    account_rows(t, &b, loss, correct, applied);
     t->samples += (double)b.global_rows;
     t->step++;
     t->phase_step++;

@@ -63,6 +63,7 @@ static void fill_result(const struct trainer *t, struct rt_train_result *res)
     res->sparsity = rt_weights_sparsity(&t->model, t->model.params, -1);
     res->optim_state_bytes =
         (double)((t->opt.m != NULL) + (t->opt.v != NULL)) * (double)t->opt.n * sizeof(float);
+    res->activation_bytes = (double)t->model.act_arena.cap;
     if (t->bench && t->model.layers) bench_result(t, res);
     snprintf(res->checkpoint, sizeof res->checkpoint, "%s", t->last_ckpt);
 }

@@ -155,6 +155,12 @@ static inline int64_t local_rows_max(int64_t global_batch, int world)
     return (global_batch + world - 1) / world;
 }
 
+/* Rows of the largest of k micro-batches of `rows` (train.accum_steps). */
+static inline int64_t micro_rows_max(int64_t rows, int64_t k)
+{
+    return (rows + k - 1) / k;
+}
+
 /* Largest multiple of world not above b (at least world): evaluation batches need not match
  * training ones, only divide evenly. */
 static inline int64_t eval_global_batch(int64_t b, int world)

@@ -14,7 +14,7 @@ timeout -k 5 60 "$MPIRUN_SH" "$np" "$RINGTRAIN" bench train "$tmp/job.ini" train
     job.phases=train,prune --steps 30 >"$tmp/log" 2>&1 || fail "bench: $(tail -3 "$tmp/log")"
 rows=$(grep -cE '^[0-9]+ +[0-9]+ ' "$tmp/log")
 [ "$rows" -eq "$np" ] || fail "$rows rows: $(cat "$tmp/log")"
-awk '/^[0-9]+ +[0-9]+ / { if (NF != 11 || $5 <= 0 || $5 >= 2 || $9 < 0 || $9 > 100 || $10 <= 0 || $11 <= 0) bad = 1 }
+awk '/^[0-9]+ +[0-9]+ / { if (NF != 12 || $5 <= 0 || $5 >= 2 || $9 < 0 || $9 > 100 || $10 <= 0 || $11 <= 0 || $12 <= 0) bad = 1 }
      END { exit bad }' "$tmp/log" || fail "implausible figures: $(cat "$tmp/log")"
 [ ! -e "$tmp/run" ] || fail "bench wrote into the run directory: $(ls -R "$tmp/run")"
 grep -E '^(bench train|rank|[0-9])' "$tmp/log" | sed 's/^/  /'
