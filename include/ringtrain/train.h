@@ -29,6 +29,9 @@ struct rt_train_result {
     char checkpoint[RT_PATH_MAX + 64]; /* the last checkpoint written or resumed from, or "" */
     double optim_state_bytes; /* this rank's optimizer moments (1/N of them when sharded) */
     double activation_bytes;  /* the model's activation arena (one micro-batch's rows) */
+    double peak_rss_bytes;    /* this process's peak resident memory during the run (with
+                                 opts->bench: measured from the run's start, before the
+                                 benchmark's own GEMM timing) */
     /* With opts->bench: the final model's training FLOPs per sample and the seconds
      * cblas_sgemm alone takes for its GEMMs of one step at this rank's batch. */
     double flops_per_sample, gemm_step_s;

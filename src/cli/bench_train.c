@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 #define BENCH_FIELDS 9 /* per rank: see report() */
 
@@ -124,15 +123,13 @@ int rt_cli_bench_train(rt_comm_t *comm, int argc, char **argv)
     st = rt_train_run(&cfg, comm, &opts, &r);
     if (st != RT_OK) return failed(comm, st);
     double g1 = r.gemm_step_s, fps = r.flops_per_sample;
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
     double mine[BENCH_FIELDS] = {g0 > 0 && g1 > 0 ? fps * B / ((g0 + g1) / 2) : 0,
                                  r.samples_per_s,
                                  r.compute_s,
                                  r.comm_s,
                                  r.wait_s,
                                  (double)r.steps,
-                                 (double)ru.ru_maxrss,
+                                 r.peak_rss_bytes / 1024.0,
                                  r.optim_state_bytes,
                                  r.activation_bytes};
     double *all = malloc(sizeof mine * (size_t)rt_comm_size(comm));

@@ -6,6 +6,7 @@
  * per-phase operations), phase_train.c, phase_prune.c, phase_distill.c (one phase each),
  * faults.c (test hooks), resume.c (checkpoints), metrics.c, report.c. */
 #include "ringtrain/log.h"
+#include "ringtrain/memstat.h"
 #include "ringtrain/model_file.h"
 #include "ringtrain/status.h"
 #include "ringtrain/train.h"
@@ -64,6 +65,7 @@ static void fill_result(const struct trainer *t, struct rt_train_result *res)
     res->optim_state_bytes =
         (double)((t->opt.m != NULL) + (t->opt.v != NULL)) * (double)t->opt.n * sizeof(float);
     res->activation_bytes = (double)t->model.act_arena.cap;
+    res->peak_rss_bytes = rt_mem_peak_bytes(); /* before bench_result's own buffers */
     if (t->bench && t->model.layers) bench_result(t, res);
     snprintf(res->checkpoint, sizeof res->checkpoint, "%s", t->last_ckpt);
 }
@@ -75,6 +77,7 @@ int rt_train_run(const struct rt_config *cfg, rt_comm_t *comm, const struct rt_t
     t.rank = rt_comm_rank(comm);
     t.world = rt_comm_size(comm);
     memset(res, 0, sizeof *res);
+    if (t.bench) rt_mem_peak_reset();
     t.wall_start = rt_comm_wtime();
     t.threads = trainer_choose_threads((int)cfg->threads, rt_comm_local_size(comm));
     int st = trainer_open(&t);
