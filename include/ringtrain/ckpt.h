@@ -30,6 +30,9 @@
  *               (format attributes, layers/<i>/weight, bias); /model is then the student.
  *               Present in a distillation phase, so that it resumes without the teacher's
  *               original file.
+ *   /comm/exact_ref  float32 (ceil(n_params / 256)): with comm.deterministic, each block's
+ *               reference magnitude for the next step's fixed-point scale (fixed.h), so a
+ *               resumed run scales, and rounds, exactly as the uninterrupted one.
  * Every float dataset is chunked with Fletcher32 checksums (src/h5/h5io.h). Later phases
  * add groups (/prune, /distill) beside these; readers ignore groups they do not know, and
  * format_version rises only when an existing meaning changes.
@@ -105,6 +108,8 @@ struct rt_ckpt_content {
     double mask_sparsity;                  /* its pruned fraction, for readers */
     const struct rt_model *teacher;        /* a distillation phase's teacher; NULL: none */
     const struct rt_ckpt_moments *moments; /* sharded moments; NULL: optim's m and v */
+    const float *exact_ref; /* comm.deterministic's fixed-point references; NULL: none */
+    size_t exact_blocks;
 };
 
 /* Writes a checkpoint to path atomically (path.tmp, flush, fsync, rename, fsync of the
@@ -133,6 +138,9 @@ int rt_ckpt_read_sharded(const char *path, struct rt_model *m, struct rt_optim *
 /* Only the moments of path, to moments->put (m when has_m, v when has_v); checksums verified. */
 int rt_ckpt_read_moments(const char *path, const struct rt_ckpt_moments *moments, int has_m,
                          int has_v);
+
+/* comm.deterministic's references into ref (blocks floats): *found = 1 when the file has them. */
+int rt_ckpt_read_exact(const char *path, float *ref, size_t blocks, int *found);
 
 /* The pruning mask into buf (bytes, the exact packed size): 1 when read, 0 when the file
  * has none; checksum verified. RT_ERR_SHAPE when the size differs. */

@@ -53,6 +53,8 @@ struct rt_config {
     enum rt_overlap overlap;    /* how buckets make progress during backward */
     int64_t check_every;        /* steps between replica checksums; 0 = never */
     enum rt_sparse_comm sparse; /* under pruning masks */
+    int deterministic;          /* gradient sums bitwise the same at any rank count */
+    int64_t micro_batches;      /* comm.deterministic: fixed micro-batches per step */
     double comm_timeout_s;      /* hang detection; 0 = off */
     /* [train] */
     int64_t epochs, max_steps, batch, eval_batch, log_every, eval_every, threads;

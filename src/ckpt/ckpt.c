@@ -200,6 +200,31 @@ static int put_mask(hid_t f, const struct rt_ckpt_content *c)
     return rc;
 }
 
+static int put_exact(hid_t f, const struct rt_ckpt_content *c)
+{
+    if (!c->exact_ref) return 0;
+    hid_t g = rt_h5_group(f, "comm");
+    hsize_t n = (hsize_t)c->exact_blocks;
+    int rc = g < 0 || rt_h5_put_f32(g, "exact_ref", c->exact_ref, 1, &n) < 0 ? -1 : 0;
+    rt_h5_close(g);
+    return rc;
+}
+
+int rt_ckpt_read_exact(const char *path, float *ref, size_t blocks, int *found)
+{
+    *found = 0;
+    hid_t f;
+    RT_TRY(rt_h5_open_read(path, &f));
+    int st = RT_OK;
+    if (H5Lexists(f, "comm", H5P_DEFAULT) > 0 && H5Lexists(f, "comm/exact_ref", H5P_DEFAULT) > 0) {
+        hsize_t n = (hsize_t)blocks;
+        st = rt_h5_get_f32(f, path, "comm/exact_ref", ref, 1, &n);
+        *found = st == RT_OK;
+    }
+    H5Fclose(f);
+    return st;
+}
+
 int rt_ckpt_read_mask(const char *path, uint8_t *buf, size_t bytes, int *found)
 {
     *found = 0;
@@ -283,7 +308,7 @@ int rt_ckpt_write(const char *path, const struct rt_ckpt_content *c)
                      put_optim(f, c->optim, c->state, c->moments) < 0 ||
                      put_sampler_rng_progress(f, c->state) < 0 ||
                      put_metrics(f, c->metrics, c->state->n_metrics) < 0 || put_mask(f, c) < 0 ||
-                     put_teacher(f, c->teacher) < 0
+                     put_exact(f, c) < 0 || put_teacher(f, c->teacher) < 0
                  ? -1
                  : 0;
     rt_h5_close(g);

@@ -112,6 +112,26 @@ void rt_comm_max_f64(rt_comm_t *c, double *vals, int n)
     MPI_Allreduce(MPI_IN_PLACE, vals, n, MPI_DOUBLE, MPI_MAX, c->world);
 }
 
+/* Integers add exactly in any order, so MPI's own algorithm is as good as ours here: the
+ * result is the same bytes whatever it does. Pieces of at most 2^30 elements. */
+void rt_comm_sum_i64(rt_comm_t *c, int64_t *vals, size_t n)
+{
+    const size_t piece = (size_t)1 << 30;
+    for (size_t off = 0; off < n; off += piece) {
+        size_t len = n - off < piece ? n - off : piece;
+        MPI_Allreduce(MPI_IN_PLACE, vals + off, (int)len, MPI_INT64_T, MPI_SUM, c->ar);
+    }
+}
+
+void rt_comm_max_f32(rt_comm_t *c, float *vals, size_t n)
+{
+    const size_t piece = (size_t)1 << 30;
+    for (size_t off = 0; off < n; off += piece) {
+        size_t len = n - off < piece ? n - off : piece;
+        MPI_Allreduce(MPI_IN_PLACE, vals + off, (int)len, MPI_FLOAT, MPI_MAX, c->ar);
+    }
+}
+
 void rt_comm_allgather_f64(rt_comm_t *c, const double *mine, int n, double *all)
 {
     MPI_Allgather(mine, n, MPI_DOUBLE, all, n, MPI_DOUBLE, c->world);

@@ -152,6 +152,11 @@ static const struct key keys[] = {
     {"comm", "timeout_s", K_REAL, OFF(comm_timeout_s), "0", 0, 1e9, NULL,
      "end the job when a rank waits longer than this in an allreduce or agreement, naming "
      "the peer, bucket and ring step it waits for; 0 = wait forever"},
+    {"comm", "deterministic", K_BOOL, OFF(deterministic), "off", 0, 0, NULL,
+     "gradients summed exactly (fixed point) over fixed micro-batches: bitwise the same "
+     "parameters at any rank count dividing comm.micro_batches"},
+    {"comm", "micro_batches", K_INT, OFF(micro_batches), "12", 1, 1 << 16, NULL,
+     "comm.deterministic: micro-batches per step (the rank count must divide it)"},
     {"comm", "sparse", K_ENUM, OFF(sparse), "auto", 0, 0, &io_sparse,
      "under pruning masks, allreduce only the kept gradient coordinates (auto: when at most "
      "half are kept)"},

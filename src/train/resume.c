@@ -88,7 +88,9 @@ static int write_checkpoint(struct trainer *t, void *ctx)
                                 .state = &s,
                                 .metrics = t->metrics,
                                 .config_text = t->config_text,
-                                .moments = t->cfg->optim_shard ? &mo : NULL};
+                                .moments = t->cfg->optim_shard ? &mo : NULL,
+                                .exact_ref = t->exact.ref,
+                                .exact_blocks = t->exact.blocks};
     if (t->has_masks && trainer_masks(t)) {
         c.mask = t->masks.packed;
         c.mask_bytes = t->masks.packed_bytes;
@@ -354,6 +356,22 @@ static void log_changed_keys(const struct trainer *t, const char *path)
     free(old);
 }
 
+/* comm.deterministic's scale references: rank 0 reads, everyone receives. A checkpoint of
+ * a run without them (another mode) leaves them empty: the first step finds its own. */
+static int resume_exact(struct trainer *t, const char *path)
+{
+    int found = 0, st = RT_OK;
+    if (t->rank == 0) st = rt_ckpt_read_exact(path, t->exact.ref, t->exact.blocks, &found);
+    RT_TRY(rt_comm_agree(t->comm, st));
+    rt_comm_bcast(t->comm, &found, sizeof found, 0);
+    if (found)
+        rt_comm_bcast(t->comm, t->exact.ref, t->exact.blocks * sizeof *t->exact.ref, 0);
+    else
+        rt_log0("resume: %s has no comm.deterministic scales: the first step finds its own\n",
+                path);
+    return RT_OK;
+}
+
 int trainer_resume(struct trainer *t, const char *resume)
 {
     struct rt_ckpt_state s;
@@ -381,6 +399,7 @@ int trainer_resume(struct trainer *t, const char *resume)
     broadcast_state(t, &s);
     rt_comm_bcast(t->comm, chosen, sizeof chosen, 0);
     if (t->cfg->optim_shard) RT_TRY(rt_comm_agree(t->comm, trainer_scatter_moments(t, chosen)));
+    if (t->cfg->deterministic) RT_TRY(resume_exact(t, chosen));
     RT_TRY(check_compatible(t, &s, chosen));
     apply_state(t, &s);
     if (trainer_phase(t)->teacher) {

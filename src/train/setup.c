@@ -49,6 +49,35 @@ struct rt_data_opts trainer_data_opts(const struct trainer *t)
     };
 }
 
+/* comm.deterministic cuts the batch itself, by global positions: it needs the positions
+ * to mean the same rows at any rank count, and every micro-batch on one rank. */
+static int check_deterministic(const struct trainer *t)
+{
+    const struct rt_config *c = t->cfg;
+    if (!c->deterministic) return RT_OK;
+    if (c->micro_batches % t->world != 0)
+        return rt_errorf(RT_ERR_INVAL,
+                         "%s: [comm] micro_batches = %lld: comm.deterministic needs a multiple "
+                         "of the %d ranks",
+                         c->source, (long long)c->micro_batches, t->world);
+    if (c->micro_batches > c->batch)
+        return rt_errorf(RT_ERR_INVAL,
+                         "%s: [comm] micro_batches = %lld: more than the %lld rows of [train] "
+                         "batch",
+                         c->source, (long long)c->micro_batches, (long long)c->batch);
+    if (c->accum_steps != 1)
+        return rt_errorf(RT_ERR_INVAL,
+                         "%s: [train] accum_steps = %lld: comm.deterministic cuts the batch into "
+                         "[comm] micro_batches itself; leave accum_steps at 1",
+                         c->source, (long long)c->accum_steps);
+    if (c->shuffle == RT_SHUFFLE_SHARD)
+        return rt_errorf(RT_ERR_INVAL,
+                         "%s: [data] shuffle = shard: comm.deterministic needs the same rows at "
+                         "any rank count (shuffle = global or off)",
+                         c->source);
+    return RT_OK;
+}
+
 static int open_data(struct trainer *t)
 {
     const struct rt_config *c = t->cfg;
@@ -63,6 +92,7 @@ static int open_data(struct trainer *t)
                          "each of the %d ranks has of [train] batch = %lld",
                          c->source, (long long)c->accum_steps, (long long)(c->batch / t->world),
                          t->world, (long long)c->batch);
+    RT_TRY(check_deterministic(t));
     RT_TRY(rt_dataset_open(&t->train, c->train, &o));
     if (c->context > 0 && rt_dataset_info(t->train)->positions == 1)
         return rt_errorf(RT_ERR_INVAL,
@@ -105,8 +135,10 @@ int trainer_same_arch(const struct rt_model_spec *a, const struct rt_model_spec 
 int trainer_max_batch(const struct trainer *t)
 {
     const struct rt_config *c = t->cfg;
-    /* A step's rows run as accum_steps micro-batches: activations for one of them. */
+    /* A step's rows run as accum_steps micro-batches, or as comm.deterministic's fixed
+     * ones (positions j, j + M, ...: ceil(batch / M) rows): activations for one of them. */
     int64_t rows = micro_rows_max(local_rows_max(c->batch, t->world), c->accum_steps);
+    if (c->deterministic) rows = micro_rows_max(c->batch, c->micro_batches);
     int64_t eval_rows = local_rows_max(eval_global_batch(c->eval_batch, t->world), t->world);
     if (!t->test) eval_rows = 0; /* nothing is evaluated during training */
     return (int)(rows > eval_rows ? rows : eval_rows);
@@ -151,6 +183,7 @@ int trainer_rebuild(struct trainer *t, const struct rt_model_spec *spec, const i
         t->buckets = NULL;
         st = make_buckets(t);
     }
+    if (st == RT_OK) st = trainer_exact_init(t);
     return st == RT_OK ? trainer_reset_optimizer(t) : st;
 }
 
@@ -188,6 +221,7 @@ static int build_model(struct trainer *t)
     trainer_time_layers(t);
     trainer_init_params(t);
     RT_TRY(setup_comm(t));
+    RT_TRY(trainer_exact_init(t));
     return rt_optim_init(&t->opt, &t->ocfg, rt_buckets_shard_elems(t->buckets));
 }
 
@@ -239,6 +273,7 @@ void trainer_close(struct trainer *t)
     rt_dataset_close(t->train);
     rt_dataset_close(t->test);
     rt_buckets_free(t->buckets);
+    trainer_exact_free(t);
     free(t->checksums);
     free(t->timings);
     rt_optim_free(&t->opt);

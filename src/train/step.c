@@ -146,6 +146,36 @@ static int reduce_and_update(struct trainer *t, double lr)
     return 1;
 }
 
+/* comm.deterministic: the exact gradient is the same bytes on every rank, so masking,
+ * the finite check and clipping decide alike everywhere; each rank then updates its own part
+ * of every bucket (all of it unsharded). */
+static int update_replicated(struct trainer *t, double lr)
+{
+    struct rt_model *m = &t->model;
+    const struct rt_masks *mk = trainer_masks(t);
+    if (mk) rt_masks_apply(mk, m->grads, 0, m->n_params);
+    if (!finite_range(m->grads, 0, m->n_params))
+        return t->cfg->skip_nonfinite ? 0 : nonfinite_error(t, 0);
+    if (t->cfg->clip_norm > 0) rt_clip_grad_norm(m->grads, m->n_params, t->cfg->clip_norm);
+    for (int k = 0; k < rt_buckets_count(t->buckets); k++) {
+        struct rt_bucket_view v;
+        rt_buckets_view(t->buckets, k, &v);
+        update_own(t, &v, lr, mk);
+    }
+    end_update(t);
+    return 1;
+}
+
+/* The deterministic step's gradient and update. */
+static int exact_step(struct trainer *t, const struct rt_batch *b, double *loss, double *correct)
+{
+    t->lr = trainer_phase(t)->lr(t);
+    rt_faults_slow(&t->faults, t->rank);
+    rt_faults_stall(&t->faults, t->rank, t->step);
+    int ready = trainer_exact_gradient(t, b, loss, correct);
+    return ready == 1 ? update_replicated(t, t->lr) : ready;
+}
+
 void trainer_params_ready(struct trainer *t)
 {
     if (t->buckets) rt_buckets_wait_gather(t->buckets, -1);
@@ -207,7 +237,7 @@ static void layer_ready_hooked(void *ctx, int layer, size_t offset, size_t count
  * this step alone: the others are about to allreduce. The step goes on with a zero loss
  * gradient from this rank, and the failure is agreed at the next step boundary or the
  * epoch's end, before anything is saved. Returns the loss. */
-static double forward_loss(struct trainer *t, const struct rt_batch *b)
+double trainer_forward_loss(struct trainer *t, const struct rt_batch *b)
 {
     struct rt_model *m = &t->model;
     double tr = rt_trace_on() ? rt_trace_now() : 0;
@@ -312,7 +342,7 @@ static double forward_backward(struct trainer *t, const struct rt_batch *b, doub
     *correct = 0;
     for (int k = 0; k < K; k++) {
         struct rt_batch mb = micro_batch(t, b, k, K);
-        loss += forward_loss(t, &mb);
+        loss += trainer_forward_loss(t, &mb);
         if (m->spec.loss == RT_LOSS_CE)
             *correct += (double)rt_model_count_correct(m, mb.y, mb.local_rows);
         if (k == 0) {
@@ -344,9 +374,14 @@ int trainer_step(struct trainer *t)
     struct rt_model *m = &t->model;
     struct rt_comm_times c0;
     rt_comm_times(t->comm, &c0);
-    double t0 = rt_comm_wtime(), correct;
-    double loss = forward_backward(t, &b, &correct);
-    int applied = reduce_and_update(t, t->lr);
+    double t0 = rt_comm_wtime(), correct, loss;
+    int applied;
+    if (t->cfg->deterministic) {
+        applied = exact_step(t, &b, &loss, &correct);
+    } else {
+        loss = forward_backward(t, &b, &correct);
+        applied = reduce_and_update(t, t->lr);
+    }
     if (applied < 0) return applied;
     account_time(t, &c0, t0);
     account_rows(t, &b, loss, correct, applied);

@@ -43,6 +43,18 @@ struct metrics_step {
     double slowest_compute_s, max_wait_s; /* their mean per step */
 };
 
+/* comm.deterministic (exact.c): the fixed-point gradient sum and one micro-batch's rows. */
+struct exact_sum {
+    size_t blocks;  /* fixed.h blocks of the parameters */
+    int64_t *acc;   /* (n_params) owned */
+    float *ref;     /* (blocks) owned: reference magnitudes, in checkpoints */
+    float *maxima;  /* (blocks + 2) owned: this step's block maxima, then two flags */
+    int32_t *shift; /* (blocks) owned */
+    float *x;       /* (max_batch, inputs) owned: the micro-batch's rows */
+    void *y;        /* (max_batch, positions) int32 or (max_batch, outputs) float, owned */
+    int64_t *ids;   /* (max_batch) owned */
+};
+
 struct trainer {
     double layer_timing[2 * RT_MAX_LAYERS]; /* bench: forward, backward seconds per layer */
     int64_t layer_steps0;                   /* the step the model in use began timing at */
@@ -70,6 +82,7 @@ struct trainer {
     struct rt_teacher teacher;      /* the distillation phase's frozen teacher */
     int has_teacher;                /* teacher set up (fresh or from a checkpoint) */
     int deferred;                   /* a failure inside a step, agreed at the next boundary */
+    struct exact_sum exact;         /* comm.deterministic; zeroed when off */
     struct rt_masks masks;          /* pruning masks; all kept outside a prune phase */
     int has_masks;                  /* masks allocated (the job has a prune phase) */
     double train_seconds, samples;  /* across resumes */
@@ -118,6 +131,22 @@ void trainer_moments_source(struct trainer *t, struct rt_ckpt_moments *mo);
 int trainer_write_sharded(struct trainer *t, int (*write)(struct trainer *t, void *ctx), void *ctx);
 /* Collective: rank 0 reads path's moments and sends each rank its shards. */
 int trainer_scatter_moments(struct trainer *t, const char *path);
+
+/* Forward of batch b and the phase's loss into m->dlogits, normalised by b's global rows
+ * (step.c). A failed loss (teacher cache) is deferred to the next agreement. */
+double trainer_forward_loss(struct trainer *t, const struct rt_batch *b);
+
+/* comm.deterministic (exact.c). init sizes the state for the model in use (again after a
+ * rebuild: the references restart from nothing); free releases it. */
+int trainer_exact_init(struct trainer *t);
+void trainer_exact_free(struct trainer *t);
+/* Collective: forward and backward of this rank's fixed micro-batches of b, their gradients
+ * summed exactly over micro-batches and ranks into m->grads (the same bytes at any rank
+ * count). 1 when the gradient is ready, 0 when it is not finite and skip_nonfinite is on,
+ * or the (agreed) failure. The loss and correct predictions of this rank's rows into
+ * *loss, *correct. */
+int trainer_exact_gradient(struct trainer *t, const struct rt_batch *b, double *loss,
+                           double *correct);
 
 /* Collective: one training step (step.c). RT_STOPPED when a signal stops the run. */
 int trainer_step(struct trainer *t);

@@ -73,6 +73,7 @@ text-context-long) text_case=1; overrides+=(data.train="$tmp/text.h5" "model.lay
 context-not-text) overrides+=(model.context=16); expect="[model] context = 16, but $tmp/train.h5 is not a text dataset" ;;
 generate-long-prompt) text_case=1; gen_case=lm; expect="generate: --prompt is 20 bytes: longer than $tmp/lm/model.h5's context of 8 tokens" ;;
 accum-too-many)   overrides+=(train.accum_steps=5); expect="[train] accum_steps = 5: more micro-batches than the 4 rows each of the 3 ranks has of [train] batch = 12" ;;
+micro-not-divisible) overrides+=(comm.deterministic=on comm.micro_batches=4); expect="[comm] micro_batches = 4: comm.deterministic needs a multiple of the 3 ranks" ;;
 generate-not-lm)  gen_case=mlp; expect="good/model.h5: not a language model: its input is (16) into dense" ;;
 *) echo "unknown case $case_"; exit 99 ;;
 esac

@@ -1,0 +1,158 @@
+/* exact.c - comm.deterministic: the step's gradient bitwise the same at any rank count.
+ *
+ * With N ranks, the sum over ranks of float gradients depends on N twice: each rank's
+ * weight-gradient GEMMs add its own rows' contributions (another N, other rows per rank,
+ * other partial sums), and the ranks' results are added in an order set by N. Both go:
+ *  - the step's global batch is cut into M = comm.micro_batches fixed micro-batches, the
+ *    same cut at any N: micro-batch j holds the step's positions p = j, j + M, j + 2M, ...
+ *    Rank r holds positions r, r + N, ... (the sampler's rule, dataset.h), so when N divides
+ *    M every micro-batch lies on one rank: j on rank j mod N, as its local rows
+ *    (j - r) / N, + M/N, + 2M/N, ... in position order. Each micro-batch's gradient is one
+ *    forward and backward of its own rows: the same bytes wherever it runs.
+ *  - the M micro-batch gradients are summed in fixed point (fixed.h): exact integer
+ *    additions, which give the same result in any order, over micro-batches on a rank and
+ *    then over ranks (rt_comm_sum_i64), converted back to float once.
+ * The fixed-point scale of each block of 256 coordinates comes from the previous step's
+ * largest terms; a step whose terms outgrow it (and the first step, which has no previous)
+ * is computed again with its own largest terms, found by one small max-allreduce. The
+ * references travel in checkpoints, so a resumed run scales exactly as the uninterrupted.
+ *
+ * Cost, against the usual step: micro-batch GEMMs of batch/M rows, one conversion pass per
+ * micro-batch, an int64 allreduce (twice the bytes of float) after backward instead of
+ * float buckets during it, and memory for the int64 sum (8 bytes per parameter). */
+#include "ringtrain/fixed.h"
+#include "ringtrain/log.h"
+#include "ringtrain/status.h"
+#include "train/trainer.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int trainer_exact_init(struct trainer *t)
+{
+    trainer_exact_free(t);
+    if (!t->cfg->deterministic) return RT_OK;
+    struct exact_sum *e = &t->exact;
+    const struct rt_model *m = &t->model;
+    size_t n = m->n_params, rows = (size_t)m->max_batch;
+    size_t ybytes = m->spec.loss == RT_LOSS_CE ? (size_t)m->positions * sizeof(int32_t)
+                                               : (size_t)m->outputs * sizeof(float);
+    e->blocks = rt_fixed_blocks(n);
+    e->acc = malloc((n ? n : 1) * sizeof *e->acc);
+    e->ref = calloc(e->blocks + 1, sizeof *e->ref);
+    e->maxima = calloc(e->blocks + 2, sizeof *e->maxima);
+    e->shift = calloc(e->blocks + 1, sizeof *e->shift);
+    e->x = malloc(rows * (size_t)m->inputs * sizeof *e->x);
+    e->y = malloc(rows * ybytes);
+    e->ids = malloc(rows * sizeof *e->ids);
+    if (!e->acc || !e->ref || !e->maxima || !e->shift || !e->x || !e->y || !e->ids)
+        return rt_errorf(RT_ERR_NOMEM,
+                         "comm.deterministic: cannot allocate the exact sums of %zu "
+                         "parameters",
+                         n);
+    return RT_OK;
+}
+
+void trainer_exact_free(struct trainer *t)
+{
+    struct exact_sum *e = &t->exact;
+    free(e->acc);
+    free(e->ref);
+    free(e->maxima);
+    free(e->shift);
+    free(e->x);
+    free(e->y);
+    free(e->ids);
+    memset(e, 0, sizeof *e);
+}
+
+/* Micro-batch j's rows of b, copied into one contiguous batch (j on this rank). */
+static struct rt_batch gather_micro(struct trainer *t, const struct rt_batch *b, int j)
+{
+    struct exact_sum *e = &t->exact;
+    const struct rt_model *m = &t->model;
+    int N = t->world, per = (int)(t->cfg->micro_batches / N);
+    int ce = m->spec.loss == RT_LOSS_CE;
+    size_t xw = (size_t)m->inputs, yw = ce ? (size_t)m->positions : (size_t)m->outputs;
+    int rows = 0;
+    for (int i = (j - t->rank) / N; i < b->local_rows; i += per, rows++) {
+        memcpy(e->x + (size_t)rows * xw, b->x + (size_t)i * xw, xw * sizeof(float));
+        if (ce)
+            memcpy((int32_t *)e->y + (size_t)rows * yw, (const int32_t *)b->y + (size_t)i * yw,
+                   yw * sizeof(int32_t));
+        else
+            memcpy((float *)e->y + (size_t)rows * yw, (const float *)b->y + (size_t)i * yw,
+                   yw * sizeof(float));
+        e->ids[rows] = b->ids[i];
+    }
+    struct rt_batch mb = *b;
+    mb.x = e->x;
+    mb.y = e->y;
+    mb.ids = e->ids;
+    mb.local_rows = rows;
+    return mb;
+}
+
+/* One pass over this rank's micro-batches into the fixed-point sum; the flags of
+ * rt_fixed_accumulate, or-ed. */
+static int accumulate(struct trainer *t, const struct rt_batch *b, double *loss, double *correct)
+{
+    struct exact_sum *e = &t->exact;
+    struct rt_model *m = &t->model;
+    int M = (int)t->cfg->micro_batches, flags = 0, first = 1;
+    *loss = *correct = 0;
+    rt_model_set_grad_accumulate(m, 0);
+    for (int j = t->rank; j < M; j += t->world, first = 0) {
+        struct rt_batch mb = gather_micro(t, b, j);
+        *loss += trainer_forward_loss(t, &mb);
+        if (m->spec.loss == RT_LOSS_CE)
+            *correct += (double)rt_model_count_correct(m, mb.y, mb.local_rows);
+        if (j + t->world >= M) rt_faults_nan_step(&t->faults, t->rank, t->step, m->dlogits);
+        rt_model_backward(m, mb.x, mb.local_rows, NULL, NULL);
+        flags |= rt_fixed_accumulate(e->acc, e->maxima, m->grads, m->n_params, e->shift, M, first);
+    }
+    return flags;
+}
+
+/* The step's block maxima and flags, maximised over ranks: the same on every rank, and
+ * independent of the rank count (a maximum over the same terms). */
+static void agree_maxima(struct trainer *t, int flags)
+{
+    struct exact_sum *e = &t->exact;
+    e->maxima[e->blocks] = (float)(flags & 1);
+    e->maxima[e->blocks + 1] = (float)((flags & 2) >> 1);
+    rt_comm_max_f32(t->comm, e->maxima, e->blocks + 2);
+}
+
+int trainer_exact_gradient(struct trainer *t, const struct rt_batch *b, double *loss,
+                           double *correct)
+{
+    struct exact_sum *e = &t->exact;
+    struct rt_model *m = &t->model;
+    int M = (int)t->cfg->micro_batches;
+    for (int attempt = 0;; attempt++) {
+        rt_fixed_shifts(e->shift, e->ref, e->blocks, M);
+        agree_maxima(t, accumulate(t, b, loss, correct));
+        if (e->maxima[e->blocks + 1] != 0) /* a term was not finite, on some rank */
+            return t->cfg->skip_nonfinite
+                       ? 0
+                       : rt_comm_agree(t->comm,
+                                       rt_errorf(RT_ERR_NONFINITE,
+                                                 "step %lld: the gradient is not finite "
+                                                 "(NaN or Inf); nothing of this step was "
+                                                 "saved, the last good checkpoint is %s",
+                                                 (long long)t->step + 1,
+                                                 t->last_ckpt[0] ? t->last_ckpt : "(none)"));
+        if (e->maxima[e->blocks] == 0) break;
+        if (attempt > 0)
+            return rt_comm_agree(t->comm, rt_errorf(RT_ERR_INTERNAL,
+                                                    "step %lld: the fixed-point sum overflowed "
+                                                    "under its own scale",
+                                                    (long long)t->step + 1));
+        memcpy(e->ref, e->maxima, e->blocks * sizeof *e->ref); /* again, at this step's scale */
+    }
+    rt_comm_sum_i64(t->comm, e->acc, m->n_params);
+    rt_fixed_to_float(m->grads, e->acc, m->n_params, e->shift);
+    rt_fixed_next_ref(e->ref, e->maxima, e->blocks);
+    return 1;
+}
