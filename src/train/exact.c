@@ -93,25 +93,42 @@ static struct rt_batch gather_micro(struct trainer *t, const struct rt_batch *b,
     return mb;
 }
 
+/* Each layer's gradient block goes into the fixed-point sum as soon as backward has
+ * written it, while it is still in cache. */
+struct convert {
+    struct trainer *t;
+    int first, flags;
+};
+
+static void convert_ready(void *ctx, int layer, size_t offset, size_t count)
+{
+    struct convert *cv = ctx;
+    struct exact_sum *e = &cv->t->exact;
+    (void)layer;
+    cv->flags |= rt_fixed_accumulate(e->acc, e->maxima, cv->t->model.grads, offset, offset + count,
+                                     e->shift, (int)cv->t->cfg->micro_batches, cv->first);
+}
+
 /* One pass over this rank's micro-batches into the fixed-point sum; the flags of
  * rt_fixed_accumulate, or-ed. */
 static int accumulate(struct trainer *t, const struct rt_batch *b, double *loss, double *correct)
 {
     struct exact_sum *e = &t->exact;
     struct rt_model *m = &t->model;
-    int M = (int)t->cfg->micro_batches, flags = 0, first = 1;
+    int M = (int)t->cfg->micro_batches;
+    struct convert cv = {t, 1, 0};
     *loss = *correct = 0;
+    memset(e->maxima, 0, (e->blocks + 2) * sizeof *e->maxima);
     rt_model_set_grad_accumulate(m, 0);
-    for (int j = t->rank; j < M; j += t->world, first = 0) {
+    for (int j = t->rank; j < M; j += t->world, cv.first = 0) {
         struct rt_batch mb = gather_micro(t, b, j);
         *loss += trainer_forward_loss(t, &mb);
         if (m->spec.loss == RT_LOSS_CE)
             *correct += (double)rt_model_count_correct(m, mb.y, mb.local_rows);
         if (j + t->world >= M) rt_faults_nan_step(&t->faults, t->rank, t->step, m->dlogits);
-        rt_model_backward(m, mb.x, mb.local_rows, NULL, NULL);
-        flags |= rt_fixed_accumulate(e->acc, e->maxima, m->grads, m->n_params, e->shift, M, first);
+        rt_model_backward(m, mb.x, mb.local_rows, convert_ready, &cv);
     }
-    return flags;
+    return cv.flags;
 }
 
 /* The step's block maxima and flags, maximised over ranks: the same on every rank, and
