@@ -19,7 +19,7 @@ limit=${SAN_TIMEOUT:-480}
 # The whole pipeline (train, prune, distill with checkpoints, resume, export, eval), the
 # reference equivalence run, and error paths (diverging loss, non-finite gradients, a full
 # disk). Not the tests that time their own runs (bad-*: 5 s, hang-*), too tight here.
-read -r -a cli_tests <<<"${SAN_CLI_TESTS:-train-equiv-np2 distill-np2 diverge-np2 nonfinite-np2 diskfull-np2 cnn-np2 gpt-np2}"
+read -r -a cli_tests <<<"${SAN_CLI_TESTS:-train-equiv-np2 distill-np2 diverge-np2 nonfinite-np2 diskfull-np2 cnn-np2 gpt-np2 shard-np3 accum-np2 deterministic}"
 # The GPT test also bounds N ranks against one; this build rounds otherwise (see gpt.sh).
 export GPT_EQUIV_TOL=2e-4
 say() { echo "sanitize: $*"; }
