@@ -119,10 +119,12 @@ void rt_comm_max_f64(rt_comm_t *c, double *vals, int n)
 void rt_comm_sum_i64(rt_comm_t *c, int64_t *vals, size_t n)
 {
     const size_t piece = (size_t)1 << 19;
+    double t0 = MPI_Wtime();
     for (size_t off = 0; off < n; off += piece) {
         size_t len = n - off < piece ? n - off : piece;
         MPI_Allreduce(MPI_IN_PLACE, vals + off, (int)len, MPI_INT64_T, MPI_SUM, c->ar);
     }
+    c->blocked_s += MPI_Wtime() - t0; /* the step's communication (rt_comm_times) */
 }
 
 void rt_comm_max_f32(rt_comm_t *c, float *vals, size_t n)
