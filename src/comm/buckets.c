@@ -408,26 +408,27 @@ void rt_buckets_start_gather(struct rt_buckets *b)
     }
 }
 
-/* The issue index of the last gather layer needs (first_layer rises along the issue order). */
-static int gathers_needed(const struct rt_buckets *b, int layer)
+/* Gather i (in issue order) is bucket n_buckets - 1 - i. */
+static struct bucket *gather_bucket(struct rt_buckets *b, int i)
 {
-    if (layer < 0) return b->n_gathers;
-    int need = 0, i = 0;
-    for (int k = b->n_buckets - 1; k >= 0 && i < b->n_gathers; k--) {
-        i++;
-        if (b->bucket[k].first_layer <= layer) need = i;
-    }
+    return &b->bucket[b->n_buckets - 1 - i];
+}
+
+/* How many gathers, in issue order, layer needs: first_layer rises along that order. */
+static int gathers_needed(struct rt_buckets *b, int layer)
+{
+    int need = 0;
+    while (need < b->n_gathers && (layer < 0 || gather_bucket(b, need)->first_layer <= layer))
+        need++;
     return need;
 }
 
 void rt_buckets_wait_gather(struct rt_buckets *b, int layer)
 {
-    if (!b->sharded || b->gathered == b->n_gathers) return;
+    if (!b->sharded) return;
     int need = gathers_needed(b, layer);
-    int i = 0;
-    for (int k = b->n_buckets - 1; k >= 0 && b->gathered < b->n_gathers; k--) {
-        struct bucket *bk = &b->bucket[k];
-        if (i++ < b->gathered) continue;
+    while (b->gathered < b->n_gathers) {
+        struct bucket *bk = gather_bucket(b, b->gathered);
         if (b->gathered < need)
             rt_comm_wait(b->comm, bk->gather);
         else if (!rt_comm_test(b->comm, bk->gather))
