@@ -25,8 +25,11 @@
 #include "ringtrain/status.h"
 #include "train/trainer.h"
 
+#include <float.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define NONFINITE_MARK ((size_t)1 << 24)
 
 int trainer_exact_init(struct trainer *t)
 {
@@ -137,12 +140,18 @@ static void agree_maxima(struct trainer *t, int flags)
 {
     struct exact_sum *e = &t->exact;
     e->maxima[e->blocks] = (float)(flags & 1);
-    e->maxima[e->blocks + 1] = (float)((flags & 2) >> 1);
+    /* The second flag says where: 2^24 minus the first non-finite block, so that the
+     * maximum names the lowest such block of any rank (0: none). Floats hold it exactly. */
+    size_t first = 0;
+    while ((flags & 2) && first < e->blocks && e->maxima[first] <= FLT_MAX)
+        first++;
+    if (first >= NONFINITE_MARK) first = NONFINITE_MARK - 1;
+    e->maxima[e->blocks + 1] = flags & 2 ? (float)(NONFINITE_MARK - first) : 0.0f;
     rt_comm_max_f32(t->comm, e->maxima, e->blocks + 2);
 }
 
 int trainer_exact_gradient(struct trainer *t, const struct rt_batch *b, double *loss,
-                           double *correct)
+                           double *correct, size_t *bad)
 {
     struct exact_sum *e = &t->exact;
     struct rt_model *m = &t->model;
@@ -150,16 +159,10 @@ int trainer_exact_gradient(struct trainer *t, const struct rt_batch *b, double *
     for (int attempt = 0;; attempt++) {
         rt_fixed_shifts(e->shift, e->ref, e->blocks, M);
         agree_maxima(t, accumulate(t, b, loss, correct));
-        if (e->maxima[e->blocks + 1] != 0) /* a term was not finite, on some rank */
-            return t->cfg->skip_nonfinite
-                       ? 0
-                       : rt_comm_agree(t->comm,
-                                       rt_errorf(RT_ERR_NONFINITE,
-                                                 "step %lld: the gradient is not finite "
-                                                 "(NaN or Inf); nothing of this step was "
-                                                 "saved, the last good checkpoint is %s",
-                                                 (long long)t->step + 1,
-                                                 t->last_ckpt[0] ? t->last_ckpt : "(none)"));
+        if (e->maxima[e->blocks + 1] != 0) { /* a term was not finite, on some rank */
+            *bad = (NONFINITE_MARK - (size_t)e->maxima[e->blocks + 1]) * RT_FIXED_BLOCK;
+            return 0;
+        }
         if (e->maxima[e->blocks] == 0) break;
         if (attempt > 0)
             return rt_comm_agree(t->comm, rt_errorf(RT_ERR_INTERNAL,

@@ -172,7 +172,9 @@ static int exact_step(struct trainer *t, const struct rt_batch *b, double *loss,
     t->lr = trainer_phase(t)->lr(t);
     rt_faults_slow(&t->faults, t->rank);
     rt_faults_stall(&t->faults, t->rank, t->step);
-    int ready = trainer_exact_gradient(t, b, loss, correct);
+    size_t bad = 0;
+    int ready = trainer_exact_gradient(t, b, loss, correct, &bad);
+    if (ready == 0) return t->cfg->skip_nonfinite ? 0 : nonfinite_error(t, bad);
     return ready == 1 ? update_replicated(t, t->lr) : ready;
 }
 

@@ -142,11 +142,11 @@ int trainer_exact_init(struct trainer *t);
 void trainer_exact_free(struct trainer *t);
 /* Collective: forward and backward of this rank's fixed micro-batches of b, their gradients
  * summed exactly over micro-batches and ranks into m->grads (the same bytes at any rank
- * count). 1 when the gradient is ready, 0 when it is not finite and skip_nonfinite is on,
- * or the (agreed) failure. The loss and correct predictions of this rank's rows into
- * *loss, *correct. */
+ * count). 1 when the gradient is ready; 0 when it is not finite (the same verdict and
+ * *bad, a coordinate of the first non-finite block, on every rank); or the (agreed)
+ * failure. The loss and correct predictions of this rank's rows into *loss, *correct. */
 int trainer_exact_gradient(struct trainer *t, const struct rt_batch *b, double *loss,
-                           double *correct);
+                           double *correct, size_t *bad);
 
 /* Collective: one training step (step.c). RT_STOPPED when a signal stops the run. */
 int trainer_step(struct trainer *t);

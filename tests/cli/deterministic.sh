@@ -2,7 +2,8 @@
 # comm.deterministic: the same job at 1, 2, 3, 4 and 6 ranks (12 micro-batches) ends with
 # bitwise the same parameters after 100 steps: Adam; with dropout (masks from row ids);
 # through pruning; with the sharded optimizer. A checkpoint written at 2 ranks resumes at 3
-# and continues bitwise. Without it, the rank counts differ (the test's control).
+# and continues bitwise. A non-finite gradient stops or is skipped on every rank. Without
+# it, the rank counts differ (the test's control).
 #   deterministic.sh   (RINGTRAIN, MKDATA, MODELDIFF, MPIRUN_SH come from meson)
 set -u
 np=1-6
@@ -36,6 +37,17 @@ prune=(job.phases=train,prune prune.target_sparsity=0.8 prune.every_steps=5 prun
 run 1 p1 comm.deterministic=on "${prune[@]}"
 run 3 p3 comm.deterministic=on "${prune[@]}"
 same "$tmp/p1/model.h5" "$tmp/p3/model.h5"
+# A NaN in one rank's loss gradient (step 6: every micro-batch has rows) stops every rank
+# with the usual message, or is skipped on every rank.
+RINGTRAIN_FAULT_NAN=1:5 timeout -k 5 60 "$MPIRUN_SH" 2 "$RINGTRAIN" train "$tmp/job.ini" comm.deterministic=on \
+    train.out="$tmp/nan/model.h5" checkpoint.dir="$tmp/nan/ck" >"$tmp/nan.log" 2>&1 && fail "a NaN did not stop the job"
+[ "$(grep -c 'ringtrain: error' "$tmp/nan.log")" -eq 1 ] || fail "not one error line: $(cat "$tmp/nan.log")"
+grep -q "error: step 6 (phase train, epoch 1): the averaged gradient of layer 0 is not finite" "$tmp/nan.log" ||
+    fail "message: $(grep error "$tmp/nan.log")"
+RINGTRAIN_FAULT_NAN=1:5 timeout -k 5 60 "$MPIRUN_SH" 2 "$RINGTRAIN" train "$tmp/job.ini" comm.deterministic=on \
+    train.skip_nonfinite=on train.out="$tmp/skip/model.h5" checkpoint.dir="$tmp/skip/ck" >"$tmp/skip.log" 2>&1 ||
+    fail "skip: $(tail -3 "$tmp/skip.log")"
+grep -qE "^final: .* skipped=1$" "$tmp/skip.log" || fail "final: $(grep final "$tmp/skip.log")"
 # The control: the usual sums at 1 and 3 ranks do differ (in the last bits).
 run 1 u1
 run 3 u3
