@@ -37,7 +37,7 @@ int rt_comm_agree(rt_comm_t *c, int st);
 int rt_comm_agree_max(rt_comm_t *c, int st, int *vals, int n);
 
 /* ---- Collectives on gradient and parameter buffers ----------------------------------------
- * Three operations, in place on the caller's buffer of n floats (n may exceed INT_MAX), which
+ * Three operations, in place on the caller's buffer of n elements (n may exceed INT_MAX), which
  * is cut into one part per rank: the even shards of shard.h, or `part` (size + 1 offsets,
  * part[0] = 0, part[size] = n, non-decreasing; borrowed until the request completes) when the
  * caller needs another cut (sparse buckets cut their packed coordinates where the dense
@@ -85,14 +85,21 @@ int rt_comm_configure(rt_comm_t *c, const struct rt_comm_opts *o);
 /* The configured algorithm (comm.algorithm). */
 enum rt_allreduce_algo rt_comm_algorithm(const rt_comm_t *c);
 
+/* Element types. Float sums carry gradients and parameters; int64 sums carry the fixed-point
+ * gradients of comm.deterministic, whose additions are exact, so that any order (any
+ * algorithm) gives the same bytes. An int64 call runs on the ring unless the algorithm asked
+ * for implements int64 (rd does not), and its scale must be 1. */
+enum rt_coll_type { RT_TYPE_F32, RT_TYPE_I64 };
+
 /* One collective call: what, how, on which buffer. */
 struct rt_coll_args {
     enum rt_coll_op op;
     enum rt_allreduce_algo algo; /* RT_ALLREDUCE_AUTO: the configured algorithm's choice */
-    float *buf;
+    void *buf;                   /* n elements of `type` */
     size_t n;
-    float scale;        /* allreduce and reduce-scatter; ignored by allgather */
-    const size_t *part; /* NULL: the even shards of shard.h */
+    float scale;            /* allreduce and reduce-scatter; ignored by allgather */
+    const size_t *part;     /* NULL: the even shards of shard.h */
+    enum rt_coll_type type; /* RT_TYPE_F32 unless set */
 };
 
 typedef struct rt_comm_req rt_comm_req; /* owned by the context; valid until done */

@@ -55,12 +55,12 @@ struct rt_comm_req {
  * An algorithm is one file and one entry: start initialises its state and posts what it
  * can; progress advances as far as possible and returns 1 when the request is complete
  * (block = 0: never waits inside MPI; block = 1: returns only when complete); trace puts
- * the finished request on the timeline. ops is the set of (1 << rt_coll_op) it runs. N == 1
+ * the finished request on the timeline; ops and types say what it runs. N == 1
  * never reaches an algorithm (requests.c scales in place). */
 struct rt_comm;
 struct rt_coll_algo {
     const char *name;
-    unsigned ops;
+    unsigned ops, types; /* sets of (1 << rt_coll_op) and (1 << rt_coll_type) */
     void (*start)(struct rt_comm *c, struct rt_comm_req *r);
     int (*progress)(struct rt_comm *c, struct rt_comm_req *r, int block);
     void (*trace)(const struct rt_comm_req *r, double end);
@@ -120,11 +120,28 @@ static inline size_t rt_part_len_(const struct rt_comm_req *r, int j)
     return r->a.part ? r->a.part[j + 1] - r->a.part[j] : rt_shard_len(r->a.n, r->g->size, j);
 }
 
+static inline size_t rt_elem_bytes_(enum rt_coll_type t)
+{
+    return t == RT_TYPE_I64 ? sizeof(int64_t) : sizeof(float);
+}
+
+static inline MPI_Datatype rt_elem_mpi_(enum rt_coll_type t)
+{
+    return t == RT_TYPE_I64 ? MPI_INT64_T : MPI_FLOAT;
+}
+
+/* Element i of r's buffer. */
+static inline void *rt_elem_at_(const struct rt_comm_req *r, size_t i)
+{
+    return (char *)r->a.buf + i * rt_elem_bytes_(r->a.type);
+}
+
 /* acc += in, and acc = (acc + in) * scale, over len floats in separate buffers. The
  * restrict lets -O2 vectorise without run-time alias checks (which it will not emit); the
  * scalar loops made the ring lose to MPI_Allreduce between 512 KiB and 8 MiB. */
 void rt_add_into_(float *restrict acc, const float *restrict in, int len);
 void rt_add_scaled_(float *restrict acc, const float *restrict in, int len, float scale);
+void rt_add_into_i64_(int64_t *restrict acc, const int64_t *restrict in, int len);
 /* buf[i] *= scale for n elements, a no-op when scale == 1. */
 void rt_scale_(float *buf, size_t n, float scale);
 

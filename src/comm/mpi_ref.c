@@ -34,12 +34,13 @@ static int mpi_progress(struct rt_comm *c, struct rt_comm_req *r, int block)
     struct mpi_state *m = state(r);
     while (m->off < r->a.n) {
         size_t len = r->a.n - m->off < MPI_MAX_COUNT ? r->a.n - m->off : MPI_MAX_COUNT;
-        float *p = r->a.buf + m->off;
+        void *p = rt_elem_at_(r, m->off);
+        MPI_Datatype type = rt_elem_mpi_(r->a.type);
         if (r->blocking) {
-            MPI_Allreduce(MPI_IN_PLACE, p, (int)len, MPI_FLOAT, MPI_SUM, r->g->comm);
+            MPI_Allreduce(MPI_IN_PLACE, p, (int)len, type, MPI_SUM, r->g->comm);
         } else {
             if (!m->posted) {
-                MPI_Iallreduce(MPI_IN_PLACE, p, (int)len, MPI_FLOAT, MPI_SUM, r->g->comm, &m->req);
+                MPI_Iallreduce(MPI_IN_PLACE, p, (int)len, type, MPI_SUM, r->g->comm, &m->req);
                 m->posted = 1;
             }
             int flag = 0;
@@ -50,7 +51,7 @@ static int mpi_progress(struct rt_comm *c, struct rt_comm_req *r, int block)
             if (!flag) return 0;
             m->posted = 0;
         }
-        rt_scale_(p, len, r->a.scale);
+        if (r->a.type == RT_TYPE_F32) rt_scale_(p, len, r->a.scale);
         m->off += len;
     }
     return 1;
@@ -64,6 +65,7 @@ static void mpi_trace(const struct rt_comm_req *r, double end)
 const struct rt_coll_algo rt_algo_mpi_ = {
     .name = "mpi",
     .ops = 1u << RT_OP_ALLREDUCE,
+    .types = 1u << RT_TYPE_F32 | 1u << RT_TYPE_I64,
     .start = mpi_start,
     .progress = mpi_progress,
     .trace = mpi_trace,

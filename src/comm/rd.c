@@ -138,7 +138,7 @@ static int rd_progress(struct rt_comm *c, struct rt_comm_req *r, int block)
     while ((1 << steps) < g->rd_p2)
         steps++;
     while (s->off < r->a.n) {
-        float *p = r->a.buf + s->off;
+        float *p = (float *)r->a.buf + s->off;
         const int len = (int)s->len; /* <= scratch, far below INT_MAX */
         switch (s->phase) {
         case RD_FOLD_IN:
@@ -208,6 +208,7 @@ static void rd_trace(const struct rt_comm_req *r, double end)
 const struct rt_coll_algo rt_algo_rd_ = {
     .name = "rd",
     .ops = 1u << RT_OP_ALLREDUCE,
+    .types = 1u << RT_TYPE_F32,
     .start = rd_start,
     .progress = rd_progress,
     .trace = rd_trace,

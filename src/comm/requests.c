@@ -45,6 +45,12 @@ void rt_add_scaled_(float *restrict acc, const float *restrict in, int len, floa
         acc[x] = (acc[x] + in[x]) * scale;
 }
 
+void rt_add_into_i64_(int64_t *restrict acc, const int64_t *restrict in, int len)
+{
+    for (int x = 0; x < len; x++)
+        acc[x] += in[x];
+}
+
 void rt_scale_(float *buf, size_t n, float scale)
 {
     if (scale == 1.0f) return;
@@ -128,6 +134,7 @@ static void req_init(struct rt_comm *c, struct rt_comm_req *r, const struct rt_c
     r->a = *a;
     enum rt_allreduce_algo want = a->algo == RT_ALLREDUCE_AUTO ? c->opts.algorithm : a->algo;
     r->a.algo = rt_comm_pick(c, a->op, want, a->n);
+    if (!(rt_algo_(r->a.algo)->types & 1u << a->type)) r->a.algo = RT_ALLREDUCE_RING;
     r->alg = rt_algo_(r->a.algo);
     r->g = &c->all;
     r->label = c->next_label;
@@ -145,7 +152,8 @@ static int req_progress(struct rt_comm *c, struct rt_comm_req *r, int block)
         r->state = RT_REQ_ACTIVE;
         r->t_start = rt_trace_on() ? rt_trace_now() : 0;
         if (r->g->size == 1) {
-            if (r->a.op != RT_OP_ALLGATHER) rt_scale_(r->a.buf, r->a.n, r->a.scale);
+            if (r->a.op != RT_OP_ALLGATHER && r->a.type == RT_TYPE_F32)
+                rt_scale_(r->a.buf, r->a.n, r->a.scale);
             r->state = RT_REQ_DONE;
             return 1;
         }
@@ -245,7 +253,7 @@ void rt_comm_run(rt_comm_t *c, const struct rt_coll_args *a)
 static struct rt_coll_args allreduce_args(enum rt_allreduce_algo algo, float *buf, size_t n,
                                           float scale)
 {
-    return (struct rt_coll_args){RT_OP_ALLREDUCE, algo, buf, n, scale, NULL};
+    return (struct rt_coll_args){RT_OP_ALLREDUCE, algo, buf, n, scale, NULL, RT_TYPE_F32};
 }
 
 void rt_comm_allreduce_with(rt_comm_t *c, enum rt_allreduce_algo algo, float *buf, size_t n,

@@ -1,5 +1,6 @@
 /* ring.c - the pipelined ring: allreduce, and its two halves reduce-scatter and allgather
- * as requests of their own (float32 sum, in place, scale folded in).
+ * as requests of their own (float32 sums with the scale folded in, or exact int64 sums; in
+ * place).
  *
  * Does not: choose between algorithms or own the request queue (requests.c), handle
  * N == 1 (requests.c scales in place without MPI), or allocate (scratch is the group's).
@@ -84,7 +85,7 @@ enum { TAG_RS = 0, TAG_AG = 1 };
 
 struct ring_state {
     int t0, t1;                  /* the request's steps: [t0, t1) of 0 .. 2N-3 */
-    size_t seg;                  /* segment length (floats) of this request */
+    size_t seg;                  /* segment length (elements) of this request */
     int rt, rk;                  /* next receive to complete: (step, segment) */
     int pt, pk;                  /* next receive to post */
     int st, sk;                  /* next send to post */
@@ -141,13 +142,19 @@ static int before(int t1, int k1, int t2, int k2)
 }
 
 /* Segment k of chunk j: pointer and length. */
-static float *segment(const struct rt_comm_req *r, int j, int k, int *len)
+static void *segment(const struct rt_comm_req *r, int j, int k, int *len)
 {
     size_t seg = state(r)->seg;
     size_t off = (size_t)k * seg, clen = rt_part_len_(r, j);
     size_t l = clen - off < seg ? clen - off : seg;
     *len = (int)l;
-    return r->a.buf + rt_part_off_(r, j) + off;
+    return rt_elem_at_(r, rt_part_off_(r, j) + off);
+}
+
+/* Receive window slot w's scratch: a float segment holds half as many int64 elements. */
+static void *window(const struct rt_comm_req *r, int w)
+{
+    return r->g->scratch + (size_t)w * r->g->seg_elems;
 }
 
 /* Segment length for a message of n floats: the configured one, but small enough that a
@@ -156,14 +163,15 @@ static float *segment(const struct rt_comm_req *r, int j, int k, int *len)
  * serialised transfer and reduction: 5.4 GB/s busbw against 7.4 for MPI_Allreduce). Never
  * below 128 KiB: measured at 2 ranks, 64 KiB and 32 KiB minimums lost 20-30% at
  * 256-512 KiB to per-message (rendezvous) overhead. */
-static size_t ring_segment(const struct rt_group *g, size_t n)
+static size_t ring_segment(const struct rt_group *g, size_t n, enum rt_coll_type type)
 {
-    const size_t min_seg = 32768; /* floats */
+    const size_t min_seg = 32768 * sizeof(float) / rt_elem_bytes_(type);
+    const size_t max_seg = g->seg_elems * sizeof(float) / rt_elem_bytes_(type);
     size_t chunk = (n + (size_t)g->size - 1) / (size_t)g->size;
     size_t seg = (chunk + RING_MIN_SEGS - 1) / RING_MIN_SEGS;
     seg = (seg + 15) / 16 * 16; /* whole cache lines */
     if (seg < min_seg) seg = min_seg;
-    return seg < g->seg_elems ? seg : g->seg_elems;
+    return seg < max_seg ? seg : max_seg;
 }
 
 static void ring_start(struct rt_comm *c, struct rt_comm_req *r)
@@ -174,7 +182,7 @@ static void ring_start(struct rt_comm *c, struct rt_comm_req *r)
     memset(s, 0, sizeof *s);
     s->t0 = r->a.op == RT_OP_ALLGATHER ? N - 1 : 0;
     s->t1 = r->a.op == RT_OP_REDUCE_SCATTER ? N - 1 : 2 * (N - 1);
-    s->seg = ring_segment(r->g, r->a.n);
+    s->seg = ring_segment(r->g, r->a.n, r->a.type);
     s->rt = s->pt = s->st = s->ct = s->t0;
     norm(r, &s->rt, &s->rk, 0);
     norm(r, &s->pt, &s->pk, 0);
@@ -195,10 +203,10 @@ static int post_receives(struct rt_comm_req *r)
         int gather = s->pt >= N - 1;
         if (gather && s->pt + 1 - N >= s->t0 && !before(s->pt + 1 - N, s->pk, s->ct, s->ck)) break;
         int w = (s->rhead + s->nr) % RING_RWIN;
-        float *dst = segment(r, recv_chunk(r, s->pt), s->pk, &len);
-        if (!gather) dst = g->scratch + (size_t)w * g->seg_elems;
-        MPI_Irecv(dst, len, MPI_FLOAT, mod(g->rank - 1, N), r->tag + (gather ? TAG_AG : TAG_RS),
-                  g->comm, &s->rreq[w]);
+        void *dst = segment(r, recv_chunk(r, s->pt), s->pk, &len);
+        if (!gather) dst = window(r, w);
+        MPI_Irecv(dst, len, rt_elem_mpi_(r->a.type), mod(g->rank - 1, N),
+                  r->tag + (gather ? TAG_AG : TAG_RS), g->comm, &s->rreq[w]);
         s->nr++;
         s->pk++;
         norm(r, &s->pt, &s->pk, 0);
@@ -217,8 +225,8 @@ static int post_sends(struct rt_comm_req *r)
     while (s->st < s->t1 && s->ns < RING_SWIN &&
            (s->st == s->t0 || before(s->st - 1, s->sk, s->rt, s->rk))) {
         int w = (s->shead + s->ns) % RING_SWIN;
-        float *src = segment(r, send_chunk(r, s->st), s->sk, &len);
-        MPI_Isend(src, len, MPI_FLOAT, mod(g->rank + 1, N),
+        void *src = segment(r, send_chunk(r, s->st), s->sk, &len);
+        MPI_Isend(src, len, rt_elem_mpi_(r->a.type), mod(g->rank + 1, N),
                   r->tag + (s->st >= N - 1 ? TAG_AG : TAG_RS), g->comm, &s->sreq[w]);
         s->ns++;
         s->sk++;
@@ -238,9 +246,11 @@ static int complete_receive(struct rt_comm_req *r)
     MPI_Test(&s->rreq[s->rhead], &flag, MPI_STATUS_IGNORE);
     if (!flag) return 0;
     if (s->rt < N - 1) {
-        const float *in = r->g->scratch + (size_t)s->rhead * r->g->seg_elems;
-        float *acc = segment(r, recv_chunk(r, s->rt), s->rk, &len);
-        if (s->rt == N - 2 && r->a.scale != 1.0f)
+        const void *in = window(r, s->rhead);
+        void *acc = segment(r, recv_chunk(r, s->rt), s->rk, &len);
+        if (r->a.type == RT_TYPE_I64)
+            rt_add_into_i64_(acc, in, len);
+        else if (s->rt == N - 2 && r->a.scale != 1.0f)
             rt_add_scaled_(acc, in, len, r->a.scale);
         else
             rt_add_into_(acc, in, len);
@@ -327,6 +337,7 @@ static void ring_trace(const struct rt_comm_req *r, double end)
 const struct rt_coll_algo rt_algo_ring_ = {
     .name = "ring",
     .ops = 1u << RT_OP_ALLREDUCE | 1u << RT_OP_REDUCE_SCATTER | 1u << RT_OP_ALLGATHER,
+    .types = 1u << RT_TYPE_F32 | 1u << RT_TYPE_I64,
     .start = ring_start,
     .progress = ring_progress,
     .trace = ring_trace,

@@ -96,11 +96,61 @@ static struct rt_batch gather_micro(struct trainer *t, const struct rt_batch *b,
     return mb;
 }
 
+/* The int64 sum over ranks, in pieces of at least 1/RT_EXACT_MAX_SUMS of the parameters
+ * (and 256 KiB, where the ring's segments stop shrinking), started as the last micro-batch's
+ * backward completes them, so that it runs during the rest of backward as the float buckets do.
+ * Exact, so the pieces and the algorithm change nothing in the result. */
+static void sums_start(struct trainer *t, size_t lo, size_t hi)
+{
+    struct exact_sum *e = &t->exact;
+    if (e->nsums == RT_EXACT_MAX_SUMS) { /* cannot happen with the piece size below */
+        rt_comm_wait(t->comm, e->sums[0]);
+        memmove(e->sums, e->sums + 1, (size_t)--e->nsums * sizeof *e->sums);
+    }
+    struct rt_coll_args a = {RT_OP_ALLREDUCE, RT_ALLREDUCE_AUTO, e->acc + lo, hi - lo, 1.0f, NULL,
+                             RT_TYPE_I64};
+    e->sums[e->nsums++] = rt_comm_start(t->comm, &a);
+}
+
+/* Backward hands over [lo, hi), finished for this step on this rank. Layers arrive last
+ * first, each adjacent to the one before. */
+static void sums_ready(struct trainer *t, size_t lo, size_t hi)
+{
+    struct exact_sum *e = &t->exact;
+    size_t n = t->model.n_params, piece = n / (RT_EXACT_MAX_SUMS - 2) + 1;
+    if (piece < ((size_t)1 << 15)) piece = (size_t)1 << 15;
+    if (e->pend_lo == e->pend_hi) {
+        e->pend_lo = lo, e->pend_hi = hi;
+    } else if (hi == e->pend_lo) {
+        e->pend_lo = lo;
+    } else { /* not adjacent: start what is pending first */
+        sums_start(t, e->pend_lo, e->pend_hi);
+        e->pend_lo = lo, e->pend_hi = hi;
+    }
+    if (e->pend_hi - e->pend_lo >= piece || lo == 0) {
+        sums_start(t, e->pend_lo, e->pend_hi);
+        e->pend_lo = e->pend_hi = 0;
+    }
+    rt_comm_poke(t->comm);
+}
+
+/* Waits for every piece; the sum is then complete on every rank. */
+static void sums_finish(struct trainer *t)
+{
+    struct exact_sum *e = &t->exact;
+    if (e->pend_lo != e->pend_hi) sums_start(t, e->pend_lo, e->pend_hi);
+    e->pend_lo = e->pend_hi = 0;
+    for (int k = 0; k < e->nsums; k++)
+        rt_comm_wait(t->comm, e->sums[k]);
+    e->nsums = 0;
+}
+
 /* Each layer's gradient block goes into the fixed-point sum as soon as backward has
- * written it, while it is still in cache. */
+ * written it, while it is still in cache; after this rank's last micro-batch, it goes on to
+ * the sum over ranks. */
 struct convert {
     struct trainer *t;
-    int first, flags;
+    int first, last, flags;
 };
 
 static void convert_ready(void *ctx, int layer, size_t offset, size_t count)
@@ -110,16 +160,18 @@ static void convert_ready(void *ctx, int layer, size_t offset, size_t count)
     (void)layer;
     cv->flags |= rt_fixed_accumulate(e->acc, e->maxima, cv->t->model.grads, offset, offset + count,
                                      e->shift, (int)cv->t->cfg->micro_batches, cv->first);
+    if (cv->last && count > 0) sums_ready(cv->t, offset, offset + count);
 }
 
-/* One pass over this rank's micro-batches into the fixed-point sum; the flags of
- * rt_fixed_accumulate, or-ed. */
+/* One pass over this rank's micro-batches into the fixed-point sum, and the sum over ranks
+ * started; the flags of rt_fixed_accumulate, or-ed. */
 static int accumulate(struct trainer *t, const struct rt_batch *b, double *loss, double *correct)
 {
     struct exact_sum *e = &t->exact;
     struct rt_model *m = &t->model;
     int M = (int)t->cfg->micro_batches;
-    struct convert cv = {t, 1, 0};
+    int overlap = t->world > 1 && t->cfg->overlap != RT_OVERLAP_OFF;
+    struct convert cv = {t, 1, 0, 0};
     *loss = *correct = 0;
     memset(e->maxima, 0, (e->blocks + 2) * sizeof *e->maxima);
     rt_model_set_grad_accumulate(m, 0);
@@ -128,9 +180,11 @@ static int accumulate(struct trainer *t, const struct rt_batch *b, double *loss,
         *loss += trainer_forward_loss(t, &mb);
         if (m->spec.loss == RT_LOSS_CE)
             *correct += (double)rt_model_count_correct(m, mb.y, mb.local_rows);
+        cv.last = overlap && j + t->world >= M;
         if (j + t->world >= M) rt_faults_nan_step(&t->faults, t->rank, t->step, m->dlogits);
         rt_model_backward(m, mb.x, mb.local_rows, convert_ready, &cv);
     }
+    if (t->world > 1 && !overlap) sums_start(t, 0, m->n_params);
     return cv.flags;
 }
 
@@ -159,6 +213,7 @@ int trainer_exact_gradient(struct trainer *t, const struct rt_batch *b, double *
     for (int attempt = 0;; attempt++) {
         rt_fixed_shifts(e->shift, e->ref, e->blocks, M);
         agree_maxima(t, accumulate(t, b, loss, correct));
+        sums_finish(t); /* also when the step is redone: acc is written again */
         if (e->maxima[e->blocks + 1] != 0) { /* a term was not finite, on some rank */
             *bad = (NONFINITE_MARK - (size_t)e->maxima[e->blocks + 1]) * RT_FIXED_BLOCK;
             return 0;
@@ -171,7 +226,6 @@ int trainer_exact_gradient(struct trainer *t, const struct rt_batch *b, double *
                                                     (long long)t->step + 1));
         memcpy(e->ref, e->maxima, e->blocks * sizeof *e->ref); /* again, at this step's scale */
     }
-    rt_comm_sum_i64(t->comm, e->acc, m->n_params);
     rt_fixed_to_float(m->grads, e->acc, m->n_params, e->shift);
     rt_fixed_next_ref(e->ref, e->maxima, e->blocks);
     return 1;

@@ -44,6 +44,7 @@ struct metrics_step {
 };
 
 /* comm.deterministic (exact.c): the fixed-point gradient sum and one micro-batch's rows. */
+#define RT_EXACT_MAX_SUMS 64
 struct exact_sum {
     size_t blocks;  /* fixed.h blocks of the parameters */
     int64_t *acc;   /* (n_params) owned */
@@ -53,6 +54,10 @@ struct exact_sum {
     float *x;       /* (max_batch, inputs) owned: the micro-batch's rows */
     void *y;        /* (max_batch, positions) int32 or (max_batch, outputs) float, owned */
     int64_t *ids;   /* (max_batch) owned */
+    /* the int64 sum over ranks, started piece by piece during the last backward */
+    rt_comm_req *sums[RT_EXACT_MAX_SUMS]; /* in start order */
+    int nsums;
+    size_t pend_lo, pend_hi; /* converted range not yet started */
 };
 
 struct trainer {

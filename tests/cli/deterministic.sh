@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # comm.deterministic: the same job at 1, 2, 3, 4 and 6 ranks (12 micro-batches) ends with
-# bitwise the same parameters after 100 steps: Adam; with dropout (masks from row ids);
+# bitwise the same parameters after 100 steps: Adam; a wider model whose sum over ranks goes
+# in pieces during backward, or after it; with dropout (masks from row ids);
 # through pruning; with the sharded optimizer. A checkpoint written at 2 ranks resumes at 3
 # and continues bitwise. A non-finite gradient stops or is skipped on every rank. Without
 # it, the rank counts differ (the test's control).
@@ -28,6 +29,14 @@ run 3 r3 comm.deterministic=on --resume "$tmp/d2/ck/ckpt-00000040.h5"
 same "$tmp/d1/model.h5" "$tmp/r3/model.h5"
 run 3 s3 comm.deterministic=on optim.shard=on
 same "$tmp/d1/model.h5" "$tmp/s3/model.h5"
+# Wide enough that the int64 sum over ranks goes in several pieces during backward, and
+# without that overlap (comm.overlap = off: one sum after backward).
+wide="model.layers=dense(512), tanh, dense(256), tanh, dense(4)"
+run 1 w1 comm.deterministic=on "$wide" train.max_steps=30
+run 3 w3 comm.deterministic=on "$wide" train.max_steps=30
+same "$tmp/w1/model.h5" "$tmp/w3/model.h5"
+run 2 w2 comm.deterministic=on "$wide" train.max_steps=30 comm.overlap=off
+same "$tmp/w1/model.h5" "$tmp/w2/model.h5"
 drop="model.layers=dense(64), tanh, dropout(0.2), dense(32), tanh, dense(4)"
 run 1 drop1 comm.deterministic=on "$drop"
 run 4 drop4 comm.deterministic=on "$drop"

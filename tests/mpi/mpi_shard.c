@@ -68,7 +68,7 @@ static void uneven_cut(size_t n, size_t *part)
 
 static void run(enum rt_coll_op op, float *x, size_t n, float scale, const size_t *part, int queued)
 {
-    struct rt_coll_args a = {op, RT_ALLREDUCE_RING, x, n, scale, part};
+    struct rt_coll_args a = {op, RT_ALLREDUCE_RING, x, n, scale, part, RT_TYPE_F32};
     if (queued)
         rt_comm_wait(comm, rt_comm_start(comm, &a));
     else
@@ -104,6 +104,50 @@ START_TEST(halves_equal_allreduce)
             }
     free(part);
     free(ref);
+    free(x);
+    ck_assert_int_eq(total(bad), 0);
+}
+END_TEST
+
+/* int64 sums are exact: every algorithm asked for (rd falls back to the ring), blocking and
+ * queued, with even and uneven cuts, gives the exact sum of values near 2^50 whose float
+ * sum would round, and the same bytes on every rank. */
+static int64_t ivalue(int r, size_t i)
+{
+    return ((int64_t)1 << 50) / (size + 1) - (int64_t)((i * 2654435761u) % 1000003u) * (r + 1) +
+           (int64_t)r * 3;
+}
+
+START_TEST(int64_sums_exact)
+{
+    size_t nmax = counts[N_COUNTS - 1];
+    int64_t *x = malloc((nmax + 1) * sizeof *x);
+    size_t *part = malloc(((size_t)size + 1) * sizeof *part);
+    ck_assert_ptr_nonnull(x);
+    const enum rt_allreduce_algo algos[] = {RT_ALLREDUCE_RING, RT_ALLREDUCE_RD, RT_ALLREDUCE_MPI,
+                                            RT_ALLREDUCE_AUTO};
+    long bad = 0;
+    for (int k = 0; k < N_COUNTS; k++)
+        for (int v = 0; v < 8; v++) {
+            size_t n = counts[k];
+            int algo = v % 4, queued = v / 4, cut = (k + v) % 2;
+            if (cut) uneven_cut(n, part);
+            for (size_t i = 0; i < n; i++)
+                x[i] = ivalue(rank, i);
+            struct rt_coll_args a = {RT_OP_ALLREDUCE,   algos[algo], x, n, 1.0f,
+                                     cut ? part : NULL, RT_TYPE_I64};
+            if (queued)
+                rt_comm_wait(comm, rt_comm_start(comm, &a));
+            else
+                rt_comm_run(comm, &a);
+            for (size_t i = 0; i < n; i++) {
+                int64_t want = 0;
+                for (int r = 0; r < size; r++)
+                    want += ivalue(r, i);
+                bad += x[i] != want;
+            }
+        }
+    free(part);
     free(x);
     ck_assert_int_eq(total(bad), 0);
 }
@@ -230,6 +274,7 @@ int main(int argc, char **argv)
     tcase_add_test(tc, shards_tile);
     tcase_add_test(tc, halves_equal_allreduce);
     tcase_add_test(tc, allgather_collects_parts);
+    tcase_add_test(tc, int64_sums_exact);
     tcase_add_loop_test(tc, buckets_sharded_dense, 0, 3);
     tcase_add_loop_test(tc, buckets_sharded_sparse, 0, 2);
     suite_add_tcase(s, tc);
