@@ -295,13 +295,25 @@ int rt_ckpt_read_teacher(const char *path, struct rt_model *m)
     return st;
 }
 
+/* At least the file's size: the arrays, plus a sixteenth and 256 KiB for HDF5's object
+ * headers, chunk indexes and checksums (a few KiB per object measured; about 40 objects). */
+static size_t file_bound(const struct rt_ckpt_content *c)
+{
+    size_t arrays = 1 + (c->optim->m != NULL || c->moments) + (c->optim->v != NULL || c->moments);
+    size_t bytes = c->model->n_params * sizeof(float) * arrays;
+    bytes += c->teacher ? c->teacher->n_params * sizeof(float) : 0;
+    bytes += (c->mask ? c->mask_bytes : 0) + c->exact_blocks * sizeof(float);
+    bytes += (size_t)c->state->n_metrics * sizeof(struct rt_ckpt_metric) * 2;
+    bytes += c->config_text ? 2 * strlen(c->config_text) : 0;
+    return bytes + bytes / 16 + ((size_t)256 << 10);
+}
+
 int rt_ckpt_write(const char *path, const struct rt_ckpt_content *c)
 {
     hid_t f = -1;
-    size_t arrays = 1 + (c->optim->m != NULL) + (c->optim->v != NULL);
-    size_t teacher = c->teacher ? c->teacher->n_params * sizeof(float) : 0;
-    RT_TRY(rt_h5_create_mem(path, c->model->n_params * sizeof(float) * arrays + teacher + (1 << 20),
-                            &f));
+    char tmp[4096];
+    int mem = 0;
+    RT_TRY(rt_h5_create_reserved(path, file_bound(c), tmp, sizeof tmp, &f, &mem));
     hid_t g = rt_h5_group(f, "model");
     int rc = g < 0 || put_root(f, c->state, c->config_text) < 0 ||
                      rt_model_write_loc(g, c->model, NULL) < 0 ||
@@ -312,11 +324,7 @@ int rt_ckpt_write(const char *path, const struct rt_ckpt_content *c)
                  ? -1
                  : 0;
     rt_h5_close(g);
-    if (rc < 0) {
-        H5Fclose(f);
-        return rt_errorf(RT_ERR_HDF5, "%s: HDF5 refused to build the checkpoint", path);
-    }
-    return rt_h5_commit_mem(f, path);
+    return rt_h5_finish_reserved(f, tmp, path, mem, rc == 0, "checkpoint");
 }
 
 /* ---- reading ---------------------------------------------------------------------------- */

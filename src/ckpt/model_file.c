@@ -120,6 +120,7 @@ int rt_model_save_csr(const char *path, struct rt_model *m, const char *config_t
     RT_TRY(rt_model_use_csr(m, 1));
     int64_t nnz = rt_model_weight_nonzeros(m);
     hid_t f = -1;
+    /* In memory: its size is harder to bound, and it holds parameters only, once. */
     RT_TRY(rt_h5_create_mem(path, (size_t)nnz * 8 + (1 << 20), &f));
     hid_t layers = -1;
     int rc = put_architecture(f, m) < 0 || rt_h5_put_str(f, "storage", "csr") < 0 ||
@@ -141,12 +142,14 @@ int rt_model_save_csr(const char *path, struct rt_model *m, const char *config_t
 int rt_model_save(const char *path, const struct rt_model *m, const char *config_text)
 {
     hid_t f = -1;
-    RT_TRY(rt_h5_create_mem(path, m->n_params * sizeof(float) + (1 << 20), &f));
-    if (rt_model_write_loc(f, m, config_text) < 0) {
-        H5Fclose(f);
-        return rt_errorf(RT_ERR_HDF5, "%s: HDF5 refused to build the model file", path);
-    }
-    return rt_h5_commit_mem(f, path);
+    char tmp[4096];
+    int mem = 0;
+    /* the parameters, the config, and HDF5's own (as ckpt.c's file_bound) */
+    size_t bytes = m->n_params * sizeof(float) + (config_text ? 2 * strlen(config_text) : 0);
+    RT_TRY(rt_h5_create_reserved(path, bytes + bytes / 16 + ((size_t)256 << 10), tmp, sizeof tmp,
+                                 &f, &mem));
+    int ok = rt_model_write_loc(f, m, config_text) >= 0;
+    return rt_h5_finish_reserved(f, tmp, path, mem, ok, "model file");
 }
 
 /* ---- reading --------------------------------------------------------------------------- */

@@ -1,5 +1,6 @@
 /* h5util.c - HDF5 helpers shared by src/data and src/ckpt: quiet errors, clean open
  * failures, atomic commit. See h5util.h. */
+#define _GNU_SOURCE /* fallocate(2) with FALLOC_FL_KEEP_SIZE */
 #include "h5/h5util.h"
 #include "ringtrain/status.h"
 
@@ -128,6 +129,47 @@ int rt_h5_create_tmp(const char *path, char *tmp, size_t tmp_cap, hid_t *out)
     return RT_OK;
 }
 
+int rt_h5_create_reserved(const char *path, size_t bound, char *tmp, size_t tmp_cap, hid_t *out,
+                          int *mem)
+{
+    *mem = 0;
+    RT_TRY(rt_h5_create_tmp(path, tmp, tmp_cap, out));
+    int fd = open(tmp, O_WRONLY);
+    int err = fd < 0 ? errno : fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)bound) ? errno : 0;
+    if (fd >= 0) close(fd);
+    if (err == 0) return RT_OK;
+    rt_h5_discard(*out, tmp);
+    *out = -1;
+    if (err == EOPNOTSUPP || err == ENOSYS || err == EINVAL) { /* cannot reserve here */
+        *mem = 1;
+        return rt_h5_create_mem(path, bound, out);
+    }
+    return rt_errorf(RT_ERR_IO, "%s: cannot reserve %zu bytes for it: %s", tmp, bound,
+                     strerror(err));
+}
+
+int rt_h5_finish_reserved(hid_t file, const char *tmp, const char *path, int mem, int ok,
+                          const char *what)
+{
+    if (!ok) {
+        if (mem)
+            H5Fclose(file);
+        else
+            rt_h5_discard(file, tmp);
+        return rt_errorf(RT_ERR_HDF5, "%s: HDF5 refused to write the %s", path, what);
+    }
+    return mem ? rt_h5_commit_mem(file, path) : rt_h5_commit(file, tmp, path);
+}
+
+/* Gives back what a reservation left beyond the end of the file: ext4 frees blocks past
+ * the end on any truncate, tmpfs only on one that shrinks, hence one byte up and down. */
+static void drop_reservation(const char *tmp)
+{
+    struct stat st;
+    if (stat(tmp, &st) != 0) return;
+    if (truncate(tmp, st.st_size + 1) == 0 && truncate(tmp, st.st_size) != 0) return;
+}
+
 void rt_h5_discard(hid_t file, const char *tmp)
 {
     if (file >= 0) H5Fclose(file);
@@ -240,6 +282,7 @@ int rt_h5_commit(hid_t file, const char *tmp, const char *path)
         unlink(tmp);
         return rt_errorf(RT_ERR_IO, "%s: writing failed: %s", tmp, why);
     }
+    drop_reservation(tmp);
     if (fsync_path(tmp, 0) != 0) {
         int err = errno;
         unlink(tmp);
