@@ -152,10 +152,7 @@ void rt_comm_recv_bytes(rt_comm_t *c, void *buf, size_t bytes, int src);
 /* Collective, in place: element-wise sum / max of n doubles (metrics). */
 void rt_comm_sum_f64(rt_comm_t *c, double *vals, int n);
 void rt_comm_max_f64(rt_comm_t *c, double *vals, int n);
-/* Collective, in place, exact in any order: element-wise sum of n int64 (the fixed-point
- * gradient sums of comm.deterministic, fixed.h) and maximum of n floats. Blocking; no
- * request may be in flight. */
-void rt_comm_sum_i64(rt_comm_t *c, int64_t *vals, size_t n);
+/* Collective, in place, exact in any order: element-wise maximum of n floats. Blocking. */
 void rt_comm_max_f32(rt_comm_t *c, float *vals, size_t n);
 /* Collective: every rank's value to every rank; all (size) is indexed by rank. */
 void rt_comm_allgather_u64(rt_comm_t *c, uint64_t mine, uint64_t *all);

@@ -5,8 +5,8 @@
  * by a power of two chosen per block of RT_FIXED_BLOCK coordinates, rounded once to an
  * integer, and the integers are added in int64, where addition is exact and associative.
  * The result depends only on the set of terms and the scales, never on the order, the
- * number of ranks or the reduction algorithm. No MPI here (the int64 sum over ranks is
- * rt_comm_allreduce_i64).
+ * number of ranks or the reduction algorithm. No MPI here (the int64 sum over ranks is an
+ * RT_TYPE_I64 allreduce, comm.h).
  *
  * Scales. Block b's shift comes from a reference magnitude r: the previous step's largest
  * |term| in the block (decaying: rt_fixed_next_ref), but at least 2^-RT_FIXED_FLOOR_BITS of

@@ -295,9 +295,8 @@ int rt_ckpt_read_teacher(const char *path, struct rt_model *m)
     return st;
 }
 
-/* At least the file's size: the arrays, plus a sixteenth and 256 KiB for HDF5's object
- * headers, chunk indexes and checksums (a few KiB per object measured; about 40 objects). */
-static size_t file_bound(const struct rt_ckpt_content *c)
+/* The bytes of the arrays a checkpoint holds, at least (rt_h5_create_reserved). */
+static size_t data_bytes(const struct rt_ckpt_content *c)
 {
     size_t arrays = 1 + (c->optim->m != NULL || c->moments) + (c->optim->v != NULL || c->moments);
     size_t bytes = c->model->n_params * sizeof(float) * arrays;
@@ -305,7 +304,7 @@ static size_t file_bound(const struct rt_ckpt_content *c)
     bytes += (c->mask ? c->mask_bytes : 0) + c->exact_blocks * sizeof(float);
     bytes += (size_t)c->state->n_metrics * sizeof(struct rt_ckpt_metric) * 2;
     bytes += c->config_text ? 2 * strlen(c->config_text) : 0;
-    return bytes + bytes / 16 + ((size_t)256 << 10);
+    return bytes;
 }
 
 int rt_ckpt_write(const char *path, const struct rt_ckpt_content *c)
@@ -313,7 +312,7 @@ int rt_ckpt_write(const char *path, const struct rt_ckpt_content *c)
     hid_t f = -1;
     char tmp[4096];
     int mem = 0;
-    RT_TRY(rt_h5_create_reserved(path, file_bound(c), tmp, sizeof tmp, &f, &mem));
+    RT_TRY(rt_h5_create_reserved(path, data_bytes(c), tmp, sizeof tmp, &f, &mem));
     hid_t g = rt_h5_group(f, "model");
     int rc = g < 0 || put_root(f, c->state, c->config_text) < 0 ||
                      rt_model_write_loc(g, c->model, NULL) < 0 ||

@@ -144,10 +144,8 @@ int rt_model_save(const char *path, const struct rt_model *m, const char *config
     hid_t f = -1;
     char tmp[4096];
     int mem = 0;
-    /* the parameters, the config, and HDF5's own (as ckpt.c's file_bound) */
     size_t bytes = m->n_params * sizeof(float) + (config_text ? 2 * strlen(config_text) : 0);
-    RT_TRY(rt_h5_create_reserved(path, bytes + bytes / 16 + ((size_t)256 << 10), tmp, sizeof tmp,
-                                 &f, &mem));
+    RT_TRY(rt_h5_create_reserved(path, bytes, tmp, sizeof tmp, &f, &mem));
     int ok = rt_model_write_loc(f, m, config_text) >= 0;
     return rt_h5_finish_reserved(f, tmp, path, mem, ok, "model file");
 }

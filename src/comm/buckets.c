@@ -369,7 +369,8 @@ void rt_buckets_piece(const struct rt_buckets *b, int k, int r, struct rt_shard_
 static struct rt_coll_args gather_args(struct rt_buckets *b, const struct bucket *bk)
 {
     struct rt_coll_args a = {
-        RT_OP_ALLGATHER, RT_ALLREDUCE_AUTO, b->params + bk->lo, bk->hi - bk->lo, 1.0f, NULL, RT_TYPE_F32};
+        RT_OP_ALLGATHER, RT_ALLREDUCE_AUTO, b->params + bk->lo, bk->hi - bk->lo, 1.0f, NULL,
+        RT_TYPE_F32};
     if (!b->sparse) return a;
     const uint32_t *idx = b->idx + bk->plo;
     float *dst = b->packed + bk->plo;

@@ -116,17 +116,6 @@ void rt_comm_max_f64(rt_comm_t *c, double *vals, int n)
  * result is the same bytes whatever it does. In pieces of 4 MiB: Open MPI's MPI_Allreduce
  * falls off a cliff from 16-32 MiB on these machines (algos.c's table: 108 ms at 32 MiB
  * against 7 ms for the ring). */
-void rt_comm_sum_i64(rt_comm_t *c, int64_t *vals, size_t n)
-{
-    const size_t piece = (size_t)1 << 19;
-    double t0 = MPI_Wtime();
-    for (size_t off = 0; off < n; off += piece) {
-        size_t len = n - off < piece ? n - off : piece;
-        MPI_Allreduce(MPI_IN_PLACE, vals + off, (int)len, MPI_INT64_T, MPI_SUM, c->ar);
-    }
-    c->blocked_s += MPI_Wtime() - t0; /* the step's communication (rt_comm_times) */
-}
-
 void rt_comm_max_f32(rt_comm_t *c, float *vals, size_t n)
 {
     const size_t piece = (size_t)1 << 30;

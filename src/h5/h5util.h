@@ -44,15 +44,15 @@ int rt_h5_create_tmp(const char *path, char *tmp, size_t tmp_cap, hid_t *out);
 int rt_h5_commit(hid_t file, const char *tmp, const char *path);
 
 /* Checkpoints go straight to disk, piece by piece (the sharded moments are never whole on
- * one rank): rt_h5_create_tmp, then `bound` bytes reserved for tmp (fallocate, keeping its
- * size), so that a full disk is refused here, with its errno, before HDF5 writes anything,
- * and not inside HDF5, which (1.10.8) crashed when it could not close a file after a failed
- * write. bound must cover the whole file, metadata included. Where the file system cannot
- * reserve, *mem = 1 and the file is built in memory instead (rt_h5_create_mem: finish it
- * with rt_h5_commit_mem); else finish with rt_h5_commit, which gives back what was
- * reserved and not used. */
-int rt_h5_create_reserved(const char *path, size_t bound, char *tmp, size_t tmp_cap, hid_t *out,
-                          int *mem);
+ * one rank): rt_h5_create_tmp, then room reserved for tmp (fallocate, keeping its size):
+ * data_bytes, at least the arrays the file will hold, plus a margin for HDF5's metadata. A
+ * full disk is refused here, with its errno, before HDF5 writes anything, and not inside
+ * HDF5, which (1.10.8) crashed when it could not close a file after a failed write. Where the file
+ * system cannot reserve, *mem = 1 and the file is built in memory instead (rt_h5_create_mem: finish
+ * it with rt_h5_commit_mem); else finish with rt_h5_commit, which gives back what was reserved and
+ * not used. */
+int rt_h5_create_reserved(const char *path, size_t data_bytes, char *tmp, size_t tmp_cap,
+                          hid_t *out, int *mem);
 /* Ends what rt_h5_create_reserved began: commits when ok, else discards it and reports that
  * HDF5 refused to write the `what` ("checkpoint"). file is closed in every case. */
 int rt_h5_finish_reserved(hid_t file, const char *tmp, const char *path, int mem, int ok,

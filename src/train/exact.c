@@ -11,15 +11,16 @@
  *    forward and backward of its own rows: the same bytes wherever it runs.
  *  - the M micro-batch gradients are summed in fixed point (fixed.h): exact integer
  *    additions, which give the same result in any order, over micro-batches on a rank and
- *    then over ranks (rt_comm_sum_i64), converted back to float once.
+ *    then over ranks (an int64 ring allreduce, comm.h), converted back to float once.
  * The fixed-point scale of each block of 256 coordinates comes from the previous step's
  * largest terms; a step whose terms outgrow it (and the first step, which has no previous)
  * is computed again with its own largest terms, found by one small max-allreduce. The
  * references travel in checkpoints, so a resumed run scales exactly as the uninterrupted.
  *
  * Cost, against the usual step: micro-batch GEMMs of batch/M rows, one conversion pass per
- * micro-batch, an int64 allreduce (twice the bytes of float) after backward instead of
- * float buckets during it, and memory for the int64 sum (8 bytes per parameter). */
+ * micro-batch, an int64 allreduce (twice the bytes of float, during the last micro-batch's
+ * backward as buckets are) instead of float buckets, and memory for the int64 sum (8 bytes
+ * per parameter). */
 #include "ringtrain/fixed.h"
 #include "ringtrain/log.h"
 #include "ringtrain/status.h"
